@@ -1,0 +1,276 @@
+"""Typed settings, built from environment variables or from the Airflow connection's fields.
+
+Validation happens here, once, before any request: a bad value raises :class:`ConfigError` naming the
+setting. The API key is held in :class:`Secret`, whose repr and str never show it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, cast, get_args
+
+from etl.errors import ConfigError
+
+DataCenter = Literal["global", "in", "ksa"]
+
+DATA_CENTER_HOSTS: Final[dict[str, str]] = {
+    "global": "https://api.webengage.com",
+    "in": "https://api.in.webengage.com",
+    "ksa": "https://api.ksa.webengage.com",
+}
+
+#: WebEngage's hard per-call item cap on the bulk endpoints.
+MAX_BULK_ITEMS: Final = 25
+
+DEFAULT_DEMO_DIR: Final = Path(".demo")
+DEFAULT_WAREHOUSE_URL: Final = f"duckdb:///{DEFAULT_DEMO_DIR / 'warehouse.duckdb'}"
+
+
+class Secret:
+    """An opaque credential. ``repr``/``str`` print a mask; only :meth:`reveal` gives the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickling (e.g. to a subprocess) keeps the value; it is still never printed.
+        return (Secret, (self._value,))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a run needs. Limits default to WebEngage's documented account defaults."""
+
+    license_code: str
+    api_key: Secret = field(repr=False)
+    data_center: DataCenter = "global"
+    api_url: str = ""  # resolved from data_center when empty
+    warehouse_url: str = DEFAULT_WAREHOUSE_URL
+    state_url: str = ""  # empty: the warehouse holds the state too
+
+    # Rate budgets in requests per minute; WebEngage can raise them per account, so never constants.
+    bulk_users_rpm: float = 500
+    bulk_events_rpm: float = 500
+    users_rpm: float = 5000
+    events_rpm: float = 5000
+    #: Whether /bulk-users and /bulk-events draw from one budget (unconfirmed by WebEngage).
+    shared_bulk_budget: bool = False
+    #: Pace at this share of each budget, so a sliding-window limiter never sees us over it.
+    rate_headroom: float = 0.98
+    #: Seconds of budget a client may spend in one burst (token-bucket capacity).
+    burst_seconds: float = 1.0
+
+    batch_size: int = MAX_BULK_ITEMS
+    max_batch_bytes: int = 512_000
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0
+    #: Attempts for 5xx/transport failures (429 waits are not attempts).
+    max_retries: int = 6
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 60.0
+    #: Longest total time one request may spend waiting out 429s before it counts as transient.
+    max_throttle_wait_s: float = 900.0
+    #: Requests in flight; 0 = derived from the budget and ``expected_latency_s``.
+    concurrency: int = 0
+    expected_latency_s: float = 1.0
+    max_concurrency: int = 64
+    #: Send x-request-id on bulk calls too (honoured by WebEngage only on /users and /events: unconfirmed).
+    request_id_on_bulk: bool = True
+    #: ``response.status`` values of a 2xx body that count as accepted.
+    accepted_statuses: tuple[str, ...] = ("queued", "success")
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- derived ---------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return (self.api_url or DATA_CENTER_HOSTS[self.data_center]).rstrip("/")
+
+    @property
+    def account_url(self) -> str:
+        return f"{self.base_url}/v1/accounts/{self.license_code}"
+
+    @property
+    def effective_state_url(self) -> str:
+        return self.state_url or self.warehouse_url
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    # -- constructors ----------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build from ``WEBENGAGE_*``, ``WAREHOUSE_URL`` and ``STATE_URL`` variables."""
+        env = os.environ if env is None else env
+        raw: dict[str, str] = {}
+        for name, var in _ENV_VARS.items():
+            if env.get(var, "") != "":
+                raw[name] = env[var]
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(raw)
+
+    @classmethod
+    def from_connection(
+        cls,
+        *,
+        host: str | None,
+        login: str | None,
+        password: str | None,
+        extra: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Build from an Airflow connection's fields: host = API URL or data-centre name,
+        login = license code, password = REST API key, extras = any other setting by name."""
+        raw: dict[str, Any] = {}
+        for key, value in (extra or {}).items():
+            if key not in _FIELDS or key in ("api_key", "license_code"):
+                raise ConfigError(f"extra.{key}", f"unknown extra; allowed: {', '.join(sorted(_EXTRAS))}")
+            raw[key] = value
+        host = (host or "").strip()
+        if host:
+            if host.lower() in DATA_CENTER_HOSTS:
+                raw["data_center"] = host.lower()
+            else:
+                raw["api_url"] = host if "://" in host else f"https://{host}"
+        if login:
+            raw["license_code"] = login
+        if password:
+            raw["api_key"] = password
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(raw)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Settings:
+        """Coerce loosely typed values (strings from env or JSON extras) to the declared types."""
+        values: dict[str, Any] = {}
+        for name, value in raw.items():
+            if name not in _FIELDS:
+                raise ConfigError(name, "unknown setting")
+            values[name] = _coerce(name, value)
+        for required, var in (("license_code", "WEBENGAGE_LICENSE_CODE"), ("api_key", "WEBENGAGE_API_KEY")):
+            if not values.get(required):
+                raise ConfigError(required, f"missing (set {var} or the Airflow connection)")
+        return cls(**values)
+
+
+_FIELDS: Final = {f.name: f for f in dataclasses.fields(Settings)}
+_EXTRAS: Final = sorted(set(_FIELDS) - {"api_key", "license_code"})
+_ENV_VARS: Final = {
+    "license_code": "WEBENGAGE_LICENSE_CODE",
+    "api_key": "WEBENGAGE_API_KEY",
+    "data_center": "WEBENGAGE_DATA_CENTER",
+    "api_url": "WEBENGAGE_API_URL",
+    "warehouse_url": "WAREHOUSE_URL",
+    "state_url": "STATE_URL",
+}
+# Every other setting: WEBENGAGE_<NAME>, e.g. WEBENGAGE_BULK_USERS_RPM.
+_ENV_VARS.update({name: f"WEBENGAGE_{name.upper()}" for name in _EXTRAS if name not in _ENV_VARS})
+
+_TRUE = {"1", "true", "yes", "y", "on"}
+_FALSE = {"0", "false", "no", "n", "off"}
+
+
+def env_var_for(setting: str) -> str:
+    """The environment variable that sets ``setting`` (for messages and docs)."""
+    return _ENV_VARS[setting]
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _FIELDS[name].type
+    try:
+        if name == "api_key":
+            return value if isinstance(value, Secret) else Secret(str(value).strip())
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError("expected a boolean (true/false)")
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError("expected an integer")
+            return int(str(value).strip()) if not isinstance(value, int | float) else int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            number = float(str(value).strip()) if not isinstance(value, int | float) else float(value)
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError("expected a finite number")
+            return number
+        if kind == "tuple[str, ...]":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(v).strip() for v in items if str(v).strip())
+        return str(value).strip()
+    except (TypeError, ValueError) as exc:
+        # Never echo the value: it might be the key pasted into the wrong variable.
+        raise ConfigError(name, f"not a valid {kind}: {exc.__class__.__name__}") from None
+
+
+def _validate(s: Settings) -> None:
+    if not isinstance(s.api_key, Secret):
+        object.__setattr__(s, "api_key", Secret(str(s.api_key)))
+    if not s.license_code or not s.license_code.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError("license_code", "must be a non-empty alphanumeric code (e.g. va1w264d)")
+    if not s.api_key.reveal():
+        raise ConfigError("api_key", "missing")
+    if s.data_center not in get_args(DataCenter):
+        raise ConfigError(
+            "data_center", f"unknown data centre; expected one of {', '.join(DATA_CENTER_HOSTS)}"
+        )
+    if s.api_url and not s.api_url.startswith(("http://", "https://")):
+        raise ConfigError("api_url", "must start with http:// or https://")
+    if not 1 <= s.batch_size <= MAX_BULK_ITEMS:
+        raise ConfigError("batch_size", f"must be between 1 and {MAX_BULK_ITEMS} (WebEngage's bulk cap)")
+    positive = (
+        "bulk_users_rpm",
+        "bulk_events_rpm",
+        "users_rpm",
+        "events_rpm",
+        "burst_seconds",
+        "connect_timeout_s",
+        "read_timeout_s",
+        "backoff_base_s",
+        "backoff_max_s",
+        "expected_latency_s",
+        "max_batch_bytes",
+        "max_concurrency",
+    )
+    for name in positive:
+        if cast(float, getattr(s, name)) <= 0:
+            raise ConfigError(name, "must be greater than 0")
+    if not 0 < s.rate_headroom <= 1:
+        raise ConfigError("rate_headroom", "must be in (0, 1]")
+    if s.max_retries < 0 or s.concurrency < 0 or s.max_throttle_wait_s < 0:
+        raise ConfigError("max_retries/concurrency/max_throttle_wait_s", "must not be negative")
+    if s.max_batch_bytes < 1024:
+        raise ConfigError("max_batch_bytes", "must be at least 1024 bytes")
+    if not s.accepted_statuses:
+        raise ConfigError("accepted_statuses", "must list at least one status")
+    for name in ("warehouse_url", "state_url"):
+        url = cast(str, getattr(s, name))
+        if url and "://" not in url:
+            raise ConfigError(name, "must be an SQLAlchemy URL such as duckdb:///path.duckdb")
