@@ -1,0 +1,1 @@
+"""Warehouse access: engines from URLs, SQL files by name, chunked reads."""

@@ -1,0 +1,85 @@
+"""Shared fixtures. Airflow reads its environment at import, so it is set here before anything imports it."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="we-airflow-")
+os.environ.setdefault("AIRFLOW_HOME", _AIRFLOW_HOME)
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_bindir() -> str | None:
+    found = shutil.which("pg_ctl") or next(
+        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1:]), None
+    )
+    return os.path.dirname(os.path.realpath(found)) if found else None
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port (runs as `postgres` when we are root)."""
+    bindir = _pg_bindir()
+    if bindir is None or not os.path.exists(os.path.join(bindir, "initdb")):
+        pytest.skip("PostgreSQL server binaries (initdb/pg_ctl) not found on this machine")
+    # Not tmp_path: pytest's tmp dirs are 0700 for root, which the postgres user cannot enter.
+    base = tempfile.mkdtemp(prefix="we-pg-")
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+
+    def sh(*args: str) -> None:
+        subprocess.run([*run_as, *args], check=True, capture_output=True, timeout=60)
+
+    sh(f"{bindir}/initdb", "-D", f"{base}/data", "-U", "postgres", "-A", "trust", "-E", "UTF8",
+       "--locale=C.UTF-8", "--no-sync")  # fmt: skip
+    # -l is required: without a log file the postmaster keeps our pipe open and run() hangs.
+    sh(f"{bindir}/pg_ctl", "-D", f"{base}/data", "-l", f"{base}/log", "-w", "-o",
+       f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=UTC", "start")  # fmt: skip
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*run_as, f"{bindir}/pg_ctl", "-D", f"{base}/data", "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_db(pg_url: str) -> Iterator[str]:
+    """A fresh database per test inside the session cluster."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))  # name is generated here, not user input
+    try:
+        yield pg_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
