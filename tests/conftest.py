@@ -56,8 +56,8 @@ def pg_url() -> Iterator[str]:
     sh(f"{bindir}/initdb", "-D", f"{base}/data", "-U", "postgres", "-A", "trust", "-E", "UTF8",
        "--locale=C.UTF-8", "--no-sync")  # fmt: skip
     # -l is required: without a log file the postmaster keeps our pipe open and run() hangs.
-    sh(f"{bindir}/pg_ctl", "-D", f"{base}/data", "-l", f"{base}/log", "-w", "-o",
-       f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=UTC", "start")  # fmt: skip
+    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=UTC"
+    sh(f"{bindir}/pg_ctl", "-D", f"{base}/data", "-l", f"{base}/log", "-w", "-o", opts, "start")
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:

@@ -89,7 +89,7 @@ def test_from_airflow_connection_fields() -> None:
 
 
 def test_connection_rejects_unknown_extra() -> None:
-    with pytest.raises(ConfigError, match="extra.colour"):
+    with pytest.raises(ConfigError, match=r"extra\.colour"):
         Settings.from_connection(host="global", login="l", password="p", extra={"colour": "red"})
 
 
