@@ -1,0 +1,54 @@
+"""The WebEngage REST client: every quirk of the API (pacing, retries, classification) lives here."""
+
+from etl.webengage.auth import BearerAuth
+from etl.webengage.client import (
+    WebEngageClient,
+    bulk_events_request,
+    bulk_users_request,
+    deterministic_request_id,
+    event_request,
+    user_request,
+)
+from etl.webengage.clock import Clock, FakeClock, SystemClock, seconds_to_next_minute
+from etl.webengage.models import (
+    BULK_ENDPOINTS,
+    ENDPOINTS,
+    ClientStats,
+    Endpoint,
+    EventPayload,
+    Outcome,
+    SendRequest,
+    SendResult,
+    UserPayload,
+)
+from etl.webengage.ratelimit import RateBudgets, TokenBucket
+from etl.webengage.retry import Classification, RetryPolicy, Verdict, parse_retry_after
+
+__all__ = [
+    "BULK_ENDPOINTS",
+    "ENDPOINTS",
+    "BearerAuth",
+    "Classification",
+    "ClientStats",
+    "Clock",
+    "Endpoint",
+    "EventPayload",
+    "FakeClock",
+    "Outcome",
+    "RateBudgets",
+    "RetryPolicy",
+    "SendRequest",
+    "SendResult",
+    "SystemClock",
+    "TokenBucket",
+    "UserPayload",
+    "Verdict",
+    "WebEngageClient",
+    "bulk_events_request",
+    "bulk_users_request",
+    "deterministic_request_id",
+    "event_request",
+    "parse_retry_after",
+    "seconds_to_next_minute",
+    "user_request",
+]

@@ -1,0 +1,359 @@
+"""The one WebEngage client: pacing, retries, classification and concurrency live here and nowhere else."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import math
+import queue
+import random
+import threading
+from collections.abc import Generator, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
+
+import httpx
+import orjson
+
+from etl.config import MAX_BULK_ITEMS, Settings
+from etl.errors import TerminalAPIError
+from etl.webengage.auth import BearerAuth
+from etl.webengage.clock import Clock, SystemClock
+from etl.webengage.models import (
+    BULK_ENDPOINTS,
+    ENDPOINTS,
+    ClientStats,
+    Endpoint,
+    EventPayload,
+    Outcome,
+    SendRequest,
+    SendResult,
+    UserPayload,
+)
+from etl.webengage.ratelimit import RateBudgets
+from etl.webengage.retry import RetryPolicy, Verdict
+
+log = logging.getLogger(__name__)
+
+
+class WebEngageClient:
+    """Sends :class:`SendRequest` objects to one WebEngage account, thread-safely.
+
+    Every attempt first takes a token from the endpoint's rate budget; answers are classified by
+    :class:`RetryPolicy`; ``X-RateLimit-*`` headers re-sync the budget. Terminal failures raise
+    :class:`~etl.errors.TerminalAPIError` after one request. Logs and errors carry endpoint, status,
+    request id and counts only: never the key, never a body.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._clock: Clock = clock or SystemClock()
+        self._policy = RetryPolicy(settings, rng)
+        self._budgets = RateBudgets(settings, self._clock)
+        self._stats = ClientStats()
+        self._auth = BearerAuth(settings.api_key)
+        # Until the host has answered once, a refused connection means a wrong host (terminal).
+        self._had_response = False
+        pool = max(self.concurrency_for(endpoint) for endpoint in ENDPOINTS)
+        self._http = httpx.Client(
+            base_url=settings.account_url,
+            auth=self._auth,
+            timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            transport=transport,
+            follow_redirects=False,  # a redirect means a wrong host; never re-send data elsewhere
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def __enter__(self) -> WebEngageClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        host = httpx.URL(self._settings.base_url).host
+        return f"WebEngageClient(host={host!r}, license_code={self._settings.license_code!r})"
+
+    # -- introspection -------------------------------------------------------------------------------
+    @property
+    def stats(self) -> ClientStats:
+        return self._stats
+
+    @property
+    def budgets(self) -> RateBudgets:
+        return self._budgets
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return self._policy
+
+    def concurrency_for(self, endpoint: Endpoint) -> int:
+        """Requests to keep in flight for ``endpoint``.
+
+        Enough to spend the whole budget when each call takes ``expected_latency_s`` (rate × latency,
+        +50 % and one spare), never more: the token bucket sets the rate, this only stops latency from
+        starving it. ``settings.concurrency`` > 0 overrides; ``max_concurrency`` caps both.
+        """
+        s = self._settings
+        if s.concurrency > 0:
+            wanted = s.concurrency
+        else:
+            wanted = math.ceil(self._budgets.rate_per_s(endpoint) * s.expected_latency_s * 1.5) + 1
+        return max(1, min(wanted, s.max_concurrency))
+
+    # -- sending -------------------------------------------------------------------------------------
+    def send(self, request: SendRequest) -> SendResult:
+        """Send one request with pacing and retries; returns its outcome or raises TerminalAPIError."""
+        return self._send(request, None)
+
+    def send_many(
+        self, requests: Iterable[SendRequest], *, concurrency: int | None = None
+    ) -> Generator[SendResult, None, None]:
+        """Send ``requests`` with up to ``concurrency`` in flight; yield results in completion order.
+
+        The iterable is pulled lazily (at most ``concurrency`` requests ahead of the results yielded),
+        and results are yielded on the caller's thread so it can checkpoint each one there. The default
+        width is :meth:`concurrency_for` the first request's endpoint. On TerminalAPIError (or an error
+        from the iterable) nothing more is submitted; requests in flight finish and are yielded, then the
+        error is raised. Closing the generator early stops further attempts and joins the worker threads;
+        results still in flight then are dropped (their batches stay unsent and are re-driven next run).
+        """
+        source = iter(requests)
+        first = next(source, None)
+        if first is None:
+            return
+        width = max(1, concurrency) if concurrency else self.concurrency_for(first.endpoint)
+        pending = itertools.chain((first,), source)
+        # Workers post their own future here when done, so results come out in true completion order.
+        finished: queue.SimpleQueue[Future[SendResult]] = queue.SimpleQueue()
+        cancel = threading.Event()
+        failure: BaseException | None = None
+        exhausted = False
+        in_flight = 0
+        executor = ThreadPoolExecutor(max_workers=width, thread_name_prefix="webengage-send")
+        try:
+            while True:
+                while not exhausted and failure is None and in_flight < width:
+                    try:
+                        request = next(pending, None)
+                    except Exception as exc:  # the caller's iterable failed: drain, then re-raise it
+                        failure = exc
+                        break
+                    if request is None:
+                        exhausted = True
+                        break
+                    future = executor.submit(self._send, request, cancel)
+                    future.add_done_callback(finished.put)
+                    in_flight += 1
+                if in_flight == 0:
+                    break
+                done = finished.get()
+                in_flight -= 1
+                error = done.exception()
+                if error is not None:
+                    failure = failure or error  # the first failure is raised; later ones are the same story
+                    continue
+                yield done.result()
+            if failure is not None:
+                raise failure
+        finally:
+            cancel.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def _send(self, request: SendRequest, cancel: threading.Event | None) -> SendResult:
+        s = self._settings
+        started = self._clock.monotonic()
+        attempts = throttled = 0
+        throttle_wait = 0.0
+        status: int | None = None
+
+        def finish(outcome: Outcome, message: str | None) -> SendResult:
+            result = SendResult(
+                request=request,
+                outcome=outcome,
+                status_code=status,
+                message=self._auth.scrub(message) if message else None,
+                attempts=attempts,
+                throttled=throttled,
+                elapsed_s=self._clock.monotonic() - started,
+            )
+            self._stats.add(**{outcome: 1}, items_accepted=request.items if outcome == "accepted" else 0)
+            level = logging.DEBUG if outcome == "accepted" else logging.WARNING
+            log.log(
+                level,
+                "webengage %s %s: request_id=%s items=%d status=%s attempts=%d throttled=%d",
+                request.endpoint,
+                outcome,
+                request.request_id,
+                request.items,
+                status,
+                attempts,
+                throttled,
+            )
+            return result
+
+        if len(request.body) > s.max_batch_bytes:
+            # The batcher should never build this; reject it rather than let WebEngage truncate or 413 it.
+            return finish("rejected", f"request body of {len(request.body)} bytes exceeds max_batch_bytes")
+
+        bucket = self._budgets[request.endpoint]
+        headers = {}
+        if request.request_id and (request.endpoint not in BULK_ENDPOINTS or s.request_id_on_bulk):
+            headers["x-request-id"] = request.request_id
+        self._stats.add(items_sent=request.items)
+        while True:
+            if cancel is not None and cancel.is_set():
+                return finish("transient", "cancelled before sending")
+            bucket.acquire()
+            response, verdict = self._attempt(request, headers)
+            status = response.status_code if response is not None else None
+            if verdict.kind == "throttled":
+                throttled += 1
+                self._stats.add(throttled=1)
+                retry_after = response.headers.get("retry-after") if response is not None else None
+                delay = self._policy.throttle_delay(retry_after, self._clock.time())
+                bucket.pause_for(delay)  # every thread of this budget waits, not only this one
+                if throttle_wait + delay > s.max_throttle_wait_s:
+                    return finish("transient", f"still throttled (429) after {throttle_wait:.0f}s of waiting")
+                throttle_wait += delay
+                continue  # the wait happens in the next acquire(); a 429 is not an attempt
+            attempts += 1
+            if verdict.kind == "accepted":
+                return finish("accepted", None)
+            if verdict.kind == "rejected":
+                return finish("rejected", verdict.message)
+            if verdict.kind == "terminal":
+                raise self._terminal(request, status, verdict)
+            if attempts > s.max_retries:
+                return finish("transient", verdict.message)
+            delay = self._policy.backoff(attempts - 1)
+            self._stats.add(retries=1)
+            log.warning(
+                "webengage %s transient failure, retrying in %.2fs: request_id=%s items=%d status=%s "
+                "attempt=%d/%d",
+                request.endpoint,
+                delay,
+                request.request_id,
+                request.items,
+                status,
+                attempts,
+                s.max_retries + 1,
+            )
+            self._clock.sleep(delay)
+
+    def _attempt(
+        self, request: SendRequest, headers: dict[str, str]
+    ) -> tuple[httpx.Response | None, Verdict]:
+        """One HTTP call, counted and classified; a transport error becomes a verdict, not an exception."""
+        self._stats.add(requests=1, bytes_sent=len(request.body))
+        try:
+            response = self._http.post(request.endpoint, content=request.body, headers=headers)
+        except httpx.TransportError as exc:
+            self._stats.count_status("transport_error")
+            verdict = self._policy.classify_error(exc, first_contact=not self._had_response)
+            log.debug(
+                "webengage %s transport error %s: request_id=%s items=%d",
+                request.endpoint,
+                type(exc).__name__,
+                request.request_id,
+                request.items,
+            )
+            return None, verdict
+        self._had_response = True
+        self._stats.count_status(response.status_code)
+        # A 429 sets its own pause in _send (Retry-After, else the minute boundary), so its Remaining
+        # (always 0) must not add a second, longer one; the limit is still recorded.
+        throttled = response.status_code == 429
+        self._budgets[request.endpoint].observe(
+            _header_number(response, "x-ratelimit-limit"),
+            None if throttled else _header_number(response, "x-ratelimit-remaining"),
+            self._clock.time(),
+        )
+        log.debug(
+            "webengage %s -> %d: request_id=%s items=%d bytes=%d",
+            request.endpoint,
+            response.status_code,
+            request.request_id,
+            request.items,
+            len(request.body),
+        )
+        return response, self._policy.classify(response.status_code, response.content)
+
+    def _terminal(self, request: SendRequest, status: int | None, verdict: Verdict) -> TerminalAPIError:
+        self._stats.add(terminal=1)
+        shown = f"HTTP {status}" if status is not None else "no answer"
+        message = self._auth.scrub(
+            f"{shown} (request_id={request.request_id}, items={request.items}): {verdict.message}"
+        )
+        log.error("webengage %s terminal failure: %s", request.endpoint, message)
+        return TerminalAPIError(
+            message,
+            status_code=status,
+            endpoint=f"POST {self._settings.account_url}/{request.endpoint}",
+            hint=verdict.hint,
+        )
+
+
+# -- request builders ----------------------------------------------------------------------------------
+def deterministic_request_id(keys: Iterable[str]) -> str:
+    """A stable id for a batch: sha256 of its sorted keys joined by U+001F, first 32 hex chars.
+
+    The same batch rebuilt after a crash gets the same id, so WebEngage can drop the duplicate.
+    """
+    return hashlib.sha256("\x1f".join(sorted(keys)).encode()).hexdigest()[:32]
+
+
+def user_request(user: UserPayload, request_id: str | None = None, *, key: object = None) -> SendRequest:
+    return SendRequest("users", orjson.dumps(user), request_id, 1, key)
+
+
+def event_request(event: EventPayload, request_id: str | None = None, *, key: object = None) -> SendRequest:
+    return SendRequest("events", orjson.dumps(event), request_id, 1, key)
+
+
+def bulk_users_request(
+    users: Sequence[UserPayload], request_id: str | None = None, *, key: object = None
+) -> SendRequest:
+    _check_bulk(len(users))
+    return SendRequest("bulk-users", orjson.dumps({"users": list(users)}), request_id, len(users), key)
+
+
+def bulk_events_request(
+    events: Sequence[EventPayload], request_id: str | None = None, *, key: object = None
+) -> SendRequest:
+    _check_bulk(len(events))
+    return SendRequest("bulk-events", orjson.dumps({"events": list(events)}), request_id, len(events), key)
+
+
+def _check_bulk(count: int) -> None:
+    if not 1 <= count <= MAX_BULK_ITEMS:
+        raise ValueError(f"a bulk call takes 1 to {MAX_BULK_ITEMS} items, got {count}")
+
+
+def _header_number(response: httpx.Response, name: str) -> float | None:
+    value = response.headers.get(name)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
