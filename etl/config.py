@@ -67,6 +67,8 @@ class Settings:
     api_url: str = ""  # resolved from data_center when empty
     warehouse_url: str = DEFAULT_WAREHOUSE_URL
     state_url: str = ""  # empty: the warehouse holds the state too
+    #: The user mapping file (TOML); empty: ``mappings/users.toml`` of this repository.
+    users_mapping: str = ""
 
     # Rate budgets in requests per minute; WebEngage can raise them per account, so never constants.
     bulk_users_rpm: float = 500
@@ -122,11 +124,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build from ``WEBENGAGE_*``, ``WAREHOUSE_URL`` and ``STATE_URL`` variables."""
-        env = os.environ if env is None else env
-        raw: dict[str, str] = {}
-        for name, var in _ENV_VARS.items():
-            if env.get(var, "") != "":
-                raw[name] = env[var]
+        raw: dict[str, Any] = dict(env_values(env))
         raw.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(raw)
 
@@ -191,6 +189,12 @@ _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
 
 
+def env_values(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Settings given by environment variables, by setting name (unset or empty ones left out)."""
+    env = os.environ if env is None else env
+    return {name: env[var] for name, var in _ENV_VARS.items() if env.get(var, "") != ""}
+
+
 def env_var_for(setting: str) -> str:
     """The environment variable that sets ``setting`` (for messages and docs)."""
     return _ENV_VARS[setting]
@@ -238,9 +242,7 @@ def _validate(s: Settings) -> None:
     if not s.api_key.reveal():
         raise ConfigError("api_key", "missing")
     if s.data_center not in get_args(DataCenter):
-        raise ConfigError(
-            "data_center", f"unknown data centre; expected one of {', '.join(DATA_CENTER_HOSTS)}"
-        )
+        raise ConfigError("data_center", f"unknown data centre; expected one of {', '.join(DATA_CENTER_HOSTS)}")
     if s.api_url and not s.api_url.startswith(("http://", "https://")):
         raise ConfigError("api_url", "must start with http:// or https://")
     if not 1 <= s.batch_size <= MAX_BULK_ITEMS:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -149,8 +149,7 @@ class StateStore:
             return
         now = self.clock()
         values = [
-            {"user_id": u, "payload_hash": h, "field_mask": m, "accepted_at": now, "run_id": run_id}
-            for u, h, m in rows
+            {"user_id": u, "payload_hash": h, "field_mask": m, "accepted_at": now, "run_id": run_id} for u, h, m in rows
         ]
         stmt = pg_insert(USER_STATE).values(values)
         conn.execute(
@@ -168,9 +167,7 @@ class StateStore:
     # -- attribute registry --------------------------------------------------------------------
     def registry(self, scope: str) -> dict[str, tuple[str, str]]:
         """``name -> (data_type, owner)`` of every attribute registered in ``scope``."""
-        query = sa.select(REGISTRY.c.name, REGISTRY.c.data_type, REGISTRY.c.owner).where(
-            REGISTRY.c.scope == scope
-        )
+        query = sa.select(REGISTRY.c.name, REGISTRY.c.data_type, REGISTRY.c.owner).where(REGISTRY.c.scope == scope)
         rows = self.conn.execute(query).all()
         self.conn.commit()
         return {r[0]: (r[1], r[2]) for r in rows}
@@ -181,26 +178,19 @@ class StateStore:
             return
         now = self.clock()
         values = [
-            {"scope": scope, "name": n, "data_type": t, "owner": owner, "first_sent_at": now}
-            for n, t in types.items()
+            {"scope": scope, "name": n, "data_type": t, "owner": owner, "first_sent_at": now} for n, t in types.items()
         ]
         with self.transaction() as conn:
-            conn.execute(
-                pg_insert(REGISTRY).values(values).on_conflict_do_nothing(index_elements=["scope", "name"])
-            )
+            conn.execute(pg_insert(REGISTRY).values(values).on_conflict_do_nothing(index_elements=["scope", "name"]))
 
     def release_attributes(self, scope: str, owner: str) -> int:
         """Free the slots an owner (e.g. a retired cohort) held."""
         with self.transaction() as conn:
-            result = conn.execute(
-                sa.delete(REGISTRY).where(REGISTRY.c.scope == scope, REGISTRY.c.owner == owner)
-            )
+            result = conn.execute(sa.delete(REGISTRY).where(REGISTRY.c.scope == scope, REGISTRY.c.owner == owner))
         return int(result.rowcount or 0)
 
     # -- rejects -------------------------------------------------------------------------------
-    def record_rejects(
-        self, conn: Connection, pipeline: str, rejects: Iterable[RejectRow], run_id: str
-    ) -> int:
+    def record_rejects(self, conn: Connection, pipeline: str, rejects: Iterable[RejectRow], run_id: str) -> int:
         """Upsert rejects (attempts += 1 on a repeat); call inside :meth:`transaction`."""
         now = self.clock()
         merged: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -243,9 +233,7 @@ class StateStore:
         keys = sa.bindparam("keys", type_=sa.ARRAY(sa.String))
         conn.execute(
             sa.update(REJECTS)
-            .where(
-                REJECTS.c.pipeline == pipeline, REJECTS.c.status == "open", REJECTS.c.row_key == sa.any_(keys)
-            )
+            .where(REJECTS.c.pipeline == pipeline, REJECTS.c.status == "open", REJECTS.c.row_key == sa.any_(keys))
             .values(status="resolved", last_seen=self.clock(), run_id=run_id),
             {"keys": list(row_keys)},
         )
@@ -316,3 +304,13 @@ class StateStore:
         for row in rows:
             row["counts"] = json.loads(row["counts"]) if row["counts"] else {}
         return rows
+
+
+STATE_TABLES: Final = ("we_user_state", "we_attribute_registry", "we_rejects", "we_runs")
+
+
+def reset_state(engine: Engine) -> None:
+    """Drop every state table (the demo starts over with an empty sandbox). Names are our constants."""
+    with connect_with_retry(engine, begin=True) as conn:
+        for name in STATE_TABLES:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))

@@ -93,9 +93,7 @@ def retry_on_lock(
 
 
 @contextmanager
-def connect_with_retry(
-    engine: Engine, *, begin: bool = False, timeout_s: float = 120.0
-) -> Iterator[Connection]:
+def connect_with_retry(engine: Engine, *, begin: bool = False, timeout_s: float = 120.0) -> Iterator[Connection]:
     """A connection (optionally in a transaction) that waits out another process's DuckDB lock."""
     conn = retry_on_lock(engine.connect, timeout_s=timeout_s)
     try:

@@ -51,13 +51,14 @@ def _only_comments(block: str) -> bool:
 
 def read_chunks(
     engine: Engine,
-    sql: str,
+    sql: str | sa.Executable,
     params: Mapping[str, Any] | None = None,
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Iterator[pd.DataFrame]:
-    """Run ``sql`` with bound ``params`` and yield DataFrames of at most ``chunk_rows`` rows."""
-    stmt = sa.text(sql)
+    """Run ``sql`` (text or a SQLAlchemy statement) with bound ``params``; yield DataFrames of at most
+    ``chunk_rows`` rows."""
+    stmt = sa.text(sql) if isinstance(sql, str) else sql
     params = dict(params or {})
     with connect_with_retry(engine) as conn:
         if is_duckdb(engine):
@@ -67,10 +68,13 @@ def read_chunks(
 
 
 def _duckdb_chunks(
-    conn: Connection, stmt: sa.TextClause, params: dict[str, Any], chunk_rows: int
+    conn: Connection, stmt: sa.Executable, params: dict[str, Any], chunk_rows: int
 ) -> Iterator[pd.DataFrame]:
-    compiled = stmt.bindparams(**params).compile(dialect=conn.dialect)
-    positional = [compiled.params[name] for name in (compiled.positiontup or [])]
+    assert isinstance(stmt, sa.ClauseElement)
+    compiled = stmt.params(**params).compile(dialect=conn.dialect)
+    # duckdb-engine compiles to positional ("?") parameters; positiontup gives their order.
+    order: list[str] = getattr(compiled, "positiontup", None) or []
+    positional = [compiled.params[name] for name in order]
     raw = conn.connection.driver_connection
     assert raw is not None
     # Relation.to_arrow_reader streams record batches: flat memory, no per-row Python objects.
@@ -81,9 +85,18 @@ def _duckdb_chunks(
 
 
 def _cursor_chunks(
-    conn: Connection, stmt: sa.TextClause, params: dict[str, Any], chunk_rows: int
+    conn: Connection, stmt: sa.Executable, params: dict[str, Any], chunk_rows: int
 ) -> Iterator[pd.DataFrame]:
     result = conn.execution_options(stream_results=True, max_row_buffer=chunk_rows).execute(stmt, params)
     columns = list(result.keys())
     while rows := result.fetchmany(chunk_rows):
         yield pd.DataFrame.from_records(rows, columns=columns)
+
+
+def ordered_by(sql: str | sa.Select[Any], key: str) -> sa.Select[Any]:
+    """``SELECT * FROM (<sql>) AS src ORDER BY <key>``, composed by SQLAlchemy (the key is quoted as an
+    identifier by the dialect; the query's own ``:params`` stay bound)."""
+    src = (sa.text(sql).columns(sa.column(key)) if isinstance(sql, str) else sql).subquery("src")
+    if key not in src.c:
+        src = sa.select(sa.literal_column("*"), sa.column(key)).select_from(src).subquery("src2")
+    return sa.select(sa.literal_column("src.*")).select_from(src).order_by(src.c[key])

@@ -1,0 +1,1 @@
+"""Batching by count and bytes, and sending with checkpoints after acceptance."""

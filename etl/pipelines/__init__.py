@@ -1,0 +1,1 @@
+"""One module per entity; each exposes ``run(settings, ...) -> summary dict``."""

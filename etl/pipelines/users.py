@@ -1,0 +1,256 @@
+"""Nightly profile sync: warehouse users -> WebEngage profiles, only what changed, nothing lost.
+
+extract (chunked, ordered by user id) -> screen ids, dedupe -> hash source values -> diff against the
+state of what WebEngage accepted -> coerce + build payloads for changed rows -> bulk batches (<= 25,
+<= byte cap) -> client (paced, retried) -> checkpoint each accepted batch in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from etl.config import Settings
+from etl.errors import WebEngageSyncError
+from etl.load.batching import Batch, Item, batch_requests
+from etl.pipelines.common import (
+    Progress,
+    WallClock,
+    default_run_id,
+    log,
+    repo_path,
+    send_and_checkpoint,
+    system_now,
+)
+from etl.report import RunReport, render
+from etl.state.store import ROW, RejectRow, StateStore
+from etl.transform import users as tx
+from etl.transform.mapping import AttrType, UserMapping, complete_mapping, load_user_mapping
+from etl.warehouse.engine import make_engine
+from etl.warehouse.presets import segment_user_fields, segment_users_source, source_columns
+from etl.warehouse.queries import load_sql, ordered_by, read_chunks
+from etl.webengage.client import WebEngageClient
+from etl.webengage.models import SendResult
+
+PIPELINE = "users"
+DEFAULT_MAPPING = "mappings/users.toml"
+UserKey = tuple[str, int, str]  # user id, source hash, field mask
+
+
+@dataclass
+class _Prepared:
+    items: list[Item[UserKey]] = field(default_factory=list)
+
+
+def load_mapping(settings: Settings) -> UserMapping:
+    return load_user_mapping(repo_path(settings.users_mapping or DEFAULT_MAPPING))
+
+
+def run(
+    settings: Settings,
+    *,
+    mapping: UserMapping | None = None,
+    run_id: str | None = None,
+    window: tuple[datetime | None, datetime | None] = (None, None),
+    dry_run: bool = False,
+    full_refresh: bool = False,
+    clock: WallClock = system_now,
+    transport: httpx.BaseTransport | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Sync users once; returns the run summary (also stored in the runs table)."""
+    started = time.monotonic()
+    mapping = mapping or load_mapping(settings)
+    now = clock()
+    report = RunReport(
+        pipeline=PIPELINE,
+        run_id=run_id or default_run_id(now),
+        dry_run=dry_run,
+        window_start=window[0],
+        window_end=window[1],
+        renamed=dict(mapping.renamed),
+    )
+    warehouse = make_engine(settings.warehouse_url)
+    state_engine = make_engine(settings.effective_state_url, setting="state_url")
+    as_of = window[1] or now
+    today = as_of.date()
+
+    with StateStore(state_engine, clock=lambda: clock().replace(tzinfo=None)) as store:
+        store.start_run(run_id=report.run_id, pipeline=PIPELINE, window=window, dry_run=dry_run)
+        try:
+            client = None if dry_run else WebEngageClient(settings, transport=transport)
+            try:
+                _run(settings, mapping, store, client, report, as_of=as_of, today=today,
+                     full_refresh=full_refresh, warehouse=warehouse, progress=progress)  # fmt: skip
+            finally:
+                if client is not None:
+                    report.http = client.stats.snapshot()
+                    client.close()
+            report.status = "success"
+            report.duration_s = time.monotonic() - started
+            report.check()
+        except BaseException as exc:
+            report.status = "failed"
+            report.duration_s = time.monotonic() - started
+            report.message = (
+                f"{exc.__class__.__name__}: {exc}" if isinstance(exc, WebEngageSyncError | Exception) else ""
+            )
+            store.finish_run(run_id=report.run_id, pipeline=PIPELINE, status="failed",
+                             counts=report.summary(), message=report.message)  # fmt: skip
+            raise
+        summary = report.summary()
+        store.finish_run(run_id=report.run_id, pipeline=PIPELINE, status="success", counts=summary)
+    warehouse.dispose()
+    state_engine.dispose()
+    log.info("%s", render(summary))
+    return summary
+
+
+def resolve_source(mapping: UserMapping, warehouse: Engine) -> tuple[sa.Select[Any], dict[str, Any], UserMapping]:
+    """The ordered extract statement, its parameters, and the mapping completed for a preset."""
+    if mapping.preset == "segment":
+        stmt, key, updated = segment_users_source(schema=mapping.segment_schema, table=mapping.segment_table)
+        system, attributes = segment_user_fields(source_columns(warehouse, stmt), key)
+        mapping = complete_mapping(mapping, user_id=key, updated_at=updated, system=system, attributes=attributes)
+        return ordered_by(stmt, key), dict(mapping.params), mapping
+    sql = load_sql(mapping.query)
+    params = dict(mapping.params)
+    if ":as_of" in sql:
+        params.setdefault("as_of", None)
+    return ordered_by(sql, mapping.user_id), params, mapping
+
+
+def _run(
+    settings: Settings,
+    mapping: UserMapping,
+    store: StateStore,
+    client: WebEngageClient | None,
+    report: RunReport,
+    *,
+    as_of: datetime,
+    today: Any,
+    full_refresh: bool,
+    warehouse: Any,
+    progress: Progress | None,
+) -> None:
+    stmt, params, mapping = resolve_source(mapping, warehouse)
+    if "as_of" in params and params["as_of"] is None:
+        params["as_of"] = as_of.replace(tzinfo=None)
+    chunks = tx.carry_over(read_chunks(warehouse, stmt, params, chunk_rows=mapping.chunk_rows), mapping.user_id)
+    registry = store.registry("users")
+    types: dict[str, AttrType] | None = None
+    salt = ""
+
+    def items() -> Iterator[Item[UserKey]]:
+        nonlocal types, salt
+        for chunk in chunks:
+            if types is None:
+                types, new, notes = tx.resolve_types(mapping, chunk, registry)
+                report.notes.extend(notes)
+                if new and client is not None:
+                    store.register_attributes("users", new, owner="users")
+                salt = tx.types_salt(mapping, types)
+            yield from _prepare(chunk, mapping, types, salt, store, report, today=today, full_refresh=full_refresh)
+            if progress is not None:
+                progress(report)
+
+    oversize: list[Item[UserKey]] = []
+    requests = batch_requests(items(), endpoint="bulk-users", batch_size=settings.batch_size,
+                              max_bytes=settings.max_batch_bytes, oversize=oversize)  # fmt: skip
+
+    if client is None:  # dry run: count what would go, send nothing, write no state
+        for request in requests:
+            report.batches += 1
+            report.sent += request.items
+    else:
+        counted = _counting(requests, report)
+
+        def accepted(batch: Batch[UserKey]) -> None:
+            keys = [i.key for i in batch.items]
+            with store.transaction() as conn:
+                store.checkpoint_users(conn, keys, report.run_id)
+                store.resolve_rejects(conn, PIPELINE, [k[0] for k in keys], report.run_id)
+            report.accepted += len(keys)
+            if progress is not None:
+                progress(report)
+
+        def failed(batch: Batch[UserKey], result: SendResult) -> None:
+            kind = "transient" if result.outcome == "transient" else "api"
+            reason = "transient_failure" if kind == "transient" else "api_rejected"
+            detail = f"HTTP {result.status_code}: {result.message or ''}"[:500]
+            rejects = [RejectRow(row_key=i.key[0], column=ROW, reason=reason, detail=detail, kind=kind)
+                       for i in batch.items]  # fmt: skip
+            with store.transaction() as conn:
+                store.record_rejects(conn, PIPELINE, rejects, report.run_id)
+            report.rejected[reason] += len(rejects)
+
+        send_and_checkpoint(client, counted, on_accepted=accepted, on_failed=failed)
+
+    if oversize:
+        rejects = [RejectRow(row_key=i.key[0], column=ROW, reason="payload_too_large",
+                             detail=f"one user is over max_batch_bytes={settings.max_batch_bytes}")
+                   for i in oversize]  # fmt: skip
+        report.rejected["payload_too_large"] += len(rejects)
+        report.sent -= 0
+        if client is not None:
+            with store.transaction() as conn:
+                store.record_rejects(conn, PIPELINE, rejects, report.run_id)
+
+
+def _counting(requests: Iterator[Any], report: RunReport) -> Iterator[Any]:
+    for request in requests:
+        report.batches += 1
+        report.sent += request.items
+        yield request
+
+
+def _prepare(
+    chunk: pd.DataFrame,
+    mapping: UserMapping,
+    types: dict[str, AttrType],
+    salt: str,
+    store: StateStore,
+    report: RunReport,
+    *,
+    today: Any,
+    full_refresh: bool,
+) -> Iterator[Item[UserKey]]:
+    report.extracted += len(chunk)
+    keys = tx.normalise_keys(chunk, mapping.user_id)
+    usable, rejects = tx.screen_keys(chunk, keys, mapping)
+    chunk, keys = chunk[usable], keys[usable]
+    hashes = tx.row_hashes(chunk, mapping, salt)
+    keep, dup_rejects = tx.dedupe(chunk, keys, hashes, mapping)
+    rejects += dup_rejects
+    chunk, keys, hashes = chunk[keep], keys[keep], hashes[keep]
+
+    known = store.user_state(keys.tolist())
+    previous = keys.map(lambda k: known.get(k, (None, None))[0])
+    changed = pd.Series(True, index=chunk.index) if full_refresh else previous.ne(hashes) | previous.isna()
+    report.unchanged += int((~changed).sum())
+    for reject in rejects:
+        report.rejected[reject.reason] += 1
+
+    chunk, keys, hashes = chunk[changed], keys[changed], hashes[changed]
+    built = tx.build_payloads(
+        chunk, keys, mapping, types, [known.get(k, (0, None))[1] for k in keys.tolist()], today=today
+    )
+    report.trimmed += sum(built.stats.trimmed.values())
+    report.coerced += sum(built.stats.coerced.values())
+    report.cleared += built.stats.cleared
+    report.values_dropped.update(built.stats.dropped)
+    all_rejects = rejects + built.rejects
+    if all_rejects and not report.dry_run:
+        with store.transaction() as conn:
+            store.record_rejects(conn, PIPELINE, all_rejects, report.run_id)
+    for user_id, row_hash, mask, payload in zip(keys.tolist(), hashes.tolist(), built.masks, built.payloads,
+                                                 strict=True):  # fmt: skip
+        yield Item(key=(user_id, int(row_hash), mask), identity=f"{user_id}:{row_hash}", payload=payload)

@@ -1,0 +1,115 @@
+"""Run reports: the counters a run keeps, the invariant they must satisfy, and their rendering.
+
+Every extracted row ends in exactly one bucket: ``unchanged`` (already in WebEngage), ``accepted`` or
+``rejected`` (with a reason). :meth:`RunReport.check` fails the run loudly when they do not add up.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from etl.errors import WebEngageSyncError
+
+
+class InvariantError(WebEngageSyncError):
+    """Counts do not add up: some row is unaccounted for."""
+
+
+@dataclass
+class RunReport:
+    pipeline: str
+    run_id: str
+    dry_run: bool = False
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    status: str = "running"
+    extracted: int = 0
+    unchanged: int = 0
+    sent: int = 0  # rows put in requests (a row re-sent after a split counts once)
+    accepted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)  # reason -> rows
+    values_dropped: Counter[str] = field(default_factory=Counter)  # reason -> values left out
+    trimmed: int = 0
+    coerced: int = 0
+    cleared: int = 0
+    batches: int = 0
+    http: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)
+    duration_s: float = 0.0
+    message: str = ""
+
+    @property
+    def rejected_rows(self) -> int:
+        return sum(self.rejected.values())
+
+    def check(self) -> None:
+        """Raise unless extracted = unchanged + accepted + rejected."""
+        total = self.unchanged + self.accepted + self.rejected_rows
+        if self.dry_run:
+            total += self.sent - self.accepted  # a dry run "would send" without acceptance
+        if total != self.extracted:
+            raise InvariantError(
+                f"{self.pipeline} run {self.run_id}: extracted {self.extracted} != unchanged {self.unchanged} + "
+                f"accepted {self.accepted} + rejected {self.rejected_rows}; rows are unaccounted for"
+            )
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-friendly dict (the Airflow task's XCom and the runs table's counts)."""
+        return {
+            "pipeline": self.pipeline,
+            "run_id": self.run_id,
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "window_start": self.window_start.isoformat() if self.window_start else None,
+            "window_end": self.window_end.isoformat() if self.window_end else None,
+            "extracted": self.extracted,
+            "unchanged": self.unchanged,
+            "sent": self.sent,
+            "accepted": self.accepted,
+            "rejected": self.rejected_rows,
+            "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "values_dropped_by_reason": dict(sorted(self.values_dropped.items())),
+            "trimmed": self.trimmed,
+            "coerced": self.coerced,
+            "cleared": self.cleared,
+            "batches": self.batches,
+            "requests": self.http.get("requests", 0),
+            "throttled": self.http.get("throttled", 0),
+            "retries": self.http.get("retries", 0),
+            "duration_s": round(self.duration_s, 3),
+            "renamed_attributes": dict(self.renamed),
+            "notes": list(self.notes),
+            "message": self.message,
+        }
+
+
+def render(summary: dict[str, Any]) -> str:
+    """A readable block for task logs and the CLI (counts only: no personal data)."""
+    verb = "would send" if summary.get("dry_run") else "sent"
+    lines = [
+        f"== webengage-sync {summary['pipeline']} run {summary['run_id']}: {summary['status'].upper()}"
+        + (" (dry run)" if summary.get("dry_run") else ""),
+        f"   extracted {summary['extracted']:,} = unchanged {summary['unchanged']:,} + accepted "
+        f"{summary['accepted']:,} + rejected {summary['rejected']:,}"
+        + (f" (+ {summary['sent'] - summary['accepted']:,} to send)" if summary.get("dry_run") else ""),
+        f"   {verb} {summary['sent']:,} rows in {summary['batches']:,} batches; HTTP requests "
+        f"{summary['requests']:,}, 429s {summary['throttled']:,}, retries {summary['retries']:,}; "
+        f"{summary['duration_s']:.1f}s",
+        f"   values trimmed {summary['trimmed']:,}, coerced {summary['coerced']:,}, cleared {summary['cleared']:,}",
+    ]
+    for title, key in (
+        ("rejected rows", "rejected_by_reason"),
+        ("values left out", "values_dropped_by_reason"),
+    ):
+        if summary.get(key):
+            lines.append(f"   {title}: " + ", ".join(f"{r} {n:,}" for r, n in summary[key].items()))
+    for old, new in summary.get("renamed_attributes", {}).items():
+        lines.append(f"   attribute renamed for WebEngage: {old} -> {new}")
+    lines.extend(f"   note: {n}" for n in summary.get("notes", []))
+    if summary.get("message"):
+        lines.append(f"   {summary['message']}")
+    return "\n".join(lines)

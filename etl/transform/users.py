@@ -1,0 +1,358 @@
+"""Warehouse user rows -> WebEngage user payloads. Pure functions over pandas DataFrames.
+
+The flow per chunk keeps the expensive work on the rows that changed:
+
+1. :func:`screen_keys` rejects rows WebEngage would refuse or mis-attribute (no user id, id over 100
+   characters) and :func:`dedupe` keeps one deterministic winner per user id;
+2. :func:`row_hashes` hashes the *source* values of the mapped columns (vectorised), salted with the
+   mapping fingerprint and the pinned attribute types, so the diff against the state store happens
+   before any coercion;
+3. :func:`build_payloads` coerces and assembles payloads only for new or changed rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from etl.errors import ConfigError
+from etl.state.store import RejectRow
+from etl.transform import formats
+from etl.transform.mapping import MAX_PER_TYPE, SYSTEM_FIELDS, WIRE_TYPE, AttrType, UserMapping
+
+MAX_ID_LENGTH: Final = 100
+
+#: Value a "clear" null policy sends per field kind (WebEngage has no unset). Kinds absent here
+#: (phone, birth date, gender, date, json) have no valid empty value and are kept as they are.
+_CLEAR_VALUE: Final[dict[str, Any]] = {"string": "", "email": "", "number": 0, "integer": 0, "boolean": False}
+
+
+@dataclass
+class TransformStats:
+    """Value-level counts (rows are counted by the pipeline)."""
+
+    trimmed: Counter[str] = field(default_factory=Counter)  # column -> values cut to < 1,000 chars
+    coerced: Counter[str] = field(default_factory=Counter)  # column -> values normalised
+    dropped: Counter[str] = field(default_factory=Counter)  # reason -> invalid values left out
+    cleared: int = 0
+
+    def merge(self, other: TransformStats) -> None:
+        self.trimmed.update(other.trimmed)
+        self.coerced.update(other.coerced)
+        self.dropped.update(other.dropped)
+        self.cleared += other.cleared
+
+
+# -- keys and duplicates --------------------------------------------------------------------------
+def normalise_keys(df: pd.DataFrame, column: str) -> pd.Series:
+    """User ids as stripped strings; missing stays missing. Numbers become their integer text."""
+    raw = df[column]
+    if pd.api.types.is_float_dtype(raw.dtype):
+        whole = raw.dropna()
+        if (whole == whole.round()).all():
+            raw = raw.astype("Int64")
+    keys = raw.astype("string").str.strip()
+    return keys.mask(keys == "")
+
+
+def screen_keys(df: pd.DataFrame, keys: pd.Series, mapping: UserMapping) -> tuple[pd.Series, list[RejectRow]]:
+    """A boolean mask of rows with a usable user id, and the rejects for the others."""
+    rejects: list[RejectRow] = []
+    missing = keys.isna()
+    too_long = keys.str.len().fillna(0) > MAX_ID_LENGTH
+    for idx in df.index[missing]:
+        rejects.append(
+            RejectRow(row_key=f"row:{idx}", column=mapping.user_id, reason="missing_user_id",
+                      detail="no user id (anonymous-only rows are not synced as profiles)")
+        )  # fmt: skip
+    for idx in df.index[too_long]:
+        key = str(keys.at[idx])
+        rejects.append(
+            RejectRow(row_key=key[:60] + "…", column=mapping.user_id, reason="user_id_too_long",
+                      detail=f"{len(key)} characters; WebEngage allows {MAX_ID_LENGTH}")
+        )  # fmt: skip
+    return ~(missing | too_long), rejects
+
+
+def dedupe(
+    df: pd.DataFrame, keys: pd.Series, hashes: pd.Series, mapping: UserMapping
+) -> tuple[pd.Series, list[RejectRow]]:
+    """Keep one row per user id: latest ``updated_at`` (then highest row hash, so the winner does not
+    depend on read order), or the first row seen. Returns a keep-mask and rejects for the losers."""
+    dup = keys.duplicated(keep=False)
+    keep = pd.Series(True, index=df.index)
+    if not dup.any():
+        return keep, []
+    order = pd.DataFrame({"key": keys[dup], "hash": hashes[dup]})
+    ascending = [True]
+    by = ["key"]
+    if mapping.duplicate_rule == "latest_updated_at" and mapping.updated_at and mapping.updated_at in df:
+        order["updated"] = pd.to_datetime(df.loc[dup, mapping.updated_at], errors="coerce", utc=True)
+        by.append("updated")
+        ascending.append(False)
+    else:
+        order["pos"] = np.arange(len(order))
+        by.append("pos")
+        ascending.append(True)
+    by.append("hash")
+    ascending.append(False)
+    ranked = order.sort_values(by, ascending=ascending, na_position="last", kind="mergesort")
+    losers = ranked.index[ranked["key"].duplicated(keep="first")]
+    keep[losers] = False
+    rejects = [
+        RejectRow(row_key=str(keys.at[i]), column=mapping.user_id, reason="duplicate_user_id",
+                  detail=f"another row for this id won ({mapping.duplicate_rule})")
+        for i in losers
+    ]  # fmt: skip
+    return keep, rejects
+
+
+# -- hashing --------------------------------------------------------------------------------------
+def _hashable(col: pd.Series) -> pd.Series:
+    """Make a source column hashable and canonical: dict/list as sorted JSON, Decimal as text."""
+    if col.dtype != object:
+        return col
+    sample = col.dropna()
+    if sample.empty:
+        return col.astype("string")
+    first = sample.iloc[0]
+    if isinstance(first, dict | list):
+        return col.map(lambda v: None if v is None else orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode())
+    if isinstance(first, Decimal | dt.date | dt.datetime):
+        return col.map(lambda v: None if v is None or v != v else str(v))
+    return col.astype("string")
+
+
+def row_hashes(df: pd.DataFrame, mapping: UserMapping, salt: str) -> pd.Series:
+    """A signed 64-bit hash per row of the mapped source columns, salted (mapping, types)."""
+    frame = pd.DataFrame({c: _hashable(df[c]) for c in mapping.columns}, index=df.index)
+    hashed = pd.util.hash_pandas_object(frame, index=False, hash_key=_hash_key(salt))
+    return pd.Series(hashed.to_numpy(dtype=np.uint64).view(np.int64), index=df.index)
+
+
+def _hash_key(salt: str) -> str:
+    # pandas wants a 16-character key; derive it from the salt so config changes re-send.
+    return hashlib.sha256(salt.encode()).hexdigest()[:16]
+
+
+# -- types ----------------------------------------------------------------------------------------
+def infer_type(col: pd.Series) -> AttrType:
+    """A column's attribute type from its dtype (stable per query), never from individual values."""
+    dtype = col.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "integer"
+    if pd.api.types.is_float_dtype(dtype):
+        return "number"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "date"
+    sample = col.dropna()
+    if not sample.empty:
+        first = sample.iloc[0]
+        if isinstance(first, bool | np.bool_):
+            return "boolean"
+        if isinstance(first, dict | list):
+            return "json"
+        if isinstance(first, Decimal | int | float):
+            return "number"
+        if isinstance(first, dt.date):
+            return "date"
+    return "string"
+
+
+_FROM_WIRE: Final[dict[str, AttrType]] = {
+    "string": "string",
+    "number": "number",
+    "boolean": "boolean",
+    "date": "date",
+    "object": "json",
+}
+
+
+def resolve_types(
+    mapping: UserMapping, sample: pd.DataFrame, registry: Mapping[str, tuple[str, str]]
+) -> tuple[dict[str, AttrType], dict[str, str], list[str]]:
+    """Effective type per attribute: the registry's (WebEngage fixed it at first send) over the
+    mapping's explicit type over the inferred one. Returns (types, new registrations, notes).
+
+    Raises ConfigError when new attributes would exceed WebEngage's 25 per type for the account."""
+    types: dict[str, AttrType] = {}
+    new: dict[str, str] = {}
+    notes: list[str] = []
+    for spec in mapping.attributes:
+        if spec.column not in sample:
+            raise ConfigError(f"attributes.{spec.source_name}", f"column {spec.column!r} is not in the query result")
+        wanted: AttrType = spec.type or infer_type(sample[spec.column])
+        pinned = registry.get(spec.name)
+        if pinned is not None:
+            fixed = _FROM_WIRE.get(pinned[0], "string")
+            if WIRE_TYPE[wanted] != pinned[0]:
+                notes.append(f"attribute {spec.name} is pinned to {pinned[0]} (first sent as that); coercing")
+                wanted = fixed
+        else:
+            new[spec.name] = WIRE_TYPE[wanted]
+        types[spec.name] = wanted
+    used = Counter(t for t, _owner in registry.values())
+    used.update(new.values())
+    over = {t: n for t, n in used.items() if n > MAX_PER_TYPE}
+    if over:
+        raise ConfigError(
+            "attributes",
+            f"WebEngage keeps at most {MAX_PER_TYPE} user attributes per type; this mapping would need {over} "
+            "(counting attributes already registered, cohorts included). Remove some or retire cohorts.",
+        )
+    return types, new, notes
+
+
+def types_salt(mapping: UserMapping, types: Mapping[str, AttrType]) -> str:
+    return mapping.fingerprint() + "|" + ",".join(f"{k}:{v}" for k, v in sorted(types.items()))
+
+
+# -- coercion and payloads ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Built:
+    payloads: list[dict[str, Any]]
+    masks: list[str]
+    rejects: list[RejectRow]
+    stats: TransformStats
+
+
+def _coerce(kind: str, col: pd.Series, df: pd.DataFrame, mapping: UserMapping, today: dt.date) -> formats.Coerced:
+    if kind in ("string",):
+        return formats.to_string(col, max_len=mapping.max_string_length)
+    if kind == "email":
+        return formats.to_email(col)
+    if kind == "phone":
+        region = df[mapping.phone_region_column] if mapping.phone_region_column else None
+        return formats.to_e164(col, default_region=mapping.default_phone_region, region=region)
+    if kind == "birth_date":
+        return formats.to_birth_date_str(col, today=today)
+    if kind == "gender":
+        return formats.to_gender(col)
+    if kind == "boolean":
+        return formats.to_bool(col)
+    if kind == "number":
+        return formats.to_number(col)
+    if kind == "integer":
+        return formats.to_number(col, integer=True)
+    if kind == "date":
+        return formats.to_datetime_str(col, source_tz=mapping.source_timezone)
+    if kind == "json":
+        return formats.to_json_object(col)
+    raise AssertionError(kind)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars to Python for orjson; missing to None."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def build_payloads(
+    df: pd.DataFrame,
+    keys: pd.Series,
+    mapping: UserMapping,
+    types: Mapping[str, AttrType],
+    previous_masks: Sequence[str | None],
+    *,
+    today: dt.date,
+) -> Built:
+    """Coerce the mapped columns of ``df`` (changed rows only) and assemble one payload per row."""
+    stats = TransformStats()
+    rejects: list[RejectRow] = []
+    targets: list[tuple[str, str, str]] = [(f, c, SYSTEM_FIELDS[f]) for f, c in mapping.system.items()]
+    targets += [(f"attributes.{a.name}", a.column, types[a.name]) for a in mapping.attributes]
+    columns: list[list[Any]] = []
+    for fieldname, column, kind in targets:
+        result = _coerce(kind, df[column], df, mapping, today)
+        if result.invalid.any():
+            invalid = result.invalid.to_numpy(dtype=bool)
+            reasons = result.reasons.to_numpy(dtype=object) if result.reasons is not None else None
+            for pos in invalid.nonzero()[0]:
+                reason = str(reasons[pos]) if reasons is not None else result.reason
+                stats.dropped[reason] += 1
+                rejects.append(
+                    RejectRow(row_key=str(keys.iloc[pos]), column=column, reason=reason,
+                              detail=f"value left out of {fieldname}; the rest of the row was sent")
+                )  # fmt: skip
+        trimmed = result.trimmed if result.trimmed is not None else None
+        if trimmed is not None and trimmed.any():
+            stats.trimmed[column] += int(trimmed.sum())
+        if result.changed is not None and result.changed.any():
+            altered = result.changed if trimmed is None else (result.changed & ~trimmed)
+            stats.coerced[column] += int(altered.sum())
+        columns.append([_plain(v) for v in result.values.tolist()])
+
+    kinds = [kind for _f, _c, kind in targets]
+    fields = [f for f, _c, _k in targets]
+    payloads: list[dict[str, Any]] = []
+    masks: list[str] = []
+    key_list = keys.tolist()
+    for row, user_id in enumerate(key_list):
+        payload: dict[str, Any] = {"userId": user_id}
+        attrs: dict[str, Any] = {}
+        prev = previous_masks[row]
+        prev_ok = prev is not None and len(prev) == len(fields)
+        mask_bits = []
+        for pos, fieldname in enumerate(fields):
+            value = columns[pos][row]
+            if value is None and mapping.on_null == "clear" and prev_ok and prev is not None and prev[pos] == "1":
+                value = _CLEAR_VALUE.get(kinds[pos])
+                if value is not None:
+                    stats.cleared += 1
+                    mask_bits.append("0")
+                else:
+                    mask_bits.append("1")  # nothing valid to clear with: WebEngage keeps the old value
+                    continue
+            else:
+                mask_bits.append("0" if value is None else "1")
+            if value is None:
+                continue
+            if fieldname.startswith("attributes."):
+                attrs[fieldname[11:]] = value
+            else:
+                payload[fieldname] = value
+        if attrs:
+            payload["attributes"] = attrs
+        payloads.append(payload)
+        masks.append("".join(mask_bits))
+    return Built(payloads=payloads, masks=masks, rejects=rejects, stats=stats)
+
+
+def carry_over(chunks: Iterable[pd.DataFrame], key_column: str) -> Iterator[pd.DataFrame]:
+    """Re-cut a stream of chunks sorted by ``key_column`` so all rows of one key land in one chunk
+    (duplicates can straddle a chunk boundary; the winner must see all of them)."""
+    held: pd.DataFrame | None = None
+    for chunk in chunks:
+        if held is not None:
+            chunk = pd.concat([held, chunk], ignore_index=True)
+            held = None
+        if chunk.empty:
+            continue
+        last = chunk[key_column].iloc[-1]
+        tail = chunk[key_column].eq(last) if last is not None and last == last else chunk[key_column].isna()
+        # Only the trailing run of the last key can continue in the next chunk.
+        others = np.flatnonzero(~tail.to_numpy(dtype=bool))
+        cut = int(others[-1]) + 1 if len(others) else 0
+        if cut == 0:
+            held = chunk
+            continue
+        held = chunk.iloc[cut:]
+        yield chunk.iloc[:cut].reset_index(drop=True)
+    if held is not None and not held.empty:
+        yield held.reset_index(drop=True)

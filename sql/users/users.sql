@@ -1,0 +1,31 @@
+-- Users of the demo warehouse (etl/demo). One row per user is expected; duplicate ids are resolved by
+-- the pipeline (latest updated_at wins) and reported. Parameters are bound by the driver, never spliced.
+SELECT
+    user_id,
+    anonymous_id,
+    first_name,
+    last_name,
+    email,
+    phone,
+    country_code,
+    birth_date,
+    gender,
+    email_opt_in,
+    sms_opt_in,
+    whatsapp_opt_in,
+    country,
+    city,
+    region,
+    postal_code,
+    company,
+    plan,
+    lifetime_value,
+    orders_count,
+    signup_at,
+    last_seen_at,
+    preferences,
+    bio,
+    notes,
+    is_test_user,
+    updated_at
+FROM users
