@@ -18,6 +18,7 @@ from rich.table import Table
 from etl.config import Settings
 from etl.demo.mutate import change_users
 from etl.demo.warehouse import build_demo_warehouse
+from etl.pipelines import users as users_pipeline
 from etl.report import render
 from etl.sandbox import SandboxConfig, SandboxServer
 from etl.state.store import reset_state
