@@ -76,7 +76,7 @@ def _finish(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
     else:
-        console.print(render(summary), highlight=False)
+        console.print(render(summary), highlight=False, soft_wrap=True)
 
 
 @sync_app.command("users")

@@ -29,9 +29,7 @@ def free_port() -> int:
 
 
 def _pg_bindir() -> str | None:
-    found = shutil.which("pg_ctl") or next(
-        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1:]), None
-    )
+    found = shutil.which("pg_ctl") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1:]), None)
     return os.path.dirname(os.path.realpath(found)) if found else None
 
 

@@ -55,14 +55,14 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         )  # fmt: skip
         console.rule("3. profile sync: first run sends every valid user")
         first = users_pipeline.run(settings, run_id=f"demo__{stamp}__1-initial")
-        console.print(render(first), highlight=False)
+        console.print(render(first), highlight=False, soft_wrap=True)
         console.rule("4. second run right after: nothing changed, nothing sent")
         second = users_pipeline.run(settings, run_id=f"demo__{stamp}__2-unchanged")
-        console.print(render(second), highlight=False)
+        console.print(render(second), highlight=False, soft_wrap=True)
         console.rule(f"5. change {change_share:.0%} of users in the warehouse, run again")
         changed = change_users(path, share=change_share, seed=7, as_of=DEMO_AS_OF)
         third = users_pipeline.run(settings, run_id=f"demo__{stamp}__3-changed")
-        console.print(render(third), highlight=False)
+        console.print(render(third), highlight=False, soft_wrap=True)
         stats = sandbox.stats()
 
     violations = (
@@ -82,7 +82,7 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         f"contract violations seen by the sandbox: {violations} {dict(stats['violations_by_rule']) or ''}",
     ]
     for line in lines:
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     ok = violations == 0 and second["requests"] == 0 and first["accepted"] > 0
     console.print(
         "[green]demo OK[/green]" if ok else "[red]demo found a problem (see above)[/red]",

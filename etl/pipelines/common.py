@@ -59,19 +59,25 @@ def send_and_checkpoint(
     """Send, then act per result on the caller's thread: accepted batches checkpoint; a rejected bulk
     batch is split in halves to isolate the item WebEngage refused; single rejects and exhausted
     transients are reported. A TerminalAPIError propagates after in-flight requests finish."""
-    splits: deque[SendRequest] = deque()
-    for result in client.send_many(requests_with_splits(requests, splits)):
-        batch = result.request.key
-        assert isinstance(batch, Batch)
-        if result.outcome == "accepted":
-            on_accepted(batch)
-        elif result.outcome == "rejected" and bisect and len(batch.items) > 1:
-            log.info(
-                "batch %s rejected (%s); splitting %d items to isolate the bad one",
-                result.request.request_id,
-                result.status_code,
-                len(batch.items),
-            )
-            splits.extend(split_request(result.request))
-        else:
-            on_failed(batch, result)
+    pending: Iterable[SendRequest] = requests
+    while True:
+        splits: deque[SendRequest] = deque()
+        for result in client.send_many(requests_with_splits(pending, splits)):
+            batch = result.request.key
+            assert isinstance(batch, Batch)
+            if result.outcome == "accepted":
+                on_accepted(batch)
+            elif result.outcome == "rejected" and bisect and len(batch.items) > 1:
+                log.info(
+                    "batch %s rejected (%s); splitting %d items to isolate the bad one",
+                    result.request.request_id,
+                    result.status_code,
+                    len(batch.items),
+                )
+                splits.extend(split_request(result.request))
+            else:
+                on_failed(batch, result)
+        if not splits:
+            return
+        # Halves queued after the source ran dry: send them in another round.
+        pending = list(splits)

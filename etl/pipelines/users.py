@@ -30,7 +30,7 @@ from etl.pipelines.common import (
     send_and_checkpoint,
     system_now,
 )
-from etl.report import RunReport, render
+from etl.report import RunReport
 from etl.state.store import ROW, RejectRow, StateStore
 from etl.transform import users as tx
 from etl.transform.mapping import AttrType, UserMapping, complete_mapping, load_user_mapping
@@ -110,7 +110,11 @@ def run(
         store.finish_run(run_id=report.run_id, pipeline=PIPELINE, status="success", counts=summary)
     warehouse.dispose()
     state_engine.dispose()
-    log.info("%s", render(summary))
+    log.info(
+        "users run %s: %s; extracted %d, unchanged %d, accepted %d, rejected %d",
+        summary["run_id"], summary["status"], summary["extracted"], summary["unchanged"], summary["accepted"],
+        summary["rejected"],
+    )  # fmt: skip
     return summary
 
 

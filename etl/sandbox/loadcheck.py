@@ -52,9 +52,7 @@ def bulk_users_body(batch: int, size: int = 25) -> bytes:
     return orjson.dumps({"users": users})
 
 
-async def _measure(
-    url: str, seconds: float, concurrency: int, license_code: str, api_key: str
-) -> dict[str, Any]:
+async def _measure(url: str, seconds: float, concurrency: int, license_code: str, api_key: str) -> dict[str, Any]:
     bodies = itertools.cycle([bulk_users_body(b) for b in range(BODIES)])
     endpoint = f"{url}/v1/accounts/{license_code}/bulk-users"
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
@@ -83,9 +81,7 @@ async def _measure(
     return {"elapsed": elapsed, "statuses": dict(statuses), "latencies": latencies, "errors": errors}
 
 
-def _measure_sync(
-    url: str, seconds: float, concurrency: int, license_code: str, api_key: str
-) -> dict[str, Any]:
+def _measure_sync(url: str, seconds: float, concurrency: int, license_code: str, api_key: str) -> dict[str, Any]:
     return asyncio.run(_measure(url, seconds, concurrency, license_code, api_key))
 
 
@@ -149,9 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=2, help="client processes (httpx is the bottleneck)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="server latency per request")
     args = parser.parse_args(argv)
-    config = SandboxConfig(
-        users_rpm=0, events_rpm=0, bulk_users_rpm=0, bulk_events_rpm=0, latency_ms=args.latency_ms
-    )
+    config = SandboxConfig(users_rpm=0, events_rpm=0, bulk_users_rpm=0, bulk_events_rpm=0, latency_ms=args.latency_ms)
     with SandboxProcess(config) as sandbox:
         cpu_before = _cpu_seconds(sandbox.pid)
         result = measure(sandbox.url, args.seconds, args.concurrency, processes=args.processes)

@@ -79,9 +79,7 @@ def _already_handled(signum: int, frame: FrameType | None) -> None:
 class SandboxServer:
     """The sandbox on loopback in a background thread, for tests: ``with SandboxServer() as sb: sb.url``."""
 
-    def __init__(
-        self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
+    def __init__(self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.store = SandboxStore()
         self.app = create_app(config or SandboxConfig(), self.store)
         self.host = host
@@ -109,9 +107,7 @@ class SandboxServer:
             raise RuntimeError("sandbox already started")
         self._sock = bind_socket(self.host, self.port)
         self.port = self._sock.getsockname()[1]
-        server = uvicorn.Server(
-            _uvicorn_config(self.app, host=self.host, port=self.port, quiet_host_logging=True)
-        )
+        server = uvicorn.Server(_uvicorn_config(self.app, host=self.host, port=self.port, quiet_host_logging=True))
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [self._sock]}, name="sandbox-server", daemon=True
         )
@@ -161,9 +157,7 @@ class SandboxServer:
 class SandboxProcess:
     """The sandbox in a subprocess, so a benchmark's client does not share the GIL with the server."""
 
-    def __init__(
-        self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
+    def __init__(self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.config = config or SandboxConfig()
         self.host = host
         self.port = port

@@ -114,8 +114,7 @@ def create_app(config: SandboxConfig, store: SandboxStore | None = None) -> Star
     """The sandbox as a plain Starlette app; pass ``store`` to read it directly from tests."""
     state = SandboxState(config, store if store is not None else SandboxStore())
     routes = [
-        Route(f"/v1/accounts/{{license}}/{name}", _ingest_endpoint(state, name), methods=["POST"])
-        for name in ENDPOINTS
+        Route(f"/v1/accounts/{{license}}/{name}", _ingest_endpoint(state, name), methods=["POST"]) for name in ENDPOINTS
     ]
     routes += _inspection_routes(state)
     app = Starlette(routes=routes)
@@ -208,9 +207,7 @@ def _limit_headers(decision: Decision) -> dict[str, str]:
     return {"X-RateLimit-Limit": str(decision.limit), "X-RateLimit-Remaining": str(decision.remaining)}
 
 
-async def _fault_response(
-    state: SandboxState, fault: FaultKind, key: str, headers: dict[str, str]
-) -> Response:
+async def _fault_response(state: SandboxState, fault: FaultKind, key: str, headers: dict[str, str]) -> Response:
     if fault == "error_5xx":
         return error_response(503, "Service temporarily unavailable", headers)
     if fault == "timeout":

@@ -82,9 +82,7 @@ class AttributeRegistry:
                 counts[kind] += 1
             elif known != kind:
                 violations.append(
-                    _like(
-                        context, "type_change", f"{field_prefix}.{name}", f"type fixed as {known}, got {kind}"
-                    )
+                    _like(context, "type_change", f"{field_prefix}.{name}", f"type fixed as {known}, got {kind}")
                 )
                 continue
             kept[name] = value
@@ -178,14 +176,10 @@ class SandboxStore:
         now = time.time()
         with self._lock:
             for index, raw in items:
-                clean, violations = validate_user(
-                    raw, endpoint=endpoint, item_index=index, request_id=request_id
-                )
+                clean, violations = validate_user(raw, endpoint=endpoint, item_index=index, request_id=request_id)
                 key = identity_key(clean) if clean is not None else None
                 if clean is not None and key is not None:
-                    violations += self._upsert(
-                        key, clean, violations_context(endpoint, index, request_id), now
-                    )
+                    violations += self._upsert(key, clean, violations_context(endpoint, index, request_id), now)
                     stored += 1
                 found += violations
             self._stats.items_accepted[endpoint] += stored
@@ -201,9 +195,7 @@ class SandboxStore:
         now = time.time()
         with self._lock:
             for index, raw in items:
-                clean, violations = validate_event(
-                    raw, endpoint=endpoint, item_index=index, request_id=request_id
-                )
+                clean, violations = validate_event(raw, endpoint=endpoint, item_index=index, request_id=request_id)
                 if clean is not None and identity_key(clean) is not None and "eventName" in clean:
                     if "eventData" in clean:
                         clean["eventData"], more = self._registry.admit(
@@ -231,9 +223,7 @@ class SandboxStore:
         # Sent top-level fields overwrite; omitted ones keep their values (WebEngage upsert semantics).
         profile.update(clean)
         if attrs is not None:
-            admitted, violations = self._registry.admit(
-                "user", attrs, field_prefix="attributes", context=context
-            )
+            admitted, violations = self._registry.admit("user", attrs, field_prefix="attributes", context=context)
             current = profile.setdefault("attributes", {})
             admitted = self._fit_objects(current, admitted, context, violations)
             current.update(admitted)
@@ -249,9 +239,7 @@ class SandboxStore:
         if not any(isinstance(v, dict | list) for v in admitted.values()):
             return admitted
         used = sum(
-            len(canonical_json(v))
-            for name, v in current.items()
-            if isinstance(v, dict | list) and name not in admitted
+            len(canonical_json(v)) for name, v in current.items() if isinstance(v, dict | list) and name not in admitted
         )
         kept: dict[str, Any] = {}
         for name, value in admitted.items():

@@ -119,9 +119,7 @@ class _Collector:
         self.violations: list[Violation] = []
 
     def add(self, rule: str, field: str | None, detail: str) -> None:
-        self.violations.append(
-            Violation(self.endpoint, rule, field, detail, self.item_index, self.request_id)
-        )
+        self.violations.append(Violation(self.endpoint, rule, field, detail, self.item_index, self.request_id))
 
 
 def validate_user(

@@ -283,11 +283,11 @@ def build_payloads(
         if result.invalid.any():
             invalid = result.invalid.to_numpy(dtype=bool)
             reasons = result.reasons.to_numpy(dtype=object) if result.reasons is not None else None
-            for pos in invalid.nonzero()[0]:
-                reason = str(reasons[pos]) if reasons is not None else result.reason
+            for i in invalid.nonzero()[0].tolist():
+                reason = str(reasons[i]) if reasons is not None else result.reason
                 stats.dropped[reason] += 1
                 rejects.append(
-                    RejectRow(row_key=str(keys.iloc[pos]), column=column, reason=reason,
+                    RejectRow(row_key=str(keys.iloc[i]), column=column, reason=reason,
                               detail=f"value left out of {fieldname}; the rest of the row was sent")
                 )  # fmt: skip
         trimmed = result.trimmed if result.trimmed is not None else None

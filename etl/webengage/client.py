@@ -151,7 +151,9 @@ class WebEngageClient:
         executor = ThreadPoolExecutor(max_workers=width, thread_name_prefix="webengage-send")
         try:
             while True:
-                while not exhausted and failure is None and in_flight < width:
+                # Until the API has answered once, send one request at a time: a wrong key, host or
+                # license then costs exactly one request, not a burst of `width` doomed ones.
+                while not exhausted and failure is None and in_flight < (width if self._had_response else 1):
                     try:
                         request = next(pending, None)
                     except Exception as exc:  # the caller's iterable failed: drain, then re-raise it
@@ -247,8 +249,7 @@ class WebEngageClient:
             delay = self._policy.backoff(attempts - 1)
             self._stats.add(retries=1)
             log.warning(
-                "webengage %s transient failure, retrying in %.2fs: request_id=%s items=%d status=%s "
-                "attempt=%d/%d",
+                "webengage %s transient failure, retrying in %.2fs: request_id=%s items=%d status=%s attempt=%d/%d",
                 request.endpoint,
                 delay,
                 request.request_id,
@@ -259,9 +260,7 @@ class WebEngageClient:
             )
             self._clock.sleep(delay)
 
-    def _attempt(
-        self, request: SendRequest, headers: dict[str, str]
-    ) -> tuple[httpx.Response | None, Verdict]:
+    def _attempt(self, request: SendRequest, headers: dict[str, str]) -> tuple[httpx.Response | None, Verdict]:
         """One HTTP call, counted and classified; a transport error becomes a verdict, not an exception."""
         self._stats.add(requests=1, bytes_sent=len(request.body))
         try:

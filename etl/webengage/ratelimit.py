@@ -39,9 +39,7 @@ class TokenBucket:
         self.last_limit: float | None = None
 
     @classmethod
-    def from_rpm(
-        cls, *, name: str, rpm: float, headroom: float, burst_seconds: float, clock: Clock
-    ) -> TokenBucket:
+    def from_rpm(cls, *, name: str, rpm: float, headroom: float, burst_seconds: float, clock: Clock) -> TokenBucket:
         rate = rpm / 60.0 * headroom
         return cls(name=name, rate_per_s=rate, capacity=max(1.0, rate * burst_seconds), clock=clock)
 

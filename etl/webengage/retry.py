@@ -103,9 +103,7 @@ class RetryPolicy:
         """Classify a transport failure. Before any answer from the host, DNS failures and refused
         connections mean a wrong host: terminal, so a bad setting causes no retry storm."""
         message = f"{type(exc).__name__}: {exc}"[:_MAX_MESSAGE]
-        if isinstance(exc, httpx.UnsupportedProtocol) or (
-            first_contact and isinstance(exc, httpx.ConnectError)
-        ):
+        if isinstance(exc, httpx.UnsupportedProtocol) or (first_contact and isinstance(exc, httpx.ConnectError)):
             return Verdict("terminal", message, HOST_HINT)
         return Verdict("transient", message)
 

@@ -58,9 +58,7 @@ def test_wrong_key_is_401_and_wrong_license_is_404(client: httpx.Client, sandbox
 
 
 def test_queued_and_merge_visible_through_inspection(client: httpx.Client) -> None:
-    first = post(
-        client, "users", {"userId": "u1", "firstName": "Ada", "attributes": {"plan": "gold", "n": 1}}
-    )
+    first = post(client, "users", {"userId": "u1", "firstName": "Ada", "attributes": {"plan": "gold", "n": 1}})
     assert first.status_code == 201
     assert first.json() == {"response": {"status": "queued"}}
     assert first.headers["X-RateLimit-Limit"] == "5000"
@@ -180,9 +178,7 @@ def test_fault_5xx_stores_nothing(client: httpx.Client, sandbox: SandboxServer) 
     assert sandbox.store.get_user("u") is None
     assert sandbox.stats()["faults"] == {"error_5xx": 1}
     sandbox.update_config(error_5xx_rate=0.0)
-    assert (
-        post(client, "users", {"userId": "u"}, **{"x-request-id": "r"}).status_code == 201
-    )  # not remembered
+    assert post(client, "users", {"userId": "u"}, **{"x-request-id": "r"}).status_code == 201  # not remembered
 
 
 def test_fault_error_body_with_200(client: httpx.Client, sandbox: SandboxServer) -> None:
@@ -200,9 +196,7 @@ def test_fault_timeouts(client: httpx.Client, sandbox: SandboxServer) -> None:
     # Stored, then answered too late: the client gives up, then retries with the same request id.
     sandbox.update_config(timeout_rate=0.0, timeout_after_store_rate=1.0, timeout_sleep_s=0.5)
     with pytest.raises(httpx.ReadTimeout):
-        client.post(
-            f"/v1/accounts/{LICENSE}/users", json={"userId": "u"}, headers={"x-request-id": "t1"}, timeout=0.1
-        )
+        client.post(f"/v1/accounts/{LICENSE}/users", json={"userId": "u"}, headers={"x-request-id": "t1"}, timeout=0.1)
     assert sandbox.store.get_user("u") is not None
     sandbox.update_config(timeout_after_store_rate=0.0)
     assert post(client, "users", {"userId": "u"}, **{"x-request-id": "t1"}).status_code == 200

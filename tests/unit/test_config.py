@@ -30,9 +30,7 @@ def test_data_center_selects_host(dc: str, host: str) -> None:
 
 
 def test_api_url_overrides_data_center() -> None:
-    s = Settings.from_env(
-        {**BASE, "WEBENGAGE_DATA_CENTER": "in", "WEBENGAGE_API_URL": "http://127.0.0.1:8765/"}
-    )
+    s = Settings.from_env({**BASE, "WEBENGAGE_DATA_CENTER": "in", "WEBENGAGE_API_URL": "http://127.0.0.1:8765/"})
     assert s.account_url == "http://127.0.0.1:8765/v1/accounts/lic123"
 
 

@@ -209,9 +209,7 @@ def test_type_change_is_not_applied() -> None:
 def test_event_attribute_registry_is_per_event_name() -> None:
     store = SandboxStore()
     store.ingest_events([(None, event(eventData={"v": 1}))], endpoint="events", request_id=None)
-    _, same_name = store.ingest_events(
-        [(None, event(eventData={"v": "x"}))], endpoint="events", request_id=None
-    )
+    _, same_name = store.ingest_events([(None, event(eventData={"v": "x"}))], endpoint="events", request_id=None)
     _, other_name = store.ingest_events(
         [(None, event(eventName="Other", eventData={"v": "x"}))], endpoint="events", request_id=None
     )

@@ -51,9 +51,7 @@ def test_2xx_with_accepted_status_is_accepted(status: int, body: object) -> None
     assert sent.headers["content-type"] == "application/json"
     assert orjson.loads(sent.content) == {"users": users}
     assert stats["accepted"] == 1 and stats["items_accepted"] == 2 and stats["items_sent"] == 2
-    assert (
-        stats["requests"] == 1 and stats[f"status_{status}"] == 1 and stats["bytes_sent"] == len(sent.content)
-    )
+    assert stats["requests"] == 1 and stats[f"status_{status}"] == 1 and stats["bytes_sent"] == len(sent.content)
 
 
 @pytest.mark.parametrize(
@@ -109,9 +107,7 @@ def test_retries_exhausted_is_transient(max_retries: int) -> None:
 
 
 def test_transport_errors_after_first_answer_are_transient() -> None:
-    api = FakeAPI(
-        reply(201), fail(httpx.ConnectError, "refused"), fail(httpx.ReadTimeout, "slow"), reply(201)
-    )
+    api = FakeAPI(reply(201), fail(httpx.ConnectError, "refused"), fail(httpx.ReadTimeout, "slow"), reply(201))
     client = make_client(api)
     assert client.send(a_user(1)).outcome == "accepted"
     result = client.send(a_user(2))
@@ -147,9 +143,7 @@ def test_429_with_http_date_retry_after() -> None:
 
 
 @pytest.mark.parametrize(("backoff_max_s", "expected"), [(60.0, 45.0), (20.0, 20.0)])
-def test_429_without_retry_after_waits_to_minute_boundary_capped(
-    backoff_max_s: float, expected: float
-) -> None:
+def test_429_without_retry_after_waits_to_minute_boundary_capped(backoff_max_s: float, expected: float) -> None:
     clock = FakeClock(start=MINUTE + 15)
     api = FakeAPI(reply(429), reply(201))
     result = make_client(api, clock=clock, backoff_max_s=backoff_max_s).send(a_user())

@@ -13,12 +13,8 @@ from .fakes import FakeAPI, a_user, make_client, make_settings, reply
 MINUTE = 1_800_000_000.0
 
 
-def bucket(
-    clock: FakeClock, rpm: float = 600, burst_seconds: float = 1.0, headroom: float = 1.0
-) -> TokenBucket:
-    return TokenBucket.from_rpm(
-        name="t", rpm=rpm, headroom=headroom, burst_seconds=burst_seconds, clock=clock
-    )
+def bucket(clock: FakeClock, rpm: float = 600, burst_seconds: float = 1.0, headroom: float = 1.0) -> TokenBucket:
+    return TokenBucket.from_rpm(name="t", rpm=rpm, headroom=headroom, burst_seconds=burst_seconds, clock=clock)
 
 
 def test_rate_and_capacity_follow_settings() -> None:

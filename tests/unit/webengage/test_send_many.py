@@ -65,8 +65,32 @@ def counted(total: int | None, pulled: list[int]) -> Iterator[SendRequest]:
         yield a_user(n, request_id=str(n))
 
 
-def fast_client(api: GatedAPI, **overrides: Any) -> WebEngageClient:
-    return make_client(api, clock=SystemClock(), **overrides)
+def fast_client(api: GatedAPI, *, warm: bool = True, **overrides: Any) -> WebEngageClient:
+    """A client on the system clock; ``warm`` makes one ungated call first, because until the API has
+    answered once send_many sends a single request at a time (a wrong key costs one request)."""
+    client = make_client(api, clock=SystemClock(), **overrides)
+    if warm:
+        api.gate(-1).set()
+        client.send(a_user(-1, request_id="-1"))
+        with api.lock:
+            api.calls = 0
+            api.max_in_flight = 0
+    return client
+
+
+def test_until_the_first_answer_only_one_request_is_in_flight() -> None:
+    api = GatedAPI()
+    with fast_client(api, warm=False) as client:
+        results = client.send_many(counted(4, []), concurrency=3)
+        opener = threading.Thread(target=lambda: (wait_until(lambda: api.in_flight == 1), api.gate(0).set()))
+        opener.start()
+        for n in (1, 2, 3):
+            api.gate(n).set()
+        keys = [r.request.key for r in results]
+        opener.join()
+    assert keys[0] == 0  # the probe answered before anything else was sent
+    assert sorted(keys) == [0, 1, 2, 3]  # type: ignore[type-var]
+    assert api.calls == 4
 
 
 def worker_threads() -> list[threading.Thread]:
@@ -117,7 +141,7 @@ def test_every_request_yields_exactly_once() -> None:
     pulled: list[int] = []
     with fast_client(api) as client:
         keys = [r.request.key for r in client.send_many(counted(200, pulled), concurrency=8)]
-        assert client.stats.snapshot()["accepted"] == 200
+        assert client.stats.snapshot()["accepted"] == 200 + 1  # plus the warm-up call
     assert sorted(keys) == list(range(200))  # type: ignore[type-var]
     assert api.calls == 200 and api.max_in_flight <= 8
     assert not worker_threads()

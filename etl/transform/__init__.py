@@ -1,0 +1,1 @@
+"""Transformations from warehouse rows to WebEngage payload values."""
