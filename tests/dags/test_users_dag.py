@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etl.demo.warehouse import build_demo_warehouse
+from etl.sandbox import SandboxConfig, SandboxServer
+
+KEY = "dag-test-key-123456"
+
+
+def test_dagbag_imports_every_dag_without_errors(dagbag: Any) -> None:
+    assert dagbag.import_errors == {}
+    assert "webengage_users_sync" in dagbag.dag_ids
+    dag = dagbag.get_dag("webengage_users_sync")
+    assert dag.doc_md and "dry_run" in dag.params
+
+
+@pytest.fixture
+def demo_warehouse(tmp_path: Path) -> Path:
+    path = tmp_path / "w.duckdb"
+    build_demo_warehouse(path, users=300, as_of=datetime(2026, 11, 1, tzinfo=UTC))
+    return path
+
+
+def test_users_dag_runs_against_sandbox_and_returns_summary(
+    dagbag: Any, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None], demo_warehouse: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="lic", api_key=KEY, bulk_users_rpm=60_000,
+                             expected_latency_s=0.05)  # fmt: skip
+        monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
+        dr = dag_runner(dagbag, "webengage_users_sync")
+        assert dr.state == "success"
+        [ti] = [t for t in dr.get_task_instances() if t.task_id == "sync_users"]
+        summary = ti.xcom_pull(task_ids="sync_users")
+        stats = sandbox.stats()
+    assert summary["status"] == "success" and summary["accepted"] == stats["users"] == 300
+    assert summary["run_id"] == dr.run_id
+    assert stats["violations"] == 0
+
+
+def test_users_dag_dry_run_param_sends_nothing(
+    dagbag: Any, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None], demo_warehouse: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="lic", api_key=KEY)
+        monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
+        dr = dag_runner(dagbag, "webengage_users_sync", {"dry_run": True})
+        assert dr.state == "success"
+        summary = dr.get_task_instances()[0].xcom_pull(task_ids="sync_users")
+        assert summary["dry_run"] is True and summary["sent"] == 300 and summary["accepted"] == 0
+        assert sandbox.stats()["requests"] == {}
+
+
+def test_users_dag_fails_with_reason_on_wrong_key(
+    dagbag: Any, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None], demo_warehouse: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="lic", api_key="wrong-key-0000")
+        monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
+        dr = dag_runner(dagbag, "webengage_users_sync")
+        assert dr.state == "failed"
+        assert sum(sandbox.stats()["requests"].values()) == 1
