@@ -69,6 +69,10 @@ class Settings:
     state_url: str = ""  # empty: the warehouse holds the state too
     #: The user mapping file (TOML); empty: ``mappings/users.toml`` of this repository.
     users_mapping: str = ""
+    #: The event source and name/property mapping (TOML); empty: ``mappings/events.toml``.
+    events_mapping: str = ""
+    #: The cohort definitions (TOML); empty: ``mappings/cohorts.toml``.
+    cohorts_config: str = ""
 
     # Rate budgets in requests per minute; WebEngage can raise them per account, so never constants.
     bulk_users_rpm: float = 500
