@@ -27,6 +27,11 @@ app.add_typer(sync_app, name="sync")
 console = Console(stderr=True)
 
 
+def _table_console() -> Console:
+    """Tables go to stdout; when it is not a terminal (pipes, CI) don't squeeze them into 80 columns."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -171,6 +176,97 @@ def demo(
         raise typer.Exit(1) from None
     if not ok:
         raise typer.Exit(1)
+
+
+runs_app = typer.Typer(help="Run history (one row per pipeline run).", invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+
+
+def _store() -> Any:
+    from etl.state.store import StateStore
+    from etl.warehouse.engine import make_engine
+
+    settings = _settings()
+    return StateStore(make_engine(settings.effective_state_url, setting="state_url"))
+
+
+@runs_app.callback()
+def runs_list(
+    ctx: typer.Context,
+    pipeline: Annotated[str, typer.Option(help="Only this pipeline (users, events, cohort:NAME).")] = "",
+    last: Annotated[int, typer.Option(help="How many runs.")] = 20,
+) -> None:
+    """List recent runs with their counts.
+
+    Examples:
+      webengage-sync runs --last 5
+      webengage-sync runs --pipeline users
+      webengage-sync runs show manual__2026-11-23T02:00:00
+    """
+    if ctx.invoked_subcommand:
+        return
+    from rich.table import Table
+
+    with _store() as store:
+        rows = store.runs(pipeline=pipeline or None, last=last)
+    table = Table("run id", "pipeline", "started (UTC)", "status", "extracted", "unchanged", "accepted",
+                  "rejected", "requests", "429s", "seconds", title="webengage-sync runs")  # fmt: skip
+    for r in rows:
+        c = r["counts"]
+        table.add_row(
+            r["run_id"], r["pipeline"], f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
+            r["status"] + (" (dry)" if r["dry_run"] else ""),
+            *(f"{c.get(k, 0):,}" for k in ("extracted", "unchanged", "accepted", "rejected", "requests", "throttled")),
+            f"{c.get('duration_s', 0):.1f}",
+        )  # fmt: skip
+    _table_console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[str, typer.Argument(help="A run id from `webengage-sync runs`.")]) -> None:
+    """Print one run's full summary, with rejects by reason."""
+    with _store() as store:
+        rows = [r for r in store.runs(last=10_000) if r["run_id"] == run_id]
+    if not rows:
+        console.print(f"no run {run_id!r}")
+        raise typer.Exit(1)
+    for r in rows:
+        summary = {**r["counts"], "status": r["status"], "run_id": r["run_id"], "pipeline": r["pipeline"]}
+        if summary.get("extracted") is None:
+            console.print(f"{r['pipeline']} run {run_id}: {r['status']} {r['message'] or ''}")
+            continue
+        console.print(render(summary), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def rejects(
+    pipeline: Annotated[str, typer.Option(help="Only this pipeline.")] = "",
+    keys: Annotated[int, typer.Option(help="Show up to N row keys per reason.")] = 0,
+) -> None:
+    """Rejected rows and values, grouped by reason (open and dead; resolved ones are history).
+
+    Examples:
+      webengage-sync rejects
+      webengage-sync rejects --pipeline users --keys 5
+    """
+    from collections import defaultdict
+
+    from rich.table import Table
+
+    with _store() as store:
+        rows = store.open_rejects(pipeline or None)
+    groups: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["pipeline"], r["reason"], r["column_name"], r["kind"], r["status"])].append(r)
+    table = Table("pipeline", "reason", "column", "kind", "status", "rows", "max attempts", "last seen",
+                  *(("keys",) if keys else ()), title="webengage-sync rejects")  # fmt: skip
+    for (pipe, reason, column, kind, status), items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        cells = [pipe, reason, column, kind, status, f"{len(items):,}", str(max(i["attempts"] for i in items)),
+                 f"{max(i['last_seen'] for i in items):%Y-%m-%d %H:%M}"]  # fmt: skip
+        if keys:
+            cells.append(", ".join(str(i["row_key"]) for i in items[:keys]))
+        table.add_row(*cells)
+    _table_console().print(table)
 
 
 def main() -> None:

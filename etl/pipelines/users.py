@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -236,9 +237,14 @@ def _prepare(
     rejects += dup_rejects
     chunk, keys, hashes = chunk[keep], keys[keep], hashes[keep]
 
-    known = store.user_state(keys.tolist())
-    previous = keys.map(lambda k: known.get(k, (None, None))[0])
-    changed = pd.Series(True, index=chunk.index) if full_refresh else previous.ne(hashes) | previous.isna()
+    key_list = keys.tolist()
+    known = store.user_state(key_list)
+    # Exact int64 compare in numpy: mapping a mix of known and new ids through pandas yields a float
+    # column (lossy above 2**53, and pyarrow refuses to compare it with the int64 hashes).
+    seen = np.fromiter((k in known for k in key_list), dtype=bool, count=len(key_list))
+    previous = np.fromiter((known[k][0] if k in known else 0 for k in key_list), dtype=np.int64, count=len(key_list))
+    differs = ~seen | (previous != hashes.to_numpy(dtype=np.int64))
+    changed = pd.Series(True if full_refresh else differs, index=chunk.index, dtype=bool)
     report.unchanged += int((~changed).sum())
     for reject in rejects:
         report.rejected[reject.reason] += 1

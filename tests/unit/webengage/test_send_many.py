@@ -148,17 +148,31 @@ def test_every_request_yields_exactly_once() -> None:
 
 
 def test_terminal_stops_submitting_drains_in_flight_then_raises() -> None:
-    api = GatedAPI(status_for=lambda n: 401 if n == 3 else 201, gated=False)
+    api = GatedAPI(status_for=lambda n: 401 if n == 3 else 201)
     pulled: list[int] = []
     yielded: list[object] = []
+
+    def conduct() -> None:
+        # 0-2 complete; then 3 (401) and 4 are in flight; 3 answers first, 4 only after 3 is done, so the
+        # failure is seen before any later completion could pull more work.
+        for n in (0, 1, 2):
+            api.gate(n).set()
+        wait_until(lambda: api.calls == 5 and api.in_flight == 2)
+        api.gate(3).set()
+        wait_until(lambda: api.in_flight == 1)
+        api.gate(4).set()
+
+    opener = threading.Thread(target=conduct)
+    opener.start()
     with fast_client(api) as client, pytest.raises(TerminalAPIError) as caught:
         for result in client.send_many(counted(1000, pulled), concurrency=2):
             assert result.accepted
             yielded.append(result.request.key)
+    opener.join()
     assert caught.value.status_code == 401
-    assert len(pulled) <= 3 + 1 + 2  # stopped pulling right after the failure
+    assert pulled == [0, 1, 2, 3, 4]  # stopped pulling at the failure
     assert api.calls == len(pulled)  # every pulled request was sent once, none after the stop...
-    assert len(yielded) == len(pulled) - 1  # ...and every other one was yielded before the raise
+    assert yielded == [0, 1, 2, 4]  # ...and the one in flight was drained and yielded before the raise
     assert not worker_threads()
 
 
