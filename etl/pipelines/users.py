@@ -153,6 +153,9 @@ def _run(
     registry = store.registry("users")
     types: dict[str, AttrType] | None = None
     salt = ""
+    # Rejects of rows about to be sent wait for their batch's outcome: an acceptance resolves the
+    # user's older rejects, so recording this run's before it would resolve them at once.
+    held: dict[str, list[RejectRow]] = {}
 
     def items() -> Iterator[Item[UserKey]]:
         nonlocal types, salt
@@ -163,7 +166,8 @@ def _run(
                 if new and client is not None:
                     store.register_attributes("users", new, owner="users")
                 salt = tx.types_salt(mapping, types)
-            yield from _prepare(chunk, mapping, types, salt, store, report, today=today, full_refresh=full_refresh)
+            yield from _prepare(chunk, mapping, types, salt, store, report, held, today=today,
+                                full_refresh=full_refresh)  # fmt: skip
             if progress is not None:
                 progress(report)
 
@@ -180,9 +184,13 @@ def _run(
 
         def accepted(batch: Batch[UserKey]) -> None:
             keys = [i.key for i in batch.items]
+            ids = [k[0] for k in keys]
+            found = _release(held, ids)
             with store.transaction() as conn:
                 store.checkpoint_users(conn, keys, report.run_id)
-                store.resolve_rejects(conn, PIPELINE, [k[0] for k in keys], report.run_id)
+                store.resolve_rejects(conn, PIPELINE, ids, report.run_id)
+                if found:
+                    store.record_rejects(conn, PIPELINE, found, report.run_id)
             report.accepted += len(keys)
             if progress is not None:
                 progress(report)
@@ -193,8 +201,9 @@ def _run(
             detail = f"HTTP {result.status_code}: {result.message or ''}"[:500]
             rejects = [RejectRow(row_key=i.key[0], column=ROW, reason=reason, detail=detail, kind=kind)
                        for i in batch.items]  # fmt: skip
+            found = _release(held, [i.key[0] for i in batch.items])
             with store.transaction() as conn:
-                store.record_rejects(conn, PIPELINE, rejects, report.run_id)
+                store.record_rejects(conn, PIPELINE, rejects + found, report.run_id)
             report.rejected[reason] += len(rejects)
 
         send_and_checkpoint(client, counted, on_accepted=accepted, on_failed=failed)
@@ -204,10 +213,14 @@ def _run(
                              detail=f"one user is over max_batch_bytes={settings.max_batch_bytes}")
                    for i in oversize]  # fmt: skip
         report.rejected["payload_too_large"] += len(rejects)
-        report.sent -= 0
+        found = _release(held, [i.key[0] for i in oversize])
         if client is not None:
             with store.transaction() as conn:
-                store.record_rejects(conn, PIPELINE, rejects, report.run_id)
+                store.record_rejects(conn, PIPELINE, rejects + found, report.run_id)
+
+
+def _release(held: dict[str, list[RejectRow]], user_ids: list[str]) -> list[RejectRow]:
+    return [r for user_id in user_ids for r in held.pop(user_id, ())]
 
 
 def _counting(requests: Iterator[Any], report: RunReport) -> Iterator[Any]:
@@ -224,6 +237,7 @@ def _prepare(
     salt: str,
     store: StateStore,
     report: RunReport,
+    held: dict[str, list[RejectRow]],
     *,
     today: Any,
     full_refresh: bool,
@@ -257,10 +271,17 @@ def _prepare(
     report.coerced += sum(built.stats.coerced.values())
     report.cleared += built.stats.cleared
     report.values_dropped.update(built.stats.dropped)
-    all_rejects = rejects + built.rejects
-    if all_rejects and not report.dry_run:
-        with store.transaction() as conn:
-            store.record_rejects(conn, PIPELINE, all_rejects, report.run_id)
+    if not report.dry_run:
+        sending = set(keys.tolist())
+        final: list[RejectRow] = []
+        for reject in rejects + built.rejects:
+            if reject.row_key in sending:
+                held.setdefault(reject.row_key, []).append(reject)
+            else:
+                final.append(reject)
+        if final:
+            with store.transaction() as conn:
+                store.record_rejects(conn, PIPELINE, final, report.run_id)
     for user_id, row_hash, mask, payload in zip(keys.tolist(), hashes.tolist(), built.masks, built.payloads,
                                                  strict=True):  # fmt: skip
         yield Item(key=(user_id, int(row_hash), mask), identity=f"{user_id}:{row_hash}", payload=payload)

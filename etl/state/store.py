@@ -66,6 +66,20 @@ RUNS = sa.table(
     sa.column("counts", sa.Text),
 )
 
+# One statement with array parameters instead of a multi-row VALUES list: SQLAlchemy caches its
+# compiled form and DuckDB runs it in ~5 ms instead of ~13 ms (a checkpoint per accepted batch).
+# unnest() over equal-length arrays zips them on both DuckDB and PostgreSQL.
+_UPSERT_USER_STATE = sa.text(
+    "INSERT INTO we_user_state (user_id, payload_hash, field_mask, accepted_at, run_id) "
+    "SELECT unnest(:ids), unnest(:hashes), unnest(:masks), :now, :run_id "
+    "ON CONFLICT (user_id) DO UPDATE SET payload_hash = excluded.payload_hash, field_mask = excluded.field_mask, "
+    "accepted_at = excluded.accepted_at, run_id = excluded.run_id"
+).bindparams(
+    sa.bindparam("ids", type_=sa.ARRAY(sa.String)),
+    sa.bindparam("hashes", type_=sa.ARRAY(sa.BigInteger)),
+    sa.bindparam("masks", type_=sa.ARRAY(sa.String)),
+)
+
 #: Whole-row rejects use this column name.
 ROW = "*"
 
@@ -147,17 +161,9 @@ class StateStore:
         """Record accepted payloads; call inside :meth:`transaction`, only after WebEngage accepted them."""
         if not rows:
             return
-        now = self.clock()
-        values = [
-            {"user_id": u, "payload_hash": h, "field_mask": m, "accepted_at": now, "run_id": run_id} for u, h, m in rows
-        ]
-        stmt = pg_insert(USER_STATE).values(values)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["user_id"],
-                set_={c: stmt.excluded[c] for c in ("payload_hash", "field_mask", "accepted_at", "run_id")},
-            )
-        )
+        ids, hashes, masks = (list(col) for col in zip(*rows, strict=True))
+        conn.execute(_UPSERT_USER_STATE, {"ids": ids, "hashes": hashes, "masks": masks, "now": self.clock(),
+                                          "run_id": run_id})  # fmt: skip
 
     def count_users(self) -> int:
         n = self.conn.execute(sa.select(sa.func.count()).select_from(USER_STATE)).scalar_one()
@@ -227,16 +233,30 @@ class StateStore:
         return len(values)
 
     def resolve_rejects(self, conn: Connection, pipeline: str, row_keys: Sequence[str], run_id: str) -> None:
-        """Rows that went through are no longer open rejects (kept as history, status resolved)."""
+        """Rows that went through are no longer open rejects (kept as history, status resolved).
+
+        Rejects recorded by this same run (e.g. a bad phone left out of a row that was sent) stay open."""
         if not row_keys:
             return
         keys = sa.bindparam("keys", type_=sa.ARRAY(sa.String))
         conn.execute(
             sa.update(REJECTS)
-            .where(REJECTS.c.pipeline == pipeline, REJECTS.c.status == "open", REJECTS.c.row_key == sa.any_(keys))
+            .where(
+                REJECTS.c.pipeline == pipeline,
+                REJECTS.c.status == "open",
+                REJECTS.c.run_id != run_id,
+                REJECTS.c.row_key == sa.any_(keys),
+            )
             .values(status="resolved", last_seen=self.clock(), run_id=run_id),
             {"keys": list(row_keys)},
         )
+
+    def open_reject_keys(self, pipeline: str) -> set[str]:
+        """Row keys with an open reject: only their acceptance needs to touch the rejects table."""
+        query = sa.select(REJECTS.c.row_key).where(REJECTS.c.pipeline == pipeline, REJECTS.c.status == "open")
+        keys = {str(r[0]) for r in self.conn.execute(query)}
+        self.conn.commit()
+        return keys
 
     def open_rejects(self, pipeline: str | None = None) -> list[dict[str, Any]]:
         query = (

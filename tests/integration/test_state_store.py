@@ -65,3 +65,17 @@ def test_runs_history(state_url: str) -> None:
         store.finish_run(run_id="r1", pipeline="users", status="success", counts={"extracted": 3})
         [run] = store.runs(pipeline="users")
         assert run["status"] == "success" and run["counts"] == {"extracted": 3}
+
+
+def test_resolve_keeps_rejects_recorded_by_the_same_run(state_url: str) -> None:
+    """A row sent without its bad phone keeps the phone reject open; an old reject of the row resolves."""
+    with StateStore(make_engine(state_url), clock=lambda: T0) as store:
+        old = RejectRow(row_key="u1", column="email", reason="invalid_email")
+        new = RejectRow(row_key="u1", column="phone", reason="invalid_phone")
+        with store.transaction() as conn:
+            store.record_rejects(conn, "users", [old], "r1")
+        with store.transaction() as conn:
+            store.record_rejects(conn, "users", [new], "r2")
+            store.resolve_rejects(conn, "users", ["u1"], "r2")
+        assert [(r["column_name"], r["reason"]) for r in store.open_rejects("users")] == [("phone", "invalid_phone")]
+        assert store.open_reject_keys("users") == {"u1"}
