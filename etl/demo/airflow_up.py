@@ -1,0 +1,141 @@
+"""``make airflow``: Airflow standalone on this repository's ``dags/`` with the demo warehouse, a running
+sandbox and the ``webengage_default`` connection pointing at it. Prints the URL and the admin password;
+Ctrl-C stops everything.
+
+Airflow is started as a subprocess (``etl`` never imports Airflow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from etl.demo.warehouse import build_demo_warehouse
+from etl.sandbox import SandboxConfig, SandboxProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class AirflowStack:
+    url: str
+    username: str
+    password: str
+    sandbox_url: str
+    home: Path
+    env: dict[str, str]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"airflow standalone exited with {proc.returncode}; see its log")
+        try:
+            if httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"Airflow did not become healthy within {timeout_s:.0f}s")
+
+
+def _password(home: Path, timeout_s: float = 30) -> str:
+    path = home / "simple_auth_manager_passwords.json.generated"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            data = json.loads(path.read_text() or "{}")
+            if "admin" in data:
+                return str(data["admin"])
+        time.sleep(0.5)
+    raise TimeoutError(f"no admin password in {path}")
+
+
+@contextmanager
+def airflow_stack(
+    *, directory: Path, port: int = 8080, users: int = 50_000, sandbox_rpm: int = 12_000, timeout_s: float = 180
+) -> Iterator[AirflowStack]:
+    """Start the sandbox and Airflow standalone; yield how to reach them; stop both on exit."""
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    warehouse = directory / "warehouse.duckdb"
+    if not warehouse.exists():
+        build_demo_warehouse(warehouse, users=users)
+    home = directory / "airflow"
+    home.mkdir(exist_ok=True)
+    key = secrets.token_urlsafe(24)
+    config = SandboxConfig(license_code="demo", api_key=key, bulk_users_rpm=sandbox_rpm, bulk_events_rpm=sandbox_rpm)
+    with SandboxProcess(config) as sandbox:
+        conn = {"conn_type": "http", "host": sandbox.url, "login": "demo", "password": key,
+                "extra": {"bulk_users_rpm": sandbox_rpm, "bulk_events_rpm": sandbox_rpm}}  # fmt: skip
+        env = {
+            # The caller's own Airflow settings (e.g. a test run's unit-test mode) must not leak in.
+            **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__API__PORT": str(port),
+            # Task processes reach the API server here; it must follow the port.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+            # 5 s (the default) is too short when a 2-core machine is also running the sync itself.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW_CONN_WEBENGAGE_DEFAULT": json.dumps(conn),
+            "WAREHOUSE_URL": f"duckdb:///{warehouse}",
+            "STATE_URL": f"duckdb:///{directory / 'state.duckdb'}",
+        }
+        airflow = str(Path(sys.executable).parent / "airflow")  # the venv's, whatever PATH says
+        log = (home / "standalone.log").open("wb")
+        # Its own process group, so one signal stops the scheduler, API server and workers together.
+        proc = subprocess.Popen([airflow, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        try:
+            url = f"http://localhost:{port}"
+            _wait_healthy(url, proc, timeout_s)
+            subprocess.run([airflow, "pools", "set", "webengage_api", "4", "Shares the WebEngage API budget"],
+                           env=env, check=False, capture_output=True)  # fmt: skip
+            yield AirflowStack(url=url, username="admin", password=_password(home), sandbox_url=sandbox.url,
+                               home=home, env=env)  # fmt: skip
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            log.close()
+
+
+def main() -> None:
+    directory = Path(os.environ.get("WEBENGAGE_DEMO_DIR", ".demo"))
+    port = int(os.environ.get("AIRFLOW_PORT", "8080"))
+    print("starting the sandbox and Airflow standalone (about 30 s)...", flush=True)
+    with airflow_stack(directory=directory, port=port) as stack:
+        print(f"\nAirflow UI: {stack.url}   user: {stack.username}   password: {stack.password}")
+        print(f"WebEngage sandbox: {stack.sandbox_url}/_sandbox/stats")
+        print("DAGs start paused: unpause one, or use Trigger (with the params form). Ctrl-C stops everything.")
+        print(f"logs: {stack.home / 'standalone.log'}", flush=True)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print("\nstopping...", flush=True)
+
+
+if __name__ == "__main__":
+    main()
