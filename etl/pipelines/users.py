@@ -125,7 +125,7 @@ def resolve_source(mapping: UserMapping, warehouse: Engine) -> tuple[sa.Select[A
         stmt, key, updated = segment_users_source(schema=mapping.segment_schema, table=mapping.segment_table)
         system, attributes = segment_user_fields(source_columns(warehouse, stmt), key)
         mapping = complete_mapping(mapping, user_id=key, updated_at=updated, system=system, attributes=attributes)
-        return ordered_by(stmt, key), dict(mapping.params), mapping
+        return stmt, dict(mapping.params), mapping  # the preset orders by its key itself
     sql = load_sql(mapping.query)
     params = dict(mapping.params)
     if ":as_of" in sql:
@@ -242,6 +242,9 @@ def _prepare(
     today: Any,
     full_refresh: bool,
 ) -> Iterator[Item[UserKey]]:
+    # Label rows by their position in the run's extract, not in the chunk: rejects of rows without a
+    # usable id are keyed by that label, and chunk-local labels repeat (the carried-over tail restarts at 0).
+    chunk = chunk.set_axis(pd.RangeIndex(report.extracted, report.extracted + len(chunk)))
     report.extracted += len(chunk)
     keys = tx.normalise_keys(chunk, mapping.user_id)
     usable, rejects = tx.screen_keys(chunk, keys, mapping)

@@ -58,9 +58,25 @@ EVENTS = sa.table(
     sa.column("detail", sa.String),
 )
 
-# Rows per multi-row INSERT: one statement per chunk (DuckDB's executemany is ~650 rows/s).
-_CHUNK: Final = 1_000
 _IDS = sa.bindparam("ids", type_=sa.ARRAY(sa.String))
+# Array parameters + unnest() instead of multi-row VALUES (as StateStore.checkpoint_users): one cached
+# statement per call on DuckDB and PostgreSQL alike. Table and column names are constants.
+_WRITE_AHEAD = sa.text(
+    "INSERT INTO we_cohort_members (cohort, user_id, member, pending, version, changed_at, run_id) "
+    "SELECT :cohort, unnest(:ids), FALSE, TRUE, :version, :now, :run_id "
+    "ON CONFLICT (cohort, user_id) DO UPDATE SET pending = TRUE, version = excluded.version, run_id = excluded.run_id"
+).bindparams(_IDS)
+_ACCEPT_TRUE = sa.text(
+    "INSERT INTO we_cohort_members (cohort, user_id, member, pending, version, changed_at, run_id) "
+    "SELECT :cohort, unnest(:ids), TRUE, FALSE, :version, :now, :run_id "
+    "ON CONFLICT (cohort, user_id) DO UPDATE SET member = TRUE, pending = FALSE, version = excluded.version, "
+    "changed_at = excluded.changed_at, run_id = excluded.run_id"
+).bindparams(_IDS)
+_QUEUE_EVENTS = sa.text(
+    "INSERT INTO we_cohort_events (cohort, user_id, transition, version, status, queued_at, run_id) "
+    "SELECT :cohort, unnest(:ids), unnest(:transitions), :version, 'pending', :now, :run_id "
+    "ON CONFLICT (cohort, user_id, transition, version) DO NOTHING"
+).bindparams(_IDS, sa.bindparam("transitions", type_=sa.ARRAY(sa.String)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,11 +109,6 @@ class QueuedEvent:
     queued_at: datetime
 
 
-def _chunks(values: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 # -- metadata --------------------------------------------------------------------------------------
 def get_cohort(store: StateStore, cohort: str) -> CohortState | None:
     row = store.conn.execute(sa.select(COHORTS).where(COHORTS.c.cohort == cohort)).mappings().first()
@@ -112,7 +123,7 @@ def all_cohorts(store: StateStore) -> list[CohortState]:
 
 
 def begin_version(
-    store: StateStore, *, cohort: str, attribute: str, mode: str, events: bool, run_id: str, now: datetime
+    store: StateStore, *, cohort: str, attribute: str, mode: str, events: bool, run_id: str
 ) -> int:
     """Open a new sync version of the cohort (version + 1; created at 1) and return it."""
     values = {
@@ -185,20 +196,11 @@ def mark_pending(store: StateStore, *, cohort: str, user_ids: Sequence[str], ver
                  now: datetime) -> None:  # fmt: skip
     """Write-ahead, before anything is sent: these users' WebEngage value is unknown until a batch is
     accepted. New rows are non-members; existing members stay members until their false is accepted."""
+    if not user_ids:
+        return
     with store.transaction() as conn:
-        for chunk in _chunks(user_ids):
-            values = [
-                {"cohort": cohort, "user_id": u, "member": False, "pending": True, "version": version,
-                 "changed_at": now, "run_id": run_id}
-                for u in chunk
-            ]  # fmt: skip
-            stmt = pg_insert(MEMBERS).values(values)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["cohort", "user_id"],
-                    set_={"pending": sa.true(), "version": stmt.excluded.version, "run_id": stmt.excluded.run_id},
-                )
-            )
+        conn.execute(_WRITE_AHEAD, {"cohort": cohort, "ids": list(user_ids), "version": version, "now": now,
+                                    "run_id": run_id})  # fmt: skip
 
 
 def apply_accepted(
@@ -208,18 +210,8 @@ def apply_accepted(
     """WebEngage accepted these values: ``true`` users are members, ``false`` ones leave the snapshot.
     Call inside ``store.transaction()``."""
     if true_ids:
-        values = [
-            {"cohort": cohort, "user_id": u, "member": True, "pending": False, "version": version, "changed_at": now,
-             "run_id": run_id}
-            for u in true_ids
-        ]  # fmt: skip
-        stmt = pg_insert(MEMBERS).values(values)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["cohort", "user_id"],
-                set_={c: stmt.excluded[c] for c in ("member", "pending", "version", "changed_at", "run_id")},
-            )
-        )
+        conn.execute(_ACCEPT_TRUE, {"cohort": cohort, "ids": list(true_ids), "version": version, "now": now,
+                                    "run_id": run_id})  # fmt: skip
     if false_ids:
         conn.execute(
             sa.delete(MEMBERS).where(MEMBERS.c.cohort == cohort, MEMBERS.c.user_id == sa.any_(_IDS)),
@@ -250,16 +242,9 @@ def queue_events(
     """Queue ``(user_id, "entered"|"exited")`` events; call in the transaction that records the flips."""
     if not transitions:
         return
-    values = [
-        {"cohort": cohort, "user_id": u, "transition": t, "version": version, "status": "pending", "queued_at": now,
-         "sent_at": None, "run_id": run_id, "detail": None}
-        for u, t in transitions
-    ]  # fmt: skip
-    conn.execute(
-        pg_insert(EVENTS).values(values).on_conflict_do_nothing(
-            index_elements=["cohort", "user_id", "transition", "version"]
-        )
-    )
+    ids, kinds = (list(col) for col in zip(*transitions, strict=True))
+    conn.execute(_QUEUE_EVENTS, {"cohort": cohort, "ids": ids, "transitions": kinds, "version": version, "now": now,
+                                 "run_id": run_id})  # fmt: skip
 
 
 def pending_events(store: StateStore, cohort: str) -> list[QueuedEvent]:

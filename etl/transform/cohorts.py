@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from etl.errors import ConfigError, WebEngageSyncError
 
@@ -142,6 +142,11 @@ def sql_file(name: str) -> Path:
     return path if path.is_file() else sql_root() / path
 
 
+def sql_binds(sql: str) -> set[str]:
+    """Names of the ``:name`` parameters a query binds (as SQLAlchemy's text() finds them)."""
+    return set(_BIND.findall(sql))
+
+
 def load_cohort_config(path: str | Path | None = None) -> CohortConfig:
     """Parse and validate the cohort config; every problem raises :class:`ConfigError` naming the cohort."""
     path = Path(path) if path is not None else config_path()
@@ -163,7 +168,9 @@ def configured_names(path: str | Path | None = None, *, mode: CohortMode | None 
 def cohort_config_from_dict(doc: Mapping[str, Any], *, origin: str = "cohorts") -> CohortConfig:
     unknown = set(doc) - {"defaults", "cohorts"}
     if unknown:
-        raise ConfigError(origin, f"unknown sections: {', '.join(sorted(unknown))} (expected [defaults], [cohorts.NAME])")
+        raise ConfigError(
+            origin, f"unknown sections: {', '.join(sorted(unknown))} (expected [defaults], [cohorts.NAME])"
+        )
     defaults = dict(doc.get("defaults", {}))
     bad = set(defaults) - _DEFAULT_KEYS
     if bad:
@@ -208,13 +215,18 @@ def _spec(name: str, entry: Any, defaults: Mapping[str, Any], origin: str) -> Co
         raise ConfigError(
             f"{where}.attribute",
             "must be 1-49 characters (WebEngage ignores names of 50 or more), letters, digits and _, "
-            "starting with a letter" + ("; set it explicitly for a long cohort name" if "attribute" not in entry else ""),
+            "starting with a letter"
+            + ("; set it explicitly for a long cohort name" if "attribute" not in entry else ""),
         )
     if attribute.lower().startswith("we_"):
         raise ConfigError(f"{where}.attribute", "names starting with we_ are reserved by WebEngage (silently ignored)")
 
-    mode = values.get("mode")
-    if mode not in get_args(CohortMode):
+    mode: CohortMode
+    if values.get("mode") == "one_time":
+        mode = "one_time"
+    elif values.get("mode") == "dynamic":
+        mode = "dynamic"
+    else:
         raise ConfigError(f"{where}.mode", "required: one_time or dynamic")
     events = values.get("events", False)
     if not isinstance(events, bool):
@@ -239,7 +251,7 @@ def _spec(name: str, entry: Any, defaults: Mapping[str, Any], origin: str) -> Co
             raise ConfigError(f"{where}.params.{key}", "expected an identifier = a string, number or boolean")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where}.params.{key}", "must be finite")
-    binds = set(_BIND.findall(path.read_text(encoding="utf-8")))
+    binds = sql_binds(path.read_text(encoding="utf-8"))
     missing = binds - set(params) - _RESERVED_PARAMS
     if missing:
         raise ConfigError(f"{where}.params", f"the query needs values for: {', '.join(sorted(missing))}")
@@ -302,9 +314,7 @@ class MembershipDiff:
         return len(self.entered) + len(self.exited) + len(self.resend_true) + len(self.resend_false)
 
 
-def diff_members(
-    current: Sequence[str], *, members: Sequence[str], in_doubt: Sequence[str] = ()
-) -> MembershipDiff:
+def diff_members(current: Sequence[str], *, members: Sequence[str], in_doubt: Sequence[str] = ()) -> MembershipDiff:
     """Compare the current (deduplicated) members with the snapshot WebEngage accepted.
 
     ``in_doubt``: users with a flip sent but unconfirmed (a crash mid-send); their WebEngage value is

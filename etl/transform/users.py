@@ -21,8 +21,12 @@ from decimal import Decimal
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
 
 from etl.errors import ConfigError
 from etl.state.store import RejectRow
@@ -117,31 +121,167 @@ def dedupe(
 
 
 # -- hashing --------------------------------------------------------------------------------------
-def _hashable(col: pd.Series) -> pd.Series:
-    """Make a source column hashable and canonical: dict/list as sorted JSON, Decimal as text."""
-    if col.dtype != object:
-        return col
-    sample = col.dropna()
-    if sample.empty:
-        return col.astype("string")
-    first = sample.iloc[0]
-    if isinstance(first, dict | list):
-        return col.map(lambda v: None if v is None else orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode())
-    if isinstance(first, Decimal | dt.date | dt.datetime):
-        return col.map(lambda v: None if v is None or v != v else str(v))
-    return col.astype("string")
+# Each mapped column adds a keyed 64-bit contribution per row; a missing value adds nothing, so a row's
+# hash depends on its own values only (never on which other rows share its chunk). Typed columns hash
+# their canonical bits with numpy; the text-like columns of a row are concatenated by Arrow and hashed
+# once per row with xxh3 (their byte lengths go in as typed values). No per-value Python conversions.
+_U64 = npt.NDArray[np.uint64]
+_TAG_NUMBER: Final = 0x6E756D6265720001
+_TAG_BIG_INT: Final = 0x6269676E756D0002
+_TAG_BOOL: Final = 0x626F6F6C65610003
+_TAG_TIME: Final = 0x74696D6573740004
+_TAG_DATE: Final = 0x6461746573740005
+_TAG_TEXT: Final = 0x746578746C656E06
+_EMPTY: Final = pa.scalar("", pa.large_string())
+_EXACT_INT: Final = 2**53  # integers up to here are exact in float64, so 5 and 5.0 hash alike
+
+
+def _mix64(x: _U64) -> _U64:
+    """splitmix64's finaliser, vectorised (uint64 arithmetic wraps)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _keyed(bits: _U64, tag: int, key: int) -> _U64:
+    return _mix64(bits ^ np.uint64(tag ^ key))
+
+
+@dataclass(frozen=True)
+class _Typed:
+    bits: _U64
+    missing: npt.NDArray[np.bool_]
+    tag: int
+
+
+def _number(values: npt.NDArray[Any], missing: npt.NDArray[np.bool_]) -> _Typed:
+    """Numbers by value: float64 bits (-0.0 and 0.0 alike), integers beyond 2**53 by their own bits."""
+    if values.dtype.kind in "iu":
+        ints = values.astype(np.int64, copy=False)
+        floats = ints.astype(np.float64)
+        big = (ints > _EXACT_INT) | (ints < -_EXACT_INT)
+        bits = np.where(big, ints.view(np.uint64) ^ np.uint64(_TAG_BIG_INT), floats.view(np.uint64))
+        return _Typed(bits=bits, missing=missing, tag=_TAG_NUMBER)
+    floats = values.astype(np.float64) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return _Typed(bits=floats.view(np.uint64), missing=missing | np.isnan(floats), tag=_TAG_NUMBER)
+
+
+def _datetimes(col: pd.Series) -> _Typed:
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        col = col.dt.tz_convert("UTC").dt.tz_localize(None)
+    micros = col.to_numpy(dtype="datetime64[us]").view(np.int64)
+    return _Typed(bits=micros.view(np.uint64), missing=col.isna().to_numpy(), tag=_TAG_TIME)
+
+
+def _from_arrow(arr: pa.Array) -> _Typed | pa.Array | None:
+    """Typed bits or text for an Arrow array; None when the type has no canonical form here."""
+    kind = arr.type
+    missing = arr.is_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return arr
+    if pa.types.is_null(kind):
+        return _Typed(bits=np.zeros(len(arr), np.uint64), missing=missing, tag=0)
+    if pa.types.is_boolean(kind):
+        bits = arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint64)
+        return _Typed(bits=bits, missing=missing, tag=_TAG_BOOL)
+    if pa.types.is_integer(kind):
+        return _number(arr.fill_null(0).to_numpy(), missing)
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        # Decimals go out as JSON numbers (doubles): hash what can change the payload.
+        floats = pc.cast(arr, pa.float64(), safe=False).fill_null(0.0).to_numpy()
+        return _number(floats, missing)
+    if pa.types.is_date(kind):
+        days = pc.cast(arr, pa.date32()).cast(pa.int32()).fill_null(0).to_numpy().astype(np.uint64)
+        return _Typed(bits=days, missing=missing, tag=_TAG_DATE)
+    if pa.types.is_timestamp(kind):
+        micros = pc.cast(arr, pa.timestamp("us", kind.tz), safe=False).cast(pa.int64()).fill_null(0)
+        return _Typed(bits=micros.to_numpy().view(np.uint64), missing=missing, tag=_TAG_TIME)
+    return None
+
+
+def _missing_scalar(v: Any) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float | np.floating) and v != v)
+
+
+def _as_text(values: npt.NDArray[Any]) -> pa.Array:
+    """Per-value text for what has no typed form: dict/list as sorted JSON, anything else ``str``."""
+    out: list[str | None] = []
+    for v in values.tolist():
+        if _missing_scalar(v):
+            out.append(None)
+        elif isinstance(v, dict | list):
+            out.append(orjson.dumps(v, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode())
+        else:
+            out.append(str(v))
+    return pa.array(out, type=pa.large_string())
+
+
+def _column_part(col: pd.Series) -> _Typed | pa.Array:
+    """A column as typed bits (numbers, booleans, times, dates) or as an Arrow text array."""
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        col, dtype = col.astype(object), np.dtype(object)
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return _datetimes(col)
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        missing = col.isna().to_numpy()
+        if pd.api.types.is_bool_dtype(dtype):
+            bits = col.to_numpy(dtype=np.bool_, na_value=False).astype(np.uint64)
+            return _Typed(bits=bits, missing=missing, tag=_TAG_BOOL)
+        if pd.api.types.is_integer_dtype(dtype):
+            return _number(col.to_numpy(dtype=np.int64, na_value=0), missing)
+        return _number(col.to_numpy(dtype=np.float64, na_value=np.nan), missing)
+    if isinstance(dtype, pd.StringDtype) or isinstance(dtype, pd.ArrowDtype):
+        arr = pa.array(col.array)
+        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+        part = _from_arrow(arr)
+        return part if part is not None else _as_text(col.to_numpy(dtype=object))
+    values = col.to_numpy(dtype=object)
+    first = next((v for v in values[:64].tolist() if not _missing_scalar(v)), None)
+    if isinstance(first, Decimal):
+        # Decimal.__float__ in C is ~30x faster than Arrow's inference over Decimal objects.
+        missing = np.asarray(pd.isna(values), dtype=bool)
+        try:
+            return _number(np.where(missing, 0.0, values).astype(np.float64), missing)
+        except (TypeError, ValueError):
+            pass  # something else mixed in: the generic path below decides
+    if not isinstance(first, dict | list):
+        try:
+            part = _from_arrow(pa.array(values, from_pandas=True))
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            part = None  # mixed types in one column: hash their text
+        if part is not None:
+            return part
+    return _as_text(values)
 
 
 def row_hashes(df: pd.DataFrame, mapping: UserMapping, salt: str) -> pd.Series:
     """A signed 64-bit hash per row of the mapped source columns, salted (mapping, types)."""
-    frame = pd.DataFrame({c: _hashable(df[c]) for c in mapping.columns}, index=df.index)
-    hashed = pd.util.hash_pandas_object(frame, index=False, hash_key=_hash_key(salt))
-    return pd.Series(hashed.to_numpy(dtype=np.uint64).view(np.int64), index=df.index)
-
-
-def _hash_key(salt: str) -> str:
-    # pandas wants a 16-character key; derive it from the salt so config changes re-send.
-    return hashlib.sha256(salt.encode()).hexdigest()[:16]
+    seed = hashlib.sha256(salt.encode()).digest()
+    total = np.full(len(df), int.from_bytes(seed[:8], "little"), dtype=np.uint64)
+    texts: list[pa.Array] = []
+    for column in mapping.columns:
+        key = int.from_bytes(hashlib.sha256(seed + column.encode()).digest()[:8], "little")
+        part = _column_part(df[column])
+        if not isinstance(part, _Typed):
+            # Text joins the row's text below; its byte length (kept here, per column) makes the
+            # concatenation injective, and a missing value adds neither length nor text.
+            texts.append(part)
+            length = pc.binary_length(part)
+            part = _Typed(bits=length.fill_null(0).to_numpy().astype(np.uint64),
+                          missing=length.is_null().to_numpy(zero_copy_only=False), tag=_TAG_TEXT)  # fmt: skip
+        contribution = _keyed(part.bits, part.tag, key)
+        contribution[part.missing] = 0
+        total += contribution
+    if texts:
+        joined = pc.binary_join_element_wise(*texts, _EMPTY, null_handling="replace", null_replacement="")
+        text_seed = int.from_bytes(seed[8:16], "little")
+        digest = xxhash.xxh3_64_intdigest
+        rows = joined.cast(pa.large_binary()).to_numpy(zero_copy_only=False).tolist()
+        total += np.fromiter((digest(b, text_seed) for b in rows), dtype=np.uint64, count=len(rows))
+    return pd.Series(_mix64(total).view(np.int64), index=df.index)
 
 
 # -- types ----------------------------------------------------------------------------------------

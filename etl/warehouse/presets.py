@@ -52,10 +52,13 @@ SEGMENT_BOOKKEEPING: Final = frozenset(
 
 
 def segment_users_source(*, schema: str, table: Literal["users", "identifies"]) -> tuple[sa.Select[Any], str, str]:
-    """(statement, user id column, updated-at column) for Segment's users table or latest identifies."""
+    """(statement, user id column, updated-at column) for Segment's users table or latest identifies.
+
+    The statement is already ordered by the user id (chunked reads need all rows of an id together):
+    it selects ``*``, so a generic wrapper cannot see the key column to order by."""
     if table == "users":
         users = sa.table("users", sa.column("id"), schema=schema)
-        return sa.select(sa.literal_column("*")).select_from(users), "id", "received_at"
+        return sa.select(sa.literal_column("*")).select_from(users).order_by(users.c.id), "id", "received_at"
     if table != "identifies":
         raise ConfigError("source.segment_table", "expected users or identifies")
     ident = sa.table("identifies", sa.column("user_id"), sa.column("timestamp"), sa.column("received_at"),
@@ -71,7 +74,12 @@ def segment_users_source(*, schema: str, table: Literal["users", "identifies"]) 
         .where(ident.c.user_id.is_not(None))
         .subquery("latest")
     )
-    stmt: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(ranked).where(sa.column("we_rank") == 1)
+    stmt: sa.Select[Any] = (
+        sa.select(sa.literal_column("*"))
+        .select_from(ranked)
+        .where(sa.column("we_rank") == 1)
+        .order_by(sa.column("user_id"))
+    )
     return stmt, "user_id", "timestamp"
 
 
