@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from etl.cli_cohorts import cohort_app
 from etl.config import Settings
 from etl.errors import WebEngageSyncError
 from etl.report import RunReport, render
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 sync_app = typer.Typer(help="Run one sync now.", no_args_is_help=True)
 app.add_typer(sync_app, name="sync")
+app.add_typer(cohort_app, name="cohort")
 console = Console(stderr=True)
 
 
@@ -235,7 +237,12 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id from `webenga
         if summary.get("extracted") is None:
             console.print(f"{r['pipeline']} run {run_id}: {r['status']} {r['message'] or ''}")
             continue
-        console.print(render(summary), highlight=False, soft_wrap=True)
+        if r["pipeline"].startswith("cohort:"):
+            from etl.pipelines.cohorts import render_summary
+
+            console.print(render_summary(summary), highlight=False, soft_wrap=True)
+        else:
+            console.print(render(summary), highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -122,9 +122,7 @@ def all_cohorts(store: StateStore) -> list[CohortState]:
     return [CohortState(**dict(r)) for r in rows]
 
 
-def begin_version(
-    store: StateStore, *, cohort: str, attribute: str, mode: str, events: bool, run_id: str
-) -> int:
+def begin_version(store: StateStore, *, cohort: str, attribute: str, mode: str, events: bool, run_id: str) -> int:
     """Open a new sync version of the cohort (version + 1; created at 1) and return it."""
     values = {
         "cohort": cohort, "attribute": attribute, "mode": mode, "events": events, "version": 1, "status": "active",

@@ -326,7 +326,15 @@ class StateStore:
         return rows
 
 
-STATE_TABLES: Final = ("we_user_state", "we_attribute_registry", "we_rejects", "we_runs")
+STATE_TABLES: Final = (
+    "we_user_state",
+    "we_attribute_registry",
+    "we_rejects",
+    "we_runs",
+    "we_cohort_members",
+    "we_cohorts",
+    "we_cohort_events",
+)
 
 
 def reset_state(engine: Engine) -> None:

@@ -1,0 +1,661 @@
+"""Cohort syncs: a warehouse query's users -> one boolean user attribute in WebEngage.
+
+export: read the cohort's query (``:as_of`` bound) -> keep identified users -> diff against the snapshot
+WebEngage accepted (entered -> ``true``, exited -> ``false``, unchanged -> nothing) -> blast-radius guard
+-> write-ahead (the flips about to be sent are marked pending) -> bulk batches -> checkpoint each
+accepted batch (snapshot + event outbox, one transaction) -> send queued ``Cohort Entered``/``Exited``
+events -> mark them sent. A one-time export and a dynamic sync are the same operation; every export
+overwrites the previous one. ``retire`` sets ``false`` for every last member and frees the attribute slot.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from etl.config import Settings
+from etl.errors import ConfigError, WebEngageSyncError
+from etl.load.batching import Batch, Item, batch_requests
+from etl.pipelines.common import WallClock, default_run_id, log, repo_path, send_and_checkpoint, system_now
+from etl.report import RunReport
+from etl.state import cohorts as cstate
+from etl.state.store import ROW, RejectRow, StateStore
+from etl.transform import cohorts as tx
+from etl.transform.cohorts import CohortConfig, CohortSpec, GuardError, Transition
+from etl.warehouse.engine import make_engine
+from etl.warehouse.queries import load_sql, read_chunks
+from etl.webengage.client import WebEngageClient
+from etl.webengage.models import SendRequest, SendResult
+
+__all__ = ["GuardError", "export", "list_cohorts", "load_config", "render_summary", "retire", "retire_removed"]
+
+Operation = Literal["export", "retire"]
+#: user id, value sent, membership transition (None: a repair of an unconfirmed flip, no event).
+FlipKey = tuple[str, bool, Transition | None]
+EventKey = tuple[str, str, int]  # user id, transition, version
+USERS_SCOPE = "users"
+
+
+class RetireIncompleteError(WebEngageSyncError):
+    """Some last members could not be set to false; the slot stays taken until a retry finishes."""
+
+
+@dataclass
+class _Counts:
+    """Cohort-specific counters; :class:`RunReport` keeps the shared ones (accepted, batches, HTTP)."""
+
+    cohort: str
+    attribute: str
+    mode: str
+    operation: Operation
+    events_on: bool
+    as_of: datetime | None = None
+    extracted: int = 0
+    excluded: Counter[str] = field(default_factory=Counter)
+    members: int = 0
+    previous: int = 0
+    entered: int = 0
+    exited: int = 0
+    unchanged: int = 0
+    resend_true: int = 0
+    resend_false: int = 0
+    send_rejected: Counter[str] = field(default_factory=Counter)
+    requests: int = 0
+    version: int | None = None
+    guard: str | None = None
+    events_queued: int = 0
+    events_sent: int = 0
+    events_rejected: int = 0
+    events_failed: int = 0
+    event_requests: int = 0
+    snapshot_members: int | None = None
+    slot: str = "kept"
+
+
+def load_config(settings: Settings) -> CohortConfig:
+    return tx.load_cohort_config(tx.config_path(settings.cohorts_config))
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _wire_time(value: datetime) -> str:
+    return _naive_utc(value).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+# -- public entry points ------------------------------------------------------------------------------
+NewClient = Callable[[], WebEngageClient]
+Body = Callable[[StateStore, RunReport, NewClient], None]
+
+
+def export(
+    settings: Settings,
+    *,
+    cohort: str,
+    run_id: str | None = None,
+    as_of: datetime,
+    dry_run: bool = False,
+    emit_events: bool | None = None,
+    override_guard: bool = False,
+    clock: WallClock = system_now,
+    transport: httpx.BaseTransport | None = None,
+    config: CohortConfig | None = None,
+) -> dict[str, Any]:
+    """Export one cohort now (one-time export or one dynamic sync); returns the run summary.
+
+    ``as_of`` is bound as the query's ``:as_of``. ``emit_events`` None: as configured. Raises
+    :class:`GuardError` (nothing sent) when too many members would leave, unless ``override_guard``."""
+    config = config or load_config(settings)
+    spec = config.get(cohort)
+    counts = _Counts(cohort=spec.name, attribute=spec.attribute, mode=spec.mode, operation="export",
+                     events_on=spec.events if emit_events is None else emit_events, as_of=as_of)  # fmt: skip
+
+    def body(store: StateStore, report: RunReport, new_client: NewClient) -> None:
+        _export(settings, spec, store, report, counts, new_client, as_of=as_of, override_guard=override_guard)
+
+    return _run(settings, counts, body, run_id=run_id, dry_run=dry_run, clock=clock, transport=transport)
+
+
+def retire(
+    settings: Settings,
+    *,
+    cohort: str,
+    run_id: str | None = None,
+    dry_run: bool = False,
+    emit_events: bool | None = None,
+    clock: WallClock = system_now,
+    transport: httpx.BaseTransport | None = None,
+    config: CohortConfig | None = None,
+) -> dict[str, Any]:
+    """Retire a cohort (configured or removed from the config): ``false`` for every last member, then the
+    snapshot is empty and the attribute's registry slot is released. Raises RetireIncompleteError when
+    some members could not be updated (run it again)."""
+    config = config or load_config(settings)
+    spec = config.find(cohort)
+    state_engine = make_engine(settings.effective_state_url, setting="state_url")
+    with StateStore(state_engine) as store:
+        record = cstate.get_cohort(store, cohort)
+    state_engine.dispose()
+    if record is not None:  # the attribute WebEngage holds, even if the config has changed since
+        attribute, mode, events = record.attribute, record.mode, spec.events if spec else record.events
+    else:
+        spec = config.get(cohort)  # unknown to both the config and the state: raises, naming the configured
+        attribute, mode, events = spec.attribute, spec.mode, spec.events
+    counts = _Counts(cohort=cohort, attribute=attribute, mode=mode, operation="retire",
+                     events_on=events if emit_events is None else emit_events)  # fmt: skip
+
+    def body(store: StateStore, report: RunReport, new_client: NewClient) -> None:
+        _retire(settings, store, report, counts, new_client, still_configured=spec is not None)
+
+    return _run(settings, counts, body, run_id=run_id, dry_run=dry_run, clock=clock, transport=transport)
+
+
+def retire_removed(
+    settings: Settings,
+    *,
+    run_id: str | None = None,
+    override_guard: bool = False,
+    clock: WallClock = system_now,
+    transport: httpx.BaseTransport | None = None,
+    config: CohortConfig | None = None,
+) -> list[dict[str, Any]]:
+    """Retire every active cohort that is no longer in the config. Guarded: a config listing no cohorts
+    at all (a truncated file?) would retire everything, so that needs ``override_guard``."""
+    config = config or load_config(settings)
+    state_engine = make_engine(settings.effective_state_url, setting="state_url")
+    with StateStore(state_engine) as store:
+        removed = [s.cohort for s in cstate.all_cohorts(store) if s.status == "active" and not config.find(s.cohort)]
+    state_engine.dispose()
+    if removed and not config.cohorts and not override_guard:
+        raise GuardError(
+            "(all)",
+            f"the cohort config lists no cohorts; retiring all {len(removed)} exported cohorts needs an override",
+        )
+    return [retire(settings, cohort=name, run_id=run_id, clock=clock, transport=transport, config=config)
+            for name in removed]  # fmt: skip
+
+
+def list_cohorts(settings: Settings) -> list[dict[str, Any]]:
+    """Configured cohorts and cohorts known to the state store, with their sync status."""
+    config = load_config(settings)
+    state_engine = make_engine(settings.effective_state_url, setting="state_url")
+    rows: list[dict[str, Any]] = []
+    with StateStore(state_engine) as store:
+        known = {s.cohort: s for s in cstate.all_cohorts(store)}
+        for spec in config.cohorts:
+            record = known.get(spec.name)
+            rows.append({
+                "name": spec.name, "attribute": spec.attribute, "mode": spec.mode, "events": spec.events,
+                "configured": True, "sql": spec.sql, "description": spec.description,
+                **_state_columns(store, record, configured=True),
+            })  # fmt: skip
+        for name in sorted(set(known) - set(config.names)):
+            record = known[name]
+            rows.append({
+                "name": name, "attribute": record.attribute, "mode": record.mode, "events": record.events,
+                "configured": False, "sql": None, "description": "",
+                **_state_columns(store, record, configured=False),
+            })  # fmt: skip
+    state_engine.dispose()
+    return rows
+
+
+def _state_columns(store: StateStore, record: cstate.CohortState | None, *, configured: bool) -> dict[str, Any]:
+    if record is None:
+        return {"status": "never exported", "members": 0, "version": 0, "last_synced_at": None,
+                "last_run_id": None, "events_pending": 0}  # fmt: skip
+    status = record.status if configured or record.status != "active" else "removed from config"
+    return {
+        "status": status,
+        "members": cstate.member_count(store, record.cohort),
+        "version": record.version,
+        "last_synced_at": record.last_synced_at.isoformat() if record.last_synced_at else None,
+        "last_run_id": record.last_run_id,
+        "events_pending": cstate.event_counts(store, record.cohort).get("pending", 0),
+    }
+
+
+# -- the run frame (runs table, invariant, summary) ---------------------------------------------------
+def _run(
+    settings: Settings,
+    counts: _Counts,
+    body: Body,
+    *,
+    run_id: str | None,
+    dry_run: bool,
+    clock: WallClock,
+    transport: httpx.BaseTransport | None,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    now = clock()
+    pipeline = tx.pipeline_of(counts.cohort)
+    report = RunReport(pipeline=pipeline, run_id=run_id or default_run_id(now), dry_run=dry_run,
+                       window_end=counts.as_of)  # fmt: skip
+    state_engine = make_engine(settings.effective_state_url, setting="state_url")
+    clients: list[WebEngageClient] = []
+
+    def new_client() -> WebEngageClient:  # created only when there is something to send
+        clients.append(WebEngageClient(settings, transport=transport))
+        return clients[-1]
+
+    with StateStore(state_engine, clock=lambda: _naive_utc(clock())) as store:
+        store.start_run(run_id=report.run_id, pipeline=pipeline, window=(None, counts.as_of), dry_run=dry_run)
+        try:
+            try:
+                body(store, report, new_client)
+            finally:
+                for client in clients:
+                    report.http = client.stats.snapshot()
+                    client.close()
+            report.status = "success"
+            report.duration_s = time.monotonic() - started
+            _check(report, counts)
+        except BaseException as exc:
+            report.status = "failed"
+            report.duration_s = time.monotonic() - started
+            report.message = f"{exc.__class__.__name__}: {exc}"
+            store.finish_run(run_id=report.run_id, pipeline=pipeline, status="failed",
+                             counts=_summary(report, counts), message=report.message)  # fmt: skip
+            raise
+        summary = _summary(report, counts)
+        store.finish_run(run_id=report.run_id, pipeline=pipeline, status="success", counts=summary)
+    state_engine.dispose()
+    log.info(
+        "cohort %s %s run %s: %s; entered %d, exited %d, unchanged %d, accepted %d, rejected %d, requests %d",
+        counts.cohort, counts.operation, report.run_id, report.status, counts.entered, counts.exited,
+        counts.unchanged, report.accepted, sum(counts.send_rejected.values()), counts.requests,
+    )  # fmt: skip
+    return summary
+
+
+def _check(report: RunReport, counts: _Counts) -> None:
+    """Every decision lands in one bucket. Decisions are the query's rows plus the users only the snapshot
+    knows (exits and unconfirmed repairs); buckets are excluded + unchanged + accepted + rejected (+ what a
+    dry run would send). RunReport.check enforces it with rows = decisions, rejected = excluded + refused."""
+    report.extracted = counts.extracted + counts.exited + counts.resend_false
+    report.unchanged = counts.unchanged
+    report.rejected = Counter(counts.excluded) + Counter(counts.send_rejected)
+    report.check()
+
+
+def _summary(report: RunReport, counts: _Counts) -> dict[str, Any]:
+    summary = report.summary()
+    send_rejected = dict(sorted(counts.send_rejected.items()))
+    summary.update({
+        "cohort": counts.cohort,
+        "attribute": counts.attribute,
+        "mode": counts.mode,
+        "operation": counts.operation,
+        "as_of": counts.as_of.isoformat() if counts.as_of else None,
+        "version": counts.version,
+        "extracted": counts.extracted,
+        "excluded": dict(sorted(counts.excluded.items())),
+        "excluded_total": sum(counts.excluded.values()),
+        "members": counts.members,
+        "previous_members": counts.previous,
+        "entered": counts.entered,
+        "exited": counts.exited,
+        "unchanged": counts.unchanged,
+        "resent": counts.resend_true + counts.resend_false,
+        "resent_true": counts.resend_true,
+        "resent_false": counts.resend_false,
+        "rejected": sum(send_rejected.values()),
+        "rejected_by_reason": send_rejected,
+        "requests": counts.requests,
+        "guard": counts.guard,
+        "snapshot_members": counts.snapshot_members,
+        "attribute_slot": counts.slot,
+        "events": {
+            "enabled": counts.events_on,
+            "queued": counts.events_queued,
+            "sent": counts.events_sent,
+            "rejected": counts.events_rejected,
+            "failed": counts.events_failed,
+            "requests": counts.event_requests,
+        },
+    })  # fmt: skip
+    return summary
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """A readable block for the CLI and task logs (counts only)."""
+    dry = summary.get("dry_run")
+    head = (
+        f"== webengage-sync cohort {summary['cohort']} ({summary['attribute']}) {summary['operation']} run "
+        f"{summary['run_id']}: {summary['status'].upper()}" + (" (dry run)" if dry else "")
+    )
+    excluded = ", ".join(f"{k} {v:,}" for k, v in summary["excluded"].items()) or "none"
+    verb = "would send" if dry else "sent"
+    lines = [
+        head,
+        f"   query rows {summary['extracted']:,} -> members {summary['members']:,} (excluded: {excluded})",
+        f"   previous members {summary['previous_members']:,}: entered {summary['entered']:,}, exited "
+        f"{summary['exited']:,}, unchanged {summary['unchanged']:,}, re-sent unconfirmed {summary['resent']:,}",
+        f"   {verb} {summary['sent']:,} attribute updates in {summary['batches']:,} batches ({summary['requests']:,} "
+        f"requests): accepted {summary['accepted']:,}, rejected {summary['rejected']:,}; {summary['duration_s']:.1f}s",
+    ]
+    ev = summary["events"]
+    if ev["enabled"]:
+        lines.append(
+            f"   events: queued {ev['queued']:,}, sent {ev['sent']:,}, rejected {ev['rejected']:,}, still pending "
+            f"{ev['failed']:,} ({ev['requests']:,} requests)"
+        )
+    if summary.get("rejected_by_reason"):
+        lines.append("   rejected: " + ", ".join(f"{r} {n:,}" for r, n in summary["rejected_by_reason"].items()))
+    if summary.get("snapshot_members") is not None:
+        lines.append(f"   members in WebEngage now: {summary['snapshot_members']:,}")
+    if summary.get("guard"):
+        lines.append(f"   guard: {summary['guard']}")
+    lines.extend(f"   note: {n}" for n in summary.get("notes", []))
+    if summary.get("message"):
+        lines.append(f"   {summary['message']}")
+    return "\n".join(lines)
+
+
+# -- export -----------------------------------------------------------------------------------------
+def _export(
+    settings: Settings,
+    spec: CohortSpec,
+    store: StateStore,
+    report: RunReport,
+    counts: _Counts,
+    new_client: NewClient,
+    *,
+    as_of: datetime,
+    override_guard: bool,
+) -> None:
+    record = cstate.get_cohort(store, spec.name)
+    current = cstate.snapshot(store, spec.name)
+    if record is not None and record.attribute != spec.attribute and (current.members or current.in_doubt):
+        raise ConfigError(
+            f"cohorts.{spec.name}.attribute",
+            f"the cohort was exported as {record.attribute}; retire it first (webengage-sync cohort retire "
+            f"{spec.name}) so those users get false and the slot is freed, then export it as {spec.attribute}",
+        )
+    new_slot = _check_slot(store, spec, _profile_attributes(settings))
+
+    ids = _read_members(make_engine(settings.warehouse_url), spec, as_of, counts)
+    diff = tx.diff_members(ids, members=current.members, in_doubt=current.in_doubt)
+    counts.members, counts.previous = len(ids), len(current.members)
+    counts.entered, counts.exited, counts.unchanged = len(diff.entered), len(diff.exited), diff.unchanged
+    counts.resend_true, counts.resend_false = len(diff.resend_true), len(diff.resend_false)
+
+    problem = tx.guard_problem(cohort=spec.name, previous=counts.previous, members=counts.members,
+                               exited=counts.exited, max_exit_share=spec.max_exit_share)  # fmt: skip
+    if problem:
+        counts.guard = problem
+        if override_guard:
+            report.notes.append(f"guard overridden: {problem}")
+        elif report.dry_run:
+            report.notes.append("a real run would stop here (guard); pass override_guard to let it through")
+        else:
+            raise GuardError(spec.name, problem)
+
+    flips: list[FlipKey] = [
+        *((u, True, "entered") for u in diff.entered),
+        *((u, False, "exited") for u in diff.exited),
+        *((u, True, None) for u in diff.resend_true),
+        *((u, False, None) for u in diff.resend_false),
+    ]
+    if report.dry_run:
+        _count_dry(settings, spec.name, spec.attribute, flips, report)
+        return
+    if new_slot:
+        store.register_attributes(USERS_SCOPE, {spec.attribute: "boolean"}, owner=spec.owner)
+        counts.slot = "registered"
+    _send_all(settings, store, report, counts, new_client, flips, mode=spec.mode)
+
+
+def _read_members(warehouse: Engine, spec: CohortSpec, as_of: datetime, counts: _Counts) -> list[str]:
+    """The cohort's identified users, deduplicated and sorted; exclusions counted by reason."""
+    sql = load_sql(tx.sql_file(spec.sql))
+    params: dict[str, Any] = dict(spec.params)
+    if "as_of" in tx.sql_binds(sql):
+        params["as_of"] = _naive_utc(as_of)
+    parts: list[np.ndarray[Any, Any]] = []
+    try:
+        for chunk in read_chunks(warehouse, sql, params):
+            if spec.user_id not in chunk:
+                raise ConfigError(f"cohorts.{spec.name}.user_id", f"column {spec.user_id!r} is not in the query result")
+            counts.extracted += len(chunk)
+            ids, excluded = tx.screen_ids(chunk[spec.user_id])
+            counts.excluded.update(excluded)
+            parts.append(ids.to_numpy(dtype=object))
+    finally:
+        warehouse.dispose()
+    every = np.concatenate(parts) if parts else np.array([], dtype=object)
+    unique = pd.unique(every)
+    duplicates = len(every) - len(unique)
+    if duplicates:
+        counts.excluded["duplicate_user_id"] += duplicates
+    return sorted(unique.tolist())
+
+
+def _profile_attributes(settings: Settings) -> dict[str, str | None]:
+    """Custom attributes of the profile mapping: name -> WebEngage type (None: inferred at its first run)."""
+    from etl.transform.mapping import WIRE_TYPE, load_user_mapping
+
+    path = repo_path(settings.users_mapping or "mappings/users.toml")
+    if not path.is_file():
+        return {}
+    return {a.name: (WIRE_TYPE[a.type] if a.type else None) for a in load_user_mapping(path).attributes}
+
+
+def _check_slot(store: StateStore, spec: CohortSpec, profile: dict[str, str | None]) -> bool:
+    """Whether the cohort's attribute needs a new slot; raises ConfigError, before anything is sent, on a
+    clash or when the account's boolean budget (profile booleans + cohorts) is spent."""
+    registry = store.registry(USERS_SCOPE)
+    where = f"cohorts.{spec.name}.attribute"
+    pinned = registry.get(spec.attribute)
+    if pinned is not None:
+        data_type, owner = pinned
+        if owner != spec.owner or data_type != "boolean":
+            raise ConfigError(
+                where, f"{spec.attribute} is already a {data_type} attribute of {owner}; choose another name"
+            )
+        return False
+    if spec.attribute in profile:
+        raise ConfigError(where, f"{spec.attribute} is also an attribute of the profile mapping; choose another name")
+    used = sum(1 for data_type, _ in registry.values() if data_type == "boolean")
+    used += sum(1 for name, kind in profile.items() if kind == "boolean" and name not in registry)
+    if used + 1 > tx.MAX_BOOLEANS:
+        raise ConfigError(
+            f"cohorts.{spec.name}",
+            f"cohort {spec.name} needs a new boolean attribute ({spec.attribute}) but {used} of WebEngage's "
+            f"{tx.MAX_BOOLEANS} boolean user attributes are taken (profile mapping and cohorts); retire a cohort "
+            "(webengage-sync cohort retire NAME) or drop a boolean from the profile mapping",
+        )
+    return True
+
+
+# -- retire -----------------------------------------------------------------------------------------
+def _retire(
+    settings: Settings, store: StateStore, report: RunReport, counts: _Counts, new_client: NewClient, *,
+    still_configured: bool,
+) -> None:  # fmt: skip
+    current = cstate.snapshot(store, counts.cohort)
+    counts.previous = len(current.members)
+    members = set(current.members)
+    flips: list[FlipKey] = [(u, False, "exited") for u in current.members]
+    flips += [(u, False, None) for u in current.in_doubt if u not in members]
+    counts.exited, counts.resend_false = len(current.members), len(flips) - len(current.members)
+    if still_configured:
+        report.notes.append("the cohort is still in the config: remove it there, or the next export brings it back")
+    if report.dry_run:
+        _count_dry(settings, counts.cohort, counts.attribute, flips, report)
+        return
+    if cstate.get_cohort(store, counts.cohort) is not None:
+        _send_all(settings, store, report, counts, new_client, flips, mode=counts.mode)
+    left = cstate.snapshot(store, counts.cohort)
+    if left.members or left.in_doubt:
+        raise RetireIncompleteError(
+            f"cohort {counts.cohort}: {len(left.members) + len(left.in_doubt):,} users could not be set to false; "
+            "the attribute slot stays taken; run retire again"
+        )
+    released = store.release_attributes(USERS_SCOPE, tx.owner_of(counts.cohort))
+    counts.slot = "released" if released else "none held"
+    if cstate.get_cohort(store, counts.cohort) is not None:
+        cstate.mark_retired(store, cohort=counts.cohort, run_id=report.run_id, now=store.clock())
+    counts.snapshot_members = 0
+
+
+# -- sending ----------------------------------------------------------------------------------------
+def _count_dry(settings: Settings, cohort: str, attribute: str, flips: Sequence[FlipKey], report: RunReport) -> None:
+    for request in batch_requests(_flip_items(cohort, attribute, flips, version=0), endpoint="bulk-users",
+                                  batch_size=settings.batch_size, max_bytes=settings.max_batch_bytes,
+                                  oversize=[]):  # fmt: skip
+        report.batches += 1
+        report.sent += request.items
+
+
+def _flip_items(cohort: str, attribute: str, flips: Sequence[FlipKey], *, version: int) -> Iterator[Item[FlipKey]]:
+    for key in flips:
+        user_id, value, _ = key
+        # The version makes each sync's request ids new: an identical batch of an earlier sync (same users,
+        # same value) must not be dropped as a duplicate by WebEngage's request-id dedupe.
+        yield Item(key=key, identity=f"{cohort}:{version}:{user_id}:{int(value)}",
+                   payload=tx.attribute_payload(user_id, attribute, value))  # fmt: skip
+
+
+def _send_all(
+    settings: Settings, store: StateStore, report: RunReport, counts: _Counts, new_client: NewClient,
+    flips: list[FlipKey], *, mode: str,
+) -> None:  # fmt: skip
+    cohort = counts.cohort
+    version = cstate.begin_version(store, cohort=cohort, attribute=counts.attribute, mode=mode,
+                                   events=counts.events_on, run_id=report.run_id)  # fmt: skip
+    counts.version = version
+    pending = cstate.pending_events(store, cohort) if counts.events_on else []
+    client: WebEngageClient | None = new_client() if flips or pending else None
+    if flips:
+        assert client is not None
+        # Write-ahead: until a batch is accepted these users' WebEngage value is unknown; after a crash the
+        # next sync sends their current value again instead of trusting an unconfirmed flip.
+        cstate.mark_pending(store, cohort=cohort, user_ids=[k[0] for k in flips], version=version,
+                            run_id=report.run_id, now=store.clock())  # fmt: skip
+        _send_flips(settings, store, report, counts, client, flips, version=version)
+        counts.requests = client.stats.requests
+    if counts.events_on and client is not None:
+        _send_events(settings, store, counts, client, run_id=report.run_id)
+        counts.event_requests = client.stats.requests - counts.requests
+    counts.snapshot_members = cstate.finish_sync(store, cohort=cohort, run_id=report.run_id, now=store.clock())
+
+
+def _send_flips(
+    settings: Settings, store: StateStore, report: RunReport, counts: _Counts, client: WebEngageClient,
+    flips: list[FlipKey], *, version: int,
+) -> None:  # fmt: skip
+    cohort, pipeline = counts.cohort, tx.pipeline_of(counts.cohort)
+    # Only users with an open reject need the rejects table touched when accepted (saves a statement per batch).
+    open_rejects = store.open_reject_keys(pipeline)
+    oversize: list[Item[FlipKey]] = []
+    requests = batch_requests(_flip_items(cohort, counts.attribute, flips, version=version), endpoint="bulk-users",
+                              batch_size=settings.batch_size, max_bytes=settings.max_batch_bytes,
+                              oversize=oversize)  # fmt: skip
+
+    def counted() -> Iterator[SendRequest]:
+        for request in requests:
+            report.batches += 1
+            report.sent += request.items
+            yield request
+
+    def accepted(batch: Batch[FlipKey]) -> None:
+        keys = [i.key for i in batch.items]
+        transitions = [(u, t) for u, _, t in keys if t is not None]
+        now = store.clock()
+        with store.transaction() as conn:
+            cstate.apply_accepted(conn, cohort=cohort, true_ids=[u for u, v, _ in keys if v],
+                                  false_ids=[u for u, v, _ in keys if not v], version=version,
+                                  run_id=report.run_id, now=now)  # fmt: skip
+            if counts.events_on:
+                cstate.queue_events(conn, cohort=cohort, transitions=transitions, version=version,
+                                    run_id=report.run_id, now=now)  # fmt: skip
+            resolved = [k[0] for k in keys if k[0] in open_rejects]
+            if resolved:
+                store.resolve_rejects(conn, pipeline, resolved, report.run_id)
+        report.accepted += len(keys)
+        counts.events_queued += len(transitions) if counts.events_on else 0
+
+    def failed(batch: Batch[FlipKey], result: SendResult) -> None:
+        _record_failed(store, report, counts, [i.key for i in batch.items], result=result)
+
+    send_and_checkpoint(client, counted(), on_accepted=accepted, on_failed=failed)
+    if oversize:  # a one-attribute payload cannot reach the byte cap unless max_batch_bytes is absurd
+        _record_failed(store, report, counts, [i.key for i in oversize], result=None)
+
+
+def _record_failed(
+    store: StateStore, report: RunReport, counts: _Counts, keys: list[FlipKey], *, result: SendResult | None
+) -> None:
+    if result is None:
+        kind, reason, detail = "api", "payload_too_large", "over max_batch_bytes"
+    elif result.outcome == "transient":
+        kind, reason, detail = "transient", "transient_failure", f"HTTP {result.status_code}: {result.message or ''}"
+    else:
+        kind, reason, detail = "api", "api_rejected", f"HTTP {result.status_code}: {result.message or ''}"
+    rejects = [RejectRow(row_key=u, column=ROW, reason=reason, detail=detail[:500], kind=kind) for u, _, _ in keys]
+    with store.transaction() as conn:
+        if kind == "api":  # refused: nothing changed in WebEngage, so the last accepted state stands
+            cstate.clear_pending(conn, cohort=counts.cohort, user_ids=[k[0] for k in keys])
+        # transient: the value may or may not have landed; the row stays pending and is re-sent next run
+        store.record_rejects(conn, tx.pipeline_of(counts.cohort), rejects, report.run_id)
+    counts.send_rejected[reason] += len(keys)
+
+
+def _send_events(settings: Settings, store: StateStore, counts: _Counts, client: WebEngageClient, *,
+                 run_id: str) -> None:  # fmt: skip
+    """Send the outbox: events of flips WebEngage accepted (this run's and any a crash left behind)."""
+    cohort = counts.cohort
+    queued = cstate.pending_events(store, cohort)
+    if not queued:
+        return
+
+    def items(group: list[cstate.QueuedEvent]) -> Iterator[Item[EventKey]]:
+        for e in group:
+            transition: Transition = "entered" if e.transition == "entered" else "exited"
+            yield Item(key=(e.user_id, e.transition, e.version),
+                       identity=f"{cohort}:{e.transition}:{e.user_id}:{e.version}",
+                       payload=tx.event_payload(e.user_id, cohort, transition, _wire_time(e.queued_at)))  # fmt: skip
+
+    # Batches never mix versions: a version's outbox is final before any of it is sent, so a resend after a
+    # crash rebuilds the same batches and reuses their request ids (WebEngage can drop the duplicate).
+    oversize: list[Item[EventKey]] = []
+    requests = itertools.chain.from_iterable(
+        batch_requests(items(list(group)), endpoint="bulk-events", batch_size=settings.batch_size,
+                       max_bytes=settings.max_batch_bytes, oversize=oversize)
+        for _, group in itertools.groupby(queued, key=lambda e: e.version)
+    )  # fmt: skip
+
+    def accepted(batch: Batch[EventKey]) -> None:
+        with store.transaction() as conn:
+            cstate.mark_events(conn, cohort=cohort, keys=[i.key for i in batch.items], status="sent",
+                               now=store.clock())  # fmt: skip
+        counts.events_sent += len(batch.items)
+
+    def failed(batch: Batch[EventKey], result: SendResult) -> None:
+        if result.outcome == "transient":  # stays pending: the next run sends it
+            counts.events_failed += len(batch.items)
+            return
+        detail = f"HTTP {result.status_code}: {result.message or ''}"[:500]
+        with store.transaction() as conn:
+            cstate.mark_events(conn, cohort=cohort, keys=[i.key for i in batch.items], status="rejected",
+                               now=store.clock(), detail=detail)  # fmt: skip
+        counts.events_rejected += len(batch.items)
+
+    send_and_checkpoint(client, requests, on_accepted=accepted, on_failed=failed)
+    if oversize:
+        with store.transaction() as conn:
+            cstate.mark_events(conn, cohort=cohort, keys=[i.key for i in oversize], status="rejected",
+                               now=store.clock(), detail="over max_batch_bytes")  # fmt: skip
+        counts.events_rejected += len(oversize)
