@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -110,6 +111,44 @@ def sync_users(
         console.print(f"[red]users sync failed:[/red] {exc}")
         raise typer.Exit(1) from None
     _finish(summary, as_json)
+
+
+def _parse_time(value: str, option: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        console.print(f"[red]{option}: not an ISO date/time:[/red] {value}")
+        raise typer.Exit(2) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command()
+def plan(
+    start: Annotated[str, typer.Option(help="Events window start (ISO); events are planned only with --end.")] = "",
+    end: Annotated[str, typer.Option(help="Events window end (ISO).")] = "",
+    users: Annotated[bool, typer.Option("--users/--no-users", help="Plan the profile sync.")] = True,
+    cohorts: Annotated[bool, typer.Option("--cohorts/--no-cohorts", help="Plan the dynamic cohorts.")] = True,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """What would be sent now, the requests that takes, and the time at the configured rate limits.
+    Nothing is sent (each pipeline is dry-run).
+
+    Examples:
+      webengage-sync plan
+      webengage-sync plan --start 2026-11-01T00:00 --end 2026-11-02T00:00 --no-cohorts
+    """
+    from etl.plan import plan as make_plan
+    from etl.plan import render_plan
+
+    _setup_logging(verbose)
+    settings = _settings()
+    window = (_parse_time(start, "--start"), _parse_time(end, "--end")) if start and end else None
+    try:
+        lines = make_plan(settings, users=users, cohorts=cohorts, events_window=window, as_of=datetime.now(UTC))
+    except WebEngageSyncError as exc:
+        console.print(f"[red]plan failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(render_plan(lines, settings))
 
 
 @app.command()

@@ -102,6 +102,10 @@ class Settings:
     max_concurrency: int = 64
     #: Send x-request-id on bulk calls too (honoured by WebEngage only on /users and /events: unconfirmed).
     request_id_on_bulk: bool = True
+    #: Warn before a sync whose planned duration at the configured rates exceeds this (0: no check).
+    max_run_minutes: float = 0.0
+    #: Runs that re-drive a transient or API-rejected row before it is marked dead.
+    max_reject_attempts: int = 5
     #: ``response.status`` values of a 2xx body that count as accepted.
     accepted_statuses: tuple[str, ...] = ("queued", "success")
 
@@ -270,6 +274,10 @@ def _validate(s: Settings) -> None:
             raise ConfigError(name, "must be greater than 0")
     if not 0 < s.rate_headroom <= 1:
         raise ConfigError("rate_headroom", "must be in (0, 1]")
+    if s.max_run_minutes < 0:
+        raise ConfigError("max_run_minutes", "must not be negative")
+    if s.max_reject_attempts < 1:
+        raise ConfigError("max_reject_attempts", "must be at least 1")
     if s.max_retries < 0 or s.concurrency < 0 or s.max_throttle_wait_s < 0:
         raise ConfigError("max_retries/concurrency/max_throttle_wait_s", "must not be negative")
     if s.max_batch_bytes < 1024:

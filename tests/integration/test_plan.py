@@ -1,0 +1,55 @@
+"""`plan` figures equal what a real run then sends (± 0)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from etl.config import Settings
+from etl.demo.mutate import change_users
+from etl.demo.warehouse import build_demo_warehouse
+from etl.pipelines import cohorts, users
+from etl.plan import effective_rpm, plan, render_plan, total_minutes
+from etl.sandbox import SandboxConfig, SandboxServer
+
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+KEY = "plan-test-key-123456"
+
+
+def test_plan_matches_the_real_runs(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    build_demo_warehouse(path, users=800, as_of=AS_OF)
+    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
+        settings = Settings.from_mapping(
+            {"license_code": "lic", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{path}",
+             "bulk_users_rpm": 60_000, "expected_latency_s": 0.05}
+        )  # fmt: skip
+        for step in ("first", "after a change"):
+            if step == "after a change":
+                change_users(path, share=0.05, seed=5, as_of=AS_OF)
+            lines = {line.pipeline: line for line in plan(settings, as_of=AS_OF, clock=lambda: AS_OF)}
+            before = sandbox.stats()["requests"].get("bulk-users", 0)
+            real_users = users.run(settings, clock=lambda: AS_OF)
+            assert lines["users"].requests == real_users["requests"] > 0, step
+            assert lines["users"].rows == real_users["accepted"], step
+            for name in [p.split(":", 1)[1] for p in lines if p.startswith("cohort:")]:
+                real = cohorts.export(settings, cohort=name, as_of=AS_OF, clock=lambda: AS_OF)
+                assert lines[f"cohort:{name}"].requests == real["requests"], (step, name)
+            sent = sandbox.stats()["requests"]["bulk-users"] - before
+            assert sent == sum(line.requests for line in lines.values()), step
+
+
+def test_eta_arithmetic_and_warning() -> None:
+    settings = Settings.from_mapping(
+        {"license_code": "lic", "api_key": KEY, "bulk_users_rpm": 500, "rate_headroom": 1.0, "max_run_minutes": 60}
+    )
+    from etl.plan import PlanLine
+
+    line = PlanLine(pipeline="users", noun="changed users", rows=1_204_331, requests=48_174, endpoint="bulk-users",
+                    rpm=effective_rpm(settings, "bulk-users"))  # fmt: skip
+    assert line.describe() == "users: 1,204,331 changed users → 48,174 requests → 96 min at 500 req/min"
+    assert round(total_minutes([line], settings)) == 96
+    assert "WARNING" in render_plan([line], settings)
+    shared = settings.replace(shared_bulk_budget=True)
+    events = PlanLine(pipeline="events", noun="events", rows=25_000, requests=1_000, endpoint="bulk-events", rpm=500)
+    assert total_minutes([line, events], shared) > total_minutes([line, events], settings)
