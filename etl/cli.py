@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from etl.cli_cohorts import cohort_app
+from etl.cli_events import events_app
 from etl.config import Settings
 from etl.errors import WebEngageSyncError
 from etl.report import RunReport, render
@@ -27,6 +28,7 @@ app = typer.Typer(
 sync_app = typer.Typer(help="Run one sync now.", no_args_is_help=True)
 app.add_typer(sync_app, name="sync")
 app.add_typer(cohort_app, name="cohort")
+sync_app.add_typer(events_app)
 console = Console(stderr=True)
 
 

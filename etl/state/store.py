@@ -334,6 +334,8 @@ STATE_TABLES: Final = (
     "we_cohort_members",
     "we_cohorts",
     "we_cohort_events",
+    "we_event_ledger",
+    "we_event_outbox",
 )
 
 
