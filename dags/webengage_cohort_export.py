@@ -24,6 +24,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import Asset, AssetAlias, Param, dag, task
+from webengage_common.defaults import task_defaults
 
 from etl.transform.cohorts import configured_names
 
@@ -50,6 +51,7 @@ def _as_of(context: dict[str, object]) -> datetime:
 
 
 @dag(
+    default_args=task_defaults(),
     dag_id="webengage_cohort_export",
     schedule=None,
     start_date=datetime(2026, 1, 1),

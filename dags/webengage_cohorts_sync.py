@@ -22,6 +22,7 @@ import os
 from datetime import datetime
 
 from airflow.sdk import Asset, Param, dag, task
+from webengage_common.defaults import task_defaults
 
 from etl.transform.cohorts import configured_names
 
@@ -40,6 +41,7 @@ def _as_of(context: dict[str, object]) -> datetime:
 
 
 @dag(
+    default_args=task_defaults(),
     dag_id="webengage_cohorts_sync",
     schedule=os.environ.get("WEBENGAGE_COHORTS_SCHEDULE", "0 */2 * * *"),
     start_date=datetime(2026, 1, 1),

@@ -27,12 +27,14 @@ import os
 from datetime import datetime
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from webengage_common.defaults import task_defaults
 
 SCHEDULE = os.environ.get("WEBENGAGE_EVENTS_SCHEDULE", "0 * * * *")
 CATCHUP = os.environ.get("WEBENGAGE_EVENTS_CATCHUP", "false").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dag(
+    default_args=task_defaults(),
     dag_id="webengage_events_sync",
     # A data-interval timetable: each run covers [previous tick, this tick). (A plain cron string makes
     # trigger-style runs whose interval is empty.)

@@ -17,11 +17,13 @@ import os
 from datetime import datetime
 
 from airflow.sdk import Asset, Param, dag, task
+from webengage_common.defaults import task_defaults
 
 USERS_ASSET = Asset("webengage://users")
 
 
 @dag(
+    default_args=task_defaults(),
     dag_id="webengage_users_sync",
     schedule=os.environ.get("WEBENGAGE_USERS_SCHEDULE", "0 2 * * *"),
     start_date=datetime(2026, 1, 1),

@@ -81,6 +81,9 @@ class Settings:
     events_rpm: float = 5000
     #: Whether /bulk-users and /bulk-events draw from one budget (unconfirmed by WebEngage).
     shared_bulk_budget: bool = False
+    #: This process's share of the account budget when several Airflow tasks send at once (e.g. 1/slots of
+    #: the ``webengage_api`` pool); the client paces at rpm × budget_share × rate_headroom.
+    budget_share: float = 1.0
     #: Pace at this share of each budget, so a sliding-window limiter never sees us over it.
     rate_headroom: float = 0.98
     #: Seconds of budget a client may spend in one burst (token-bucket capacity).
@@ -274,6 +277,8 @@ def _validate(s: Settings) -> None:
             raise ConfigError(name, "must be greater than 0")
     if not 0 < s.rate_headroom <= 1:
         raise ConfigError("rate_headroom", "must be in (0, 1]")
+    if not 0 < s.budget_share <= 1:
+        raise ConfigError("budget_share", "must be in (0, 1]")
     if s.max_run_minutes < 0:
         raise ConfigError("max_run_minutes", "must not be negative")
     if s.max_reject_attempts < 1:

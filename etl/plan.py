@@ -53,7 +53,7 @@ def effective_rpm(settings: Settings, endpoint: Endpoint) -> float:
     }[endpoint]
     if settings.shared_bulk_budget and endpoint in ("bulk-users", "bulk-events"):
         budget = min(settings.bulk_users_rpm, settings.bulk_events_rpm)
-    return budget * settings.rate_headroom
+    return budget * settings.rate_headroom * settings.budget_share
 
 
 def line_from_summary(

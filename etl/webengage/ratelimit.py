@@ -117,7 +117,8 @@ class RateBudgets:
         def bucket(name: str, rpm: float) -> TokenBucket:
             return TokenBucket.from_rpm(
                 name=name,
-                rpm=rpm,
+                # budget_share: this process's part of an account budget shared by concurrent tasks.
+                rpm=rpm * settings.budget_share,
                 headroom=settings.rate_headroom,
                 burst_seconds=settings.burst_seconds,
                 clock=clock,

@@ -21,9 +21,12 @@ def airflow_db() -> None:
 
 
 @pytest.fixture
-def dagbag(airflow_db: None) -> Any:
+def dagbag(airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
+    # Airflow's DAG processor puts the bundle (dags/) on sys.path so DAG files can share modules
+    # (webengage_common); a bare DagBag does not.
+    monkeypatch.syspath_prepend(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     # A fresh DagBag per test: dag.test(run_conf=...) mutates task params in place.
     return DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 

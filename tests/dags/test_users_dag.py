@@ -63,9 +63,23 @@ def test_users_dag_fails_with_reason_on_wrong_key(
     dagbag: Any, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None], demo_warehouse: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
+    # The user's alerting hook (e.g. an Airflow notifier) gets the failed task's context.
+    hook_dir = demo_warehouse.parent / "hooks"
+    hook_dir.mkdir()
+    (hook_dir / "alert_probe.py").write_text(
+        "from pathlib import Path\n"
+        f"OUT = Path({str(hook_dir / 'alert.txt')!r})\n"
+        "def notify(context):\n"
+        "    OUT.write_text(f\"{context['ti'].task_id}: {context['exception']}\")\n"
+    )
+    monkeypatch.syspath_prepend(str(hook_dir))
+    monkeypatch.setenv("WEBENGAGE_ON_FAILURE_CALLBACK", "alert_probe:notify")
     with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY)) as sandbox:
         webengage_connection(url=sandbox.url, license_code="lic", api_key="wrong-key-0000")
         monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
         dr = dag_runner(dagbag, "webengage_users_sync")
         assert dr.state == "failed"
         assert sum(sandbox.stats()["requests"].values()) == 1
+    alert = (hook_dir / "alert.txt").read_text()
+    assert alert.startswith("sync_users: ") and "401" in alert and "WEBENGAGE_API_KEY" in alert
+    assert "wrong-key-0000" not in alert

@@ -115,3 +115,14 @@ def test_pause_until_holds_every_caller_and_keeps_the_later_pause() -> None:
     assert b.acquire() == pytest.approx(0.1)
     b.pause_until(clock.monotonic() - 1)  # in the past: ignored
     assert b.acquire() == pytest.approx(0.1)
+
+
+def test_budget_share_scales_every_bucket() -> None:
+    from etl.webengage import FakeClock, RateBudgets
+
+    from .fakes import make_settings
+
+    full = RateBudgets(make_settings(bulk_users_rpm=600, rate_headroom=1.0), FakeClock())
+    half = RateBudgets(make_settings(bulk_users_rpm=600, rate_headroom=1.0, budget_share=0.5), FakeClock())
+    assert full.rate_per_s("bulk-users") == 10.0
+    assert half.rate_per_s("bulk-users") == 5.0
