@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -18,9 +18,11 @@ from rich.table import Table
 from etl.config import Settings
 from etl.demo.mutate import change_users
 from etl.demo.warehouse import build_demo_warehouse
+from etl.pipelines import cohorts as cohort_pipeline
+from etl.pipelines import events as events_pipeline
 from etl.pipelines import users as users_pipeline
 from etl.report import render
-from etl.sandbox import SandboxConfig, SandboxServer
+from etl.sandbox import SandboxConfig, SandboxProcess
 from etl.state.store import reset_state
 from etl.warehouse.engine import make_engine
 
@@ -47,7 +49,8 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
     config = SandboxConfig(license_code="demo", api_key=key, bulk_users_rpm=rpm, bulk_events_rpm=rpm)
     console.rule("2. sandbox")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    with SandboxServer(config) as sandbox:
+    # A separate process: the sandbox does not compete with the sync for one interpreter lock.
+    with SandboxProcess(config) as sandbox:
         console.print(f"sandbox at {sandbox.url} ({rpm:,} bulk requests/min; WebEngage's default is 500)")
         settings = Settings.from_mapping(
             {"license_code": "demo", "api_key": key, "api_url": sandbox.url, "warehouse_url": url,
@@ -63,13 +66,25 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         changed = change_users(path, share=change_share, seed=7, as_of=DEMO_AS_OF)
         third = users_pipeline.run(settings, run_id=f"demo__{stamp}__3-changed")
         console.print(render(third), highlight=False, soft_wrap=True)
+
+        day = (DEMO_AS_OF - timedelta(days=1), DEMO_AS_OF)
+        console.rule("6. event sync: the last day of events, exactly once (then the same window again)")
+        events = events_pipeline.run(settings, window=day, run_id=f"demo__{stamp}__events")
+        console.print(render(events), highlight=False, soft_wrap=True)
+        events_again = events_pipeline.run(settings, window=day, run_id=f"demo__{stamp}__events-again")
+        console.print(
+            f"same window again: already sent {events_again['already_sent']:,}, requests {events_again['requests']}",
+            highlight=False,
+        )
+        console.rule("7. cohorts: each one a boolean attribute (entered -> true, left -> false)")
+        cohort_summaries = []
+        for name in cohort_pipeline.load_config(settings).names:
+            summary = cohort_pipeline.export(settings, cohort=name, as_of=DEMO_AS_OF, run_id=f"demo__{stamp}__{name}")
+            cohort_summaries.append(summary)
+            console.print(cohort_pipeline.render_summary(summary), highlight=False, soft_wrap=True)
         stats = sandbox.stats()
 
-    violations = (
-        int(stats.get("violations", {}).get("total", 0))
-        if isinstance(stats.get("violations"), dict)
-        else int(stats.get("violations", 0))
-    )
+    violations = int(stats["violations"])
     expected_requests = math.ceil(third["accepted"] / settings.batch_size)
     console.rule("summary")
     lines = [
@@ -77,16 +92,26 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         f"run 2 requests: {second['requests']} (nothing changed)",
         f"run 3: {changed:,} users changed in the warehouse -> {third['requests']:,} requests "
         f"(ceil({third['accepted']:,}/{settings.batch_size}) = {expected_requests:,})",
+        f"events accepted: {events['accepted']:,} in {events['requests']:,} requests; the same window again: "
+        f"{events_again['requests']} requests; duplicate events seen by the sandbox: {stats['duplicate_events']}",
+        "cohort members exported: " + ", ".join(f"{c['cohort']} {c['members']:,}" for c in cohort_summaries),
         f"profiles stored by the sandbox: {stats['users']:,}; HTTP requests it answered: "
         f"{sum(stats['requests'].values()):,}; 429s: {stats['throttled']}",
         f"contract violations seen by the sandbox: {violations} {dict(stats['violations_by_rule']) or ''}",
     ]
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)
-    ok = violations == 0 and second["requests"] == 0 and first["accepted"] > 0
+    ok = (
+        violations == 0
+        and second["requests"] == 0
+        and first["accepted"] > 0
+        and events_again["requests"] == 0
+        and stats["duplicate_events"] == 0
+    )
     console.print(
         "[green]demo OK[/green]" if ok else "[red]demo found a problem (see above)[/red]",
-        "\nnext: `webengage-sync runs`, `webengage-sync rejects`, `webengage-sync sync users --dry-run` with\n"
+        "\nnext: `webengage-sync runs`, `webengage-sync rejects`, `webengage-sync plan` with\n"
         f"      WAREHOUSE_URL={url} (README: 'Operating it')",
+        soft_wrap=True,
     )
     return ok
