@@ -286,17 +286,28 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id from `webenga
             console.print(render(summary), highlight=False, soft_wrap=True)
 
 
-@app.command()
+rejects_app = typer.Typer(help="Rejected rows and values.", invoke_without_command=True)
+app.add_typer(rejects_app, name="rejects")
+
+
+@rejects_app.callback()
 def rejects(
+    ctx: typer.Context,
     pipeline: Annotated[str, typer.Option(help="Only this pipeline.")] = "",
     keys: Annotated[int, typer.Option(help="Show up to N row keys per reason.")] = 0,
 ) -> None:
     """Rejected rows and values, grouped by reason (open and dead; resolved ones are history).
 
+    Data rejects go out by themselves once the row is fixed in the warehouse; transient and API
+    rejects are re-driven by the next runs until max_reject_attempts, then dead.
+
     Examples:
       webengage-sync rejects
       webengage-sync rejects --pipeline users --keys 5
+      webengage-sync rejects retry --pipeline users
     """
+    if ctx.invoked_subcommand:
+        return
     from collections import defaultdict
 
     from rich.table import Table
@@ -315,6 +326,14 @@ def rejects(
             cells.append(", ".join(str(i["row_key"]) for i in items[:keys]))
         table.add_row(*cells)
     _table_console().print(table)
+
+
+@rejects_app.command("retry")
+def rejects_retry(pipeline: Annotated[str, typer.Option(help="Only this pipeline.")] = "") -> None:
+    """Reopen dead rejects (attempts reset): the next run sends those rows again."""
+    with _store() as store:
+        count = store.reopen_dead(pipeline or None)
+    console.print(f"reopened {count:,} dead rejects")
 
 
 def main() -> None:

@@ -156,6 +156,10 @@ def _run(
     # Rejects of rows about to be sent wait for their batch's outcome: an acceptance resolves the
     # user's older rejects, so recording this run's before it would resolve them at once.
     held: dict[str, list[RejectRow]] = {}
+    # Keys with open rejects (only their acceptance touches the rejects table) and dead ones (retried
+    # max_reject_attempts times; skipped until `webengage-sync rejects retry`).
+    open_keys = store.open_reject_keys(PIPELINE)
+    dead = store.dead_reject_keys(PIPELINE)
 
     def items() -> Iterator[Item[UserKey]]:
         nonlocal types, salt
@@ -166,7 +170,7 @@ def _run(
                 if new and client is not None:
                     store.register_attributes("users", new, owner="users")
                 salt = tx.types_salt(mapping, types)
-            yield from _prepare(chunk, mapping, types, salt, store, report, held, today=today,
+            yield from _prepare(chunk, mapping, types, salt, store, report, held, dead, today=today,
                                 full_refresh=full_refresh)  # fmt: skip
             if progress is not None:
                 progress(report)
@@ -186,9 +190,11 @@ def _run(
             keys = [i.key for i in batch.items]
             ids = [k[0] for k in keys]
             found = _release(held, ids)
+            stale = [i for i in ids if i in open_keys]
             with store.transaction() as conn:
                 store.checkpoint_users(conn, keys, report.run_id)
-                store.resolve_rejects(conn, PIPELINE, ids, report.run_id)
+                if stale:
+                    store.resolve_rejects(conn, PIPELINE, stale, report.run_id)
                 if found:
                     store.record_rejects(conn, PIPELINE, found, report.run_id)
             report.accepted += len(keys)
@@ -203,7 +209,8 @@ def _run(
                        for i in batch.items]  # fmt: skip
             found = _release(held, [i.key[0] for i in batch.items])
             with store.transaction() as conn:
-                store.record_rejects(conn, PIPELINE, rejects + found, report.run_id)
+                store.record_rejects(conn, PIPELINE, rejects + found, report.run_id,
+                                     max_attempts=settings.max_reject_attempts)  # fmt: skip
             report.rejected[reason] += len(rejects)
 
         send_and_checkpoint(client, counted, on_accepted=accepted, on_failed=failed)
@@ -238,6 +245,7 @@ def _prepare(
     store: StateStore,
     report: RunReport,
     held: dict[str, list[RejectRow]],
+    dead: set[str],
     *,
     today: Any,
     full_refresh: bool,
@@ -263,6 +271,10 @@ def _prepare(
     differs = ~seen | (previous != hashes.to_numpy(dtype=np.int64))
     changed = pd.Series(True if full_refresh else differs, index=chunk.index, dtype=bool)
     report.unchanged += int((~changed).sum())
+    if dead:
+        gave_up = changed & keys.isin(dead)
+        report.rejected["dead_after_retries"] += int(gave_up.sum())
+        changed &= ~gave_up
     for reject in rejects:
         report.rejected[reject.reason] += 1
 

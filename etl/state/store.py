@@ -80,6 +80,9 @@ _UPSERT_USER_STATE = sa.text(
     sa.bindparam("masks", type_=sa.ARRAY(sa.String)),
 )
 
+#: Reject kinds re-driven by later runs (and so counted towards dying); data rejects wait for a fix.
+_REDRIVEN: Final = ("transient", "api")
+
 #: Whole-row rejects use this column name.
 ROW = "*"
 
@@ -196,8 +199,21 @@ class StateStore:
         return int(result.rowcount or 0)
 
     # -- rejects -------------------------------------------------------------------------------
-    def record_rejects(self, conn: Connection, pipeline: str, rejects: Iterable[RejectRow], run_id: str) -> int:
-        """Upsert rejects (attempts += 1 on a repeat); call inside :meth:`transaction`."""
+    def record_rejects(
+        self,
+        conn: Connection,
+        pipeline: str,
+        rejects: Iterable[RejectRow],
+        run_id: str,
+        *,
+        max_attempts: int | None = None,
+    ) -> int:
+        """Upsert rejects (attempts += 1 on a repeat); call inside :meth:`transaction`.
+
+        A transient or API reject that reaches ``max_attempts`` becomes ``dead``: it is not re-driven any
+        more until someone reopens it (`webengage-sync rejects retry`). Data rejects never die: fixing the
+        row in the warehouse sends it."""
+        limit = max_attempts if max_attempts is not None else 2**31 - 1
         now = self.clock()
         merged: dict[tuple[str, str, str], dict[str, Any]] = {}
         for r in rejects:
@@ -208,7 +224,7 @@ class StateStore:
                 "reason": r.reason[:120],
                 "detail": r.detail[:1000],
                 "kind": r.kind,
-                "status": "open",
+                "status": "dead" if r.kind in _REDRIVEN and limit <= 1 else "open",
                 "attempts": 1,
                 "first_seen": now,
                 "last_seen": now,
@@ -223,7 +239,10 @@ class StateStore:
                     set_={
                         "detail": stmt.excluded.detail,
                         "kind": stmt.excluded.kind,
-                        "status": sa.literal("open"),
+                        "status": sa.case(
+                            (sa.and_(stmt.excluded.kind.in_(_REDRIVEN), REJECTS.c.attempts + 1 >= limit), "dead"),
+                            else_="open",
+                        ),
                         "attempts": REJECTS.c.attempts + 1,
                         "last_seen": stmt.excluded.last_seen,
                         "run_id": stmt.excluded.run_id,
@@ -235,7 +254,8 @@ class StateStore:
     def resolve_rejects(self, conn: Connection, pipeline: str, row_keys: Sequence[str], run_id: str) -> None:
         """Rows that went through are no longer open rejects (kept as history, status resolved).
 
-        Rejects recorded by this same run (e.g. a bad phone left out of a row that was sent) stay open."""
+        Call it before recording the rejects this run found for the same rows (e.g. a bad phone left out of
+        a row that was sent), or they would be resolved at once."""
         if not row_keys:
             return
         keys = sa.bindparam("keys", type_=sa.ARRAY(sa.String))
@@ -244,7 +264,6 @@ class StateStore:
             .where(
                 REJECTS.c.pipeline == pipeline,
                 REJECTS.c.status == "open",
-                REJECTS.c.run_id != run_id,
                 REJECTS.c.row_key == sa.any_(keys),
             )
             .values(status="resolved", last_seen=self.clock(), run_id=run_id),
@@ -257,6 +276,22 @@ class StateStore:
         keys = {str(r[0]) for r in self.conn.execute(query)}
         self.conn.commit()
         return keys
+
+    def dead_reject_keys(self, pipeline: str) -> set[str]:
+        """Row keys given up on after ``max_attempts``; pipelines skip them."""
+        query = sa.select(REJECTS.c.row_key).where(REJECTS.c.pipeline == pipeline, REJECTS.c.status == "dead")
+        keys = {str(r[0]) for r in self.conn.execute(query)}
+        self.conn.commit()
+        return keys
+
+    def reopen_dead(self, pipeline: str | None = None) -> int:
+        """Give dead rejects another round of attempts (attempts reset)."""
+        stmt = sa.update(REJECTS).where(REJECTS.c.status == "dead").values(status="open", attempts=0)
+        if pipeline:
+            stmt = stmt.where(REJECTS.c.pipeline == pipeline)
+        with self.transaction() as conn:
+            result = conn.execute(stmt)
+        return int(result.rowcount or 0)
 
     def open_rejects(self, pipeline: str | None = None) -> list[dict[str, Any]]:
         query = (

@@ -67,15 +67,27 @@ def test_runs_history(state_url: str) -> None:
         assert run["status"] == "success" and run["counts"] == {"extracted": 3}
 
 
-def test_resolve_keeps_rejects_recorded_by_the_same_run(state_url: str) -> None:
-    """A row sent without its bad phone keeps the phone reject open; an old reject of the row resolves."""
+def test_resolve_then_record_keeps_only_the_new_reject(state_url: str) -> None:
+    """A row sent without its bad phone: its old reject resolves, the phone reject found now stays open."""
     with StateStore(make_engine(state_url), clock=lambda: T0) as store:
         old = RejectRow(row_key="u1", column="email", reason="invalid_email")
         new = RejectRow(row_key="u1", column="phone", reason="invalid_phone")
         with store.transaction() as conn:
             store.record_rejects(conn, "users", [old], "r1")
         with store.transaction() as conn:
-            store.record_rejects(conn, "users", [new], "r2")
             store.resolve_rejects(conn, "users", ["u1"], "r2")
+            store.record_rejects(conn, "users", [new], "r2")
         assert [(r["column_name"], r["reason"]) for r in store.open_rejects("users")] == [("phone", "invalid_phone")]
         assert store.open_reject_keys("users") == {"u1"}
+
+
+def test_redriven_rejects_die_after_max_attempts_and_can_be_reopened(state_url: str) -> None:
+    with StateStore(make_engine(state_url), clock=lambda: T0) as store:
+        flaky = RejectRow(row_key="u1", column="*", reason="transient_failure", kind="transient")
+        bad = RejectRow(row_key="u2", column="phone", reason="invalid_phone")
+        for run in ("r1", "r2", "r3"):
+            with store.transaction() as conn:
+                store.record_rejects(conn, "users", [flaky, bad], run, max_attempts=3)
+        assert store.dead_reject_keys("users") == {"u1"}  # data rejects never die
+        assert store.reopen_dead("users") == 1
+        assert store.dead_reject_keys("users") == set()

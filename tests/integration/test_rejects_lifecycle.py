@@ -1,0 +1,100 @@
+"""Rejects: fixed in the warehouse -> accepted next run; transient -> re-driven -> dead after N -> reopened."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from etl.config import Settings
+from etl.pipelines import users
+from etl.sandbox import SandboxConfig, SandboxServer
+from etl.state.store import StateStore
+from etl.transform.mapping import user_mapping_from_dict
+from etl.warehouse.engine import make_engine
+
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+KEY = "rejects-test-key-1234"
+QUERY = Path(__file__).with_name("people.sql")
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> str:
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE people (id VARCHAR, email VARCHAR, phone VARCHAR, plan VARCHAR)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO people VALUES ('a', 'a@x.io', '98765 43210', 'pro'),"
+                " ('b', 'not-an-email', NULL, 'free'), ('c', 'c@x.io', 'call me', 'free')"
+            )
+        )  # fmt: skip
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=60_000)) as server:
+        yield server
+
+
+def settings_for(sandbox: SandboxServer, url: str, **extra: object) -> Settings:
+    return Settings.from_mapping({"license_code": "lic", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": url,
+                                  "bulk_users_rpm": 60_000, **extra})  # fmt: skip
+
+
+def open_reasons(url: str) -> set[tuple[str, str, str]]:
+    with StateStore(make_engine(url)) as store:
+        return {(r["row_key"], r["reason"], r["status"]) for r in store.open_rejects("users")}
+
+
+def run(settings: Settings) -> dict[str, object]:
+    mapping = user_mapping_from_dict(
+        {"source": {"query": str(QUERY), "user_id": "id", "updated_at": "id"},
+         "system": {"email": "email", "phone": "phone"}, "attributes": {"plan": "plan"}}
+    )  # fmt: skip
+    return users.run(settings, mapping=mapping, clock=lambda: AS_OF)
+
+
+def test_value_reject_is_resolved_when_fixed_in_the_warehouse(sandbox: SandboxServer, warehouse: str) -> None:
+    settings = settings_for(sandbox, warehouse)
+    first = run(settings)
+    assert first["accepted"] == 3  # bad values are left out, the rows still go
+    assert open_reasons(warehouse) == {("b", "invalid_email", "open"), ("c", "invalid_phone", "open")}
+    assert run(settings)["requests"] == 0  # unchanged rows: rejects stay open, nothing re-sent
+    assert open_reasons(warehouse) == {("b", "invalid_email", "open"), ("c", "invalid_phone", "open")}
+    engine = make_engine(warehouse)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE people SET phone = '+14155552671' WHERE id = 'c'"))
+    engine.dispose()
+    fixed = run(settings)
+    assert fixed["accepted"] == 1 and fixed["requests"] == 1
+    assert open_reasons(warehouse) == {("b", "invalid_email", "open")}
+    profile = sandbox.store.get_profile("c")
+    assert profile is not None and profile["phone"] == "+14155552671"
+
+
+def test_transient_failures_are_redriven_then_dead_then_reopened(sandbox: SandboxServer, warehouse: str) -> None:
+    sandbox.update_config(error_5xx_rate=1.0)
+    settings = settings_for(sandbox, warehouse, max_retries=0, max_reject_attempts=2)
+    for attempt, status in ((1, "open"), (2, "dead")):
+        summary = run(settings)
+        assert summary["rejected_by_reason"] == {"transient_failure": 3}, attempt
+        assert {s for _k, r, s in open_reasons(warehouse) if r == "transient_failure"} == {status}
+    requests_before = sum(sandbox.stats()["requests"].values())
+    gave_up = run(settings)
+    assert gave_up["rejected_by_reason"] == {"dead_after_retries": 3} and gave_up["requests"] == 0
+    assert sum(sandbox.stats()["requests"].values()) == requests_before  # dead rows are not sent
+    assert gave_up["extracted"] == gave_up["unchanged"] + gave_up["accepted"] + gave_up["rejected"]
+
+    sandbox.update_config(error_5xx_rate=0.0)
+    with StateStore(make_engine(warehouse)) as store:
+        assert store.reopen_dead("users") == 3
+    back = run(settings)
+    assert back["accepted"] == 3
+    assert not [r for r in open_reasons(warehouse) if r[1] == "transient_failure"]
