@@ -70,5 +70,14 @@ def test_users_dag_triggered_through_rest_api(api: httpx.Client, stack: AirflowS
     assert stats["users"] == 500 and stats["violations"] == 0
 
 
+def test_cohort_export_triggered_with_params(api: httpx.Client, stack: AirflowStack) -> None:
+    conf = {"cohort": "vip_buyers_30d", "dry_run": False, "emit_events": False, "override_guard": False}
+    summary = trigger_and_wait(api, "webengage_cohort_export", conf, "export_cohort")
+    assert summary["status"] == "success" and summary["cohort"] == "vip_buyers_30d"
+    assert summary["accepted"] == summary["entered"] == summary["members"] > 0
+    stats = httpx.get(f"{stack.sandbox_url}/_sandbox/stats", timeout=10).json()
+    assert stats["violations"] == 0
+
+
 def test_standalone_log_is_written(stack: AirflowStack) -> None:
     assert Path(stack.home, "standalone.log").stat().st_size > 0
