@@ -13,8 +13,9 @@ with a readable summary block. Connection: `webengage_default` (see README).
 
 from __future__ import annotations
 
+import logging
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 
 from airflow.sdk import Asset, Param, dag, task
 from webengage_common.defaults import task_defaults
@@ -42,12 +43,18 @@ def webengage_users_sync() -> None:
         from webengage_common.airflow_settings import settings_from_airflow, window_of
 
         from etl.pipelines import users
+        from etl.plan import eta_warning
         from etl.report import render
 
         params = context["params"]
         assert isinstance(params, dict) or hasattr(params, "get")
+        settings = settings_from_airflow()
+        if not params.get("dry_run", False):
+            warning = eta_warning(settings, as_of=window_of(context)[1] or datetime.now(UTC))
+            if warning:
+                logging.getLogger("webengage").warning("%s", warning)
         summary = users.run(
-            settings_from_airflow(),
+            settings,
             run_id=str(context["run_id"]),
             window=window_of(context),
             dry_run=bool(params.get("dry_run", False)),

@@ -108,6 +108,12 @@ def sync_users(
     _setup_logging(verbose)
     settings = _settings(users_mapping=mapping or None)
     try:
+        if not dry_run:
+            from etl.plan import eta_warning
+
+            warning = eta_warning(settings, as_of=datetime.now(UTC))
+            if warning:
+                console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
         summary = users.run(settings, dry_run=dry_run, full_refresh=full_refresh, progress=_Progress("users"))
     except WebEngageSyncError as exc:
         console.print(f"[red]users sync failed:[/red] {exc}")

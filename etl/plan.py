@@ -128,3 +128,17 @@ def render_plan(lines: list[PlanLine], settings: Settings) -> str:
             "limits, split the back-fill, or expect the sync to run past its window"
         )
     return "\n".join(out)
+
+
+def eta_warning(settings: Settings, *, as_of: datetime, clock: Callable[[], datetime] | None = None) -> str | None:
+    """Before a profile sync: a warning when its plan is longer than ``max_run_minutes`` (None when shorter or
+    the check is off). Costs one extra read of the source, so it only runs when the setting is set."""
+    if not settings.max_run_minutes:
+        return None
+    [line] = plan(settings, users=True, cohorts=False, as_of=as_of, clock=clock)
+    if line.minutes <= settings.max_run_minutes:
+        return None
+    return (
+        f"{line.describe()}: longer than max_run_minutes={settings.max_run_minutes:g}. It will run past its window "
+        "unless WebEngage raises the rate limit or the back-fill is split."
+    )

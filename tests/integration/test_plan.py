@@ -53,3 +53,16 @@ def test_eta_arithmetic_and_warning() -> None:
     shared = settings.replace(shared_bulk_budget=True)
     events = PlanLine(pipeline="events", noun="events", rows=25_000, requests=1_000, endpoint="bulk-events", rpm=500)
     assert total_minutes([line, events], shared) > total_minutes([line, events], settings)
+
+
+def test_eta_warning_before_a_long_sync(tmp_path: Path) -> None:
+    from etl.plan import eta_warning
+
+    path = tmp_path / "w.duckdb"
+    build_demo_warehouse(path, users=300, as_of=AS_OF)
+    base = {"license_code": "lic", "api_key": KEY, "warehouse_url": f"duckdb:///{path}", "bulk_users_rpm": 6}
+    # 300 users = 12 requests at 6 req/min (x 0.98 headroom): just over 2 minutes.
+    assert eta_warning(Settings.from_mapping(base), as_of=AS_OF) is None  # check off
+    warning = eta_warning(Settings.from_mapping({**base, "max_run_minutes": 1}), as_of=AS_OF)
+    assert warning is not None and "12 requests" in warning and "max_run_minutes=1" in warning
+    assert eta_warning(Settings.from_mapping({**base, "max_run_minutes": 5}), as_of=AS_OF) is None
