@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -175,12 +176,17 @@ def _datetimes(col: pd.Series) -> _Typed:
     return _Typed(bits=micros.view(np.uint64), missing=col.isna().to_numpy(), tag=_TAG_TIME)
 
 
+def _is_string_view(kind: pa.DataType) -> bool:
+    check = getattr(pa.types, "is_string_view", None)  # pyarrow >= 16
+    return bool(check(kind)) if check is not None else False
+
+
 def _from_arrow(arr: pa.Array) -> _Typed | pa.Array | None:
     """Typed bits or text for an Arrow array; None when the type has no canonical form here."""
     kind = arr.type
     missing = arr.is_null().to_numpy(zero_copy_only=False)
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return arr
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or _is_string_view(kind):
+        return arr.cast(pa.large_string())  # one text type for the row join, whatever the reader gave
     if pa.types.is_null(kind):
         return _Typed(bits=np.zeros(len(arr), np.uint64), missing=missing, tag=0)
     if pa.types.is_boolean(kind):
@@ -233,7 +239,7 @@ def _column_part(col: pd.Series) -> _Typed | pa.Array:
         if pd.api.types.is_integer_dtype(dtype):
             return _number(col.to_numpy(dtype=np.int64, na_value=0), missing)
         return _number(col.to_numpy(dtype=np.float64, na_value=np.nan), missing)
-    if isinstance(dtype, pd.StringDtype) or isinstance(dtype, pd.ArrowDtype):
+    if isinstance(dtype, (pd.StringDtype, pd.ArrowDtype)):
         arr = pa.array(col.array)
         arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
         part = _from_arrow(arr)
@@ -403,6 +409,86 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _plain_list(values: pd.Series) -> list[Any]:
+    """A coerced column as plain Python values for orjson (missing as None), converted in one go."""
+    if values.dtype == object:
+        return [_plain(v) for v in values.tolist()]
+    out: list[Any] = values.to_numpy(dtype=object, na_value=None).tolist()  # type: ignore[call-overload]
+    return out
+
+
+def _rows(columns: Sequence[list[Any]], n: int) -> Iterable[tuple[Any, ...]]:
+    return zip(*columns, strict=True) if columns else itertools.repeat((), n)
+
+
+def _assemble(
+    key_list: list[Any], fields: Sequence[str], columns: Sequence[list[Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Payloads and masks when nulls are kept: a missing value is simply left out."""
+    n_system = sum(1 for f in fields if not f.startswith("attributes."))
+    system_names, attr_names = fields[:n_system], [f[11:] for f in fields[n_system:]]
+    payloads: list[dict[str, Any]] = []
+    rows = zip(key_list, _rows(columns[:n_system], len(key_list)), _rows(columns[n_system:], len(key_list)),
+               strict=True)  # fmt: skip
+    for user_id, system_values, attr_values in rows:
+        payload: dict[str, Any] = {"userId": user_id}
+        payload.update({k: v for k, v in zip(system_names, system_values, strict=True) if v is not None})
+        attrs = {k: v for k, v in zip(attr_names, attr_values, strict=True) if v is not None}
+        if attrs:
+            payload["attributes"] = attrs
+        payloads.append(payload)
+    if not columns or not key_list:
+        return payloads, ["" for _ in key_list]
+    # One byte per field ("0"/"1") per row, built as a 2-D array and read back as fixed-width strings.
+    present = np.empty((len(key_list), len(columns)), dtype=np.uint8)
+    for pos, col in enumerate(columns):
+        present[:, pos] = np.fromiter((v is not None for v in col), dtype=bool, count=len(col))
+    text = (present + ord("0")).view(f"S{len(columns)}").ravel()
+    return payloads, text.astype(f"U{len(columns)}").tolist()
+
+
+def _assemble_clearing(
+    key_list: list[Any],
+    fields: Sequence[str],
+    kinds: Sequence[str],
+    columns: Sequence[list[Any]],
+    previous_masks: Sequence[str | None],
+    stats: TransformStats,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Payloads and masks under the "clear" policy: a value sent before and now missing is cleared."""
+    payloads: list[dict[str, Any]] = []
+    masks: list[str] = []
+    for row, user_id in enumerate(key_list):
+        payload: dict[str, Any] = {"userId": user_id}
+        attrs: dict[str, Any] = {}
+        prev = previous_masks[row]
+        prev_ok = prev is not None and len(prev) == len(fields)
+        mask_bits = []
+        for pos, fieldname in enumerate(fields):
+            value = columns[pos][row]
+            if value is None and prev_ok and prev is not None and prev[pos] == "1":
+                value = _CLEAR_VALUE.get(kinds[pos])
+                if value is not None:
+                    stats.cleared += 1
+                    mask_bits.append("0")
+                else:
+                    mask_bits.append("1")  # nothing valid to clear with: WebEngage keeps the old value
+                    continue
+            else:
+                mask_bits.append("0" if value is None else "1")
+            if value is None:
+                continue
+            if fieldname.startswith("attributes."):
+                attrs[fieldname[11:]] = value
+            else:
+                payload[fieldname] = value
+        if attrs:
+            payload["attributes"] = attrs
+        payloads.append(payload)
+        masks.append("".join(mask_bits))
+    return payloads, masks
+
+
 def build_payloads(
     df: pd.DataFrame,
     keys: pd.Series,
@@ -436,41 +522,15 @@ def build_payloads(
         if result.changed is not None and result.changed.any():
             altered = result.changed if trimmed is None else (result.changed & ~trimmed)
             stats.coerced[column] += int(altered.sum())
-        columns.append([_plain(v) for v in result.values.tolist()])
+        columns.append(_plain_list(result.values))
 
-    kinds = [kind for _f, _c, kind in targets]
     fields = [f for f, _c, _k in targets]
-    payloads: list[dict[str, Any]] = []
-    masks: list[str] = []
     key_list = keys.tolist()
-    for row, user_id in enumerate(key_list):
-        payload: dict[str, Any] = {"userId": user_id}
-        attrs: dict[str, Any] = {}
-        prev = previous_masks[row]
-        prev_ok = prev is not None and len(prev) == len(fields)
-        mask_bits = []
-        for pos, fieldname in enumerate(fields):
-            value = columns[pos][row]
-            if value is None and mapping.on_null == "clear" and prev_ok and prev is not None and prev[pos] == "1":
-                value = _CLEAR_VALUE.get(kinds[pos])
-                if value is not None:
-                    stats.cleared += 1
-                    mask_bits.append("0")
-                else:
-                    mask_bits.append("1")  # nothing valid to clear with: WebEngage keeps the old value
-                    continue
-            else:
-                mask_bits.append("0" if value is None else "1")
-            if value is None:
-                continue
-            if fieldname.startswith("attributes."):
-                attrs[fieldname[11:]] = value
-            else:
-                payload[fieldname] = value
-        if attrs:
-            payload["attributes"] = attrs
-        payloads.append(payload)
-        masks.append("".join(mask_bits))
+    if mapping.on_null == "clear":
+        payloads, masks = _assemble_clearing(key_list, fields, [k for _f, _c, k in targets], columns,
+                                             previous_masks, stats)  # fmt: skip
+    else:
+        payloads, masks = _assemble(key_list, fields, columns)
     return Built(payloads=payloads, masks=masks, rejects=rejects, stats=stats)
 
 
