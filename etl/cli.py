@@ -16,6 +16,7 @@ from rich.console import Console
 
 from etl.cli_cohorts import cohort_app
 from etl.cli_events import events_app
+from etl.cli_webhooks import webhooks_app
 from etl.config import Settings
 from etl.errors import WebEngageSyncError
 from etl.report import RunReport, render
@@ -29,6 +30,7 @@ sync_app = typer.Typer(help="Run one sync now.", no_args_is_help=True)
 app.add_typer(sync_app, name="sync")
 app.add_typer(cohort_app, name="cohort")
 sync_app.add_typer(events_app)
+app.add_typer(webhooks_app, name="webhooks")
 console = Console(stderr=True)
 
 

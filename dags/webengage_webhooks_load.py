@@ -1,0 +1,53 @@
+"""
+### WebEngage webhooks → warehouse (hourly)
+
+Loads the webhook deliveries that `webengage-sync webhooks serve` landed (WebEngage's campaign events,
+custom events and journey changes) into the warehouse table **`webengage_events`**, and undecodable ones
+into `webengage_webhook_quarantine` with their reason.
+
+* **Exactly once, incremental**: the loader reads each landing segment from its checkpoint
+  (`we_webhook_segments`), inserts a chunk and advances the checkpoint in one transaction; a delivery
+  landed twice (WebEngage redelivers until it gets a 200) has one unique `request_id`, so it is stored once.
+  Re-runs, retries and manual triggers are always safe and never need a data interval.
+* **Where it reads**: `WEBENGAGE_WEBHOOK_DIR` (the receiver's landing directory: the worker must see it,
+  e.g. the same host or a shared volume) and writes `WAREHOUSE_URL`, both from the worker's environment.
+* Fully loaded, closed segments are deleted after `WEBENGAGE_WEBHOOK_RETAIN_HOURS` (default 24).
+
+The task's XCom `return_value` is the load summary (lines read, events loaded, duplicates, quarantined).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from airflow.sdk import dag, task
+from webengage_common.defaults import task_defaults
+
+SCHEDULE = os.environ.get("WEBENGAGE_WEBHOOKS_SCHEDULE", "15 * * * *")
+
+
+@dag(
+    default_args=task_defaults(),
+    dag_id="webengage_webhooks_load",
+    schedule=SCHEDULE,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,  # every run loads everything landed so far: nothing to catch up
+    max_active_runs=1,
+    tags=["webengage", "webhooks"],
+    doc_md=__doc__,
+)
+def webengage_webhooks_load() -> None:
+    @task(task_id="load_webhooks", multiple_outputs=False, doc_md=__doc__)
+    def load_webhooks() -> dict[str, object]:
+        from etl.webhooks.config import WebhookSettings
+        from etl.webhooks.loader import render, run
+
+        summary = run(WebhookSettings.from_env(require_auth=False))
+        print(render(summary))
+        return summary
+
+    load_webhooks()
+
+
+webengage_webhooks_load()
