@@ -4,22 +4,26 @@ log lines elsewhere (CI, Airflow)."""
 from __future__ import annotations
 
 import json
-import logging
-import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from etl.cli_cohorts import cohort_app
+from etl.cli_common import (
+    Progress,
+    console,
+    load_settings,
+    parse_instant,
+    print_summary,
+    setup_logging,
+    table_console,
+)
 from etl.cli_events import events_app
 from etl.cli_webhooks import webhooks_app
-from etl.config import Settings
 from etl.errors import WebEngageSyncError
-from etl.report import RunReport, render
+from etl.report import render
 
 app = typer.Typer(
     help="Keep WebEngage in step with your data warehouse: profiles, events and cohorts.",
@@ -31,64 +35,6 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(cohort_app, name="cohort")
 sync_app.add_typer(events_app)
 app.add_typer(webhooks_app, name="webhooks")
-console = Console(stderr=True)
-
-
-def _table_console() -> Console:
-    """Tables go to stdout; when it is not a terminal (pipes, CI) don't squeeze them into 80 columns."""
-    return Console() if sys.stdout.isatty() else Console(width=200)
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return Settings.from_env(**overrides)
-    except WebEngageSyncError as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
-
-
-class _Progress:
-    """Progress for a run: a live line on a terminal, a log line every few seconds otherwise."""
-
-    def __init__(self, label: str, *, every_s: float = 5.0) -> None:
-        self.label = label
-        self.tty = sys.stderr.isatty()
-        self.every_s = every_s
-        self.last = 0.0
-        self.started = time.monotonic()
-
-    def __call__(self, report: RunReport) -> None:
-        now = time.monotonic()
-        if now - self.last < (0.2 if self.tty else self.every_s):
-            return
-        self.last = now
-        elapsed = now - self.started
-        rate = report.accepted / elapsed if elapsed > 0 else 0.0
-        text = (
-            f"{self.label}: extracted {report.extracted:,}, unchanged {report.unchanged:,}, sent {report.sent:,}, "
-            f"accepted {report.accepted:,} ({rate:,.0f}/s), batches {report.batches:,}"
-        )
-        if self.tty:
-            console.print(text, end="\r", soft_wrap=True, highlight=False)
-        else:
-            logging.getLogger("etl.progress").info("%s", text)
-
-
-def _finish(summary: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, default=str))
-    else:
-        console.print(render(summary), highlight=False, soft_wrap=True)
 
 
 @sync_app.command("users")
@@ -107,8 +53,8 @@ def sync_users(
     """
     from etl.pipelines import users
 
-    _setup_logging(verbose)
-    settings = _settings(users_mapping=mapping or None)
+    setup_logging(verbose)
+    settings = load_settings(users_mapping=mapping or None)
     try:
         if not dry_run:
             from etl.plan import eta_warning
@@ -116,20 +62,11 @@ def sync_users(
             warning = eta_warning(settings, as_of=datetime.now(UTC))
             if warning:
                 console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
-        summary = users.run(settings, dry_run=dry_run, full_refresh=full_refresh, progress=_Progress("users"))
+        summary = users.run(settings, dry_run=dry_run, full_refresh=full_refresh, progress=Progress("users"))
     except WebEngageSyncError as exc:
         console.print(f"[red]users sync failed:[/red] {exc}")
         raise typer.Exit(1) from None
-    _finish(summary, as_json)
-
-
-def _parse_time(value: str, option: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        console.print(f"[red]{option}: not an ISO date/time:[/red] {value}")
-        raise typer.Exit(2) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    print_summary(summary, as_json)
 
 
 @app.command()
@@ -150,9 +87,9 @@ def plan(
     from etl.plan import plan as make_plan
     from etl.plan import render_plan
 
-    _setup_logging(verbose)
-    settings = _settings()
-    window = (_parse_time(start, "--start"), _parse_time(end, "--end")) if start and end else None
+    setup_logging(verbose)
+    settings = load_settings()
+    window = (parse_instant(start, option="--start"), parse_instant(end, option="--end")) if start and end else None
     try:
         lines = make_plan(settings, users=users, cohorts=cohorts, events_window=window, as_of=datetime.now(UTC))
     except WebEngageSyncError as exc:
@@ -219,7 +156,7 @@ def demo(
     """
     from etl.demo.run import run_demo
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     try:
         ok = run_demo(users=users, directory=directory, rpm=rpm, change_share=change_share, console=console)
     except WebEngageSyncError as exc:
@@ -237,7 +174,7 @@ def _store() -> Any:
     from etl.state.store import StateStore
     from etl.warehouse.engine import make_engine
 
-    settings = _settings()
+    settings = load_settings()
     return StateStore(make_engine(settings.effective_state_url, setting="state_url"))
 
 
@@ -270,7 +207,7 @@ def runs_list(
             *(f"{c.get(k, 0):,}" for k in ("extracted", "unchanged", "accepted", "rejected", "requests", "throttled")),
             f"{c.get('duration_s', 0):.1f}",
         )  # fmt: skip
-    _table_console().print(table)
+    table_console().print(table)
 
 
 @runs_app.command("show")
@@ -333,7 +270,7 @@ def rejects(
         if keys:
             cells.append(", ".join(str(i["row_key"]) for i in items[:keys]))
         table.add_row(*cells)
-    _table_console().print(table)
+    table_console().print(table)
 
 
 @rejects_app.command("retry")

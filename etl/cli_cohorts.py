@@ -7,7 +7,6 @@ Exit codes: 0 done, 1 the run failed, 2 configuration error (nothing sent), 3 st
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -15,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from etl.config import Settings
+from etl.cli_common import console, load_settings, print_summary, setup_logging
 from etl.errors import ConfigError, WebEngageSyncError
 from etl.transform.cohorts import GuardError
 
@@ -24,25 +23,6 @@ cohort_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return Settings.from_env(**overrides)
-    except WebEngageSyncError as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 def _fail(what: str, exc: WebEngageSyncError) -> typer.Exit:
@@ -56,10 +36,7 @@ def _fail(what: str, exc: WebEngageSyncError) -> typer.Exit:
 def _finish(summary: dict[str, Any], as_json: bool) -> None:
     from etl.pipelines.cohorts import render_summary
 
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, default=str))
-    else:
-        console.print(render_summary(summary), highlight=False, soft_wrap=True)
+    print_summary(summary, as_json, render_summary)
 
 
 @cohort_app.command("export")
@@ -85,8 +62,8 @@ def export_cohort(
     """
     from etl.pipelines import cohorts
 
-    _setup_logging(verbose)
-    settings = _settings(cohorts_config=config or None)
+    setup_logging(verbose)
+    settings = load_settings(cohorts_config=config or None)
     try:
         summary = cohorts.export(settings, cohort=name, as_of=datetime.now(UTC), dry_run=dry_run,
                                  emit_events=events, override_guard=override_guard)  # fmt: skip
@@ -109,7 +86,7 @@ def list_cohorts(
 
     from etl.pipelines import cohorts
 
-    settings = _settings(cohorts_config=config or None)
+    settings = load_settings(cohorts_config=config or None)
     try:
         rows = cohorts.list_cohorts(settings)
     except WebEngageSyncError as exc:
@@ -149,8 +126,8 @@ def retire_cohort(
     """
     from etl.pipelines import cohorts
 
-    _setup_logging(verbose)
-    settings = _settings(cohorts_config=config or None)
+    setup_logging(verbose)
+    settings = load_settings(cohorts_config=config or None)
     try:
         summary = cohorts.retire(settings, cohort=name, dry_run=dry_run, emit_events=events)
     except WebEngageSyncError as exc:

@@ -3,21 +3,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
+from etl.cli_common import parse_instant
+
 events_app = typer.Typer(help="Sync warehouse events to WebEngage.", no_args_is_help=True)
-
-
-def parse_instant(value: str, *, option: str) -> datetime:
-    """An ISO 8601 date or date-time; without an offset it is UTC."""
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise typer.BadParameter(f"not an ISO 8601 date-time: {value!r}", param_hint=option) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 @events_app.command("events")
@@ -38,19 +30,19 @@ def sync_events(
       webengage-sync sync events --start 2026-10-31T00:00 --end 2026-11-01T00:00 --dry-run
       WEBENGAGE_API_URL=http://127.0.0.1:8765 webengage-sync sync events --start 2026-10-31 --end 2026-11-01
     """
-    from etl import cli as base
+    from etl.cli_common import Progress, console, load_settings, print_summary, setup_logging
     from etl.errors import WebEngageSyncError
     from etl.pipelines import events
 
     window = (parse_instant(start, option="--start"), parse_instant(end, option="--end"))
-    base._setup_logging(verbose)
-    settings = base._settings(events_mapping=mapping or None)
+    setup_logging(verbose)
+    settings = load_settings(events_mapping=mapping or None)
     try:
-        summary = events.run(settings, window=window, dry_run=dry_run, progress=base._Progress("events"))
+        summary = events.run(settings, window=window, dry_run=dry_run, progress=Progress("events"))
     except WebEngageSyncError as exc:
-        base.console.print(f"[red]events sync failed:[/red] {exc}")
+        console.print(f"[red]events sync failed:[/red] {exc}")
         raise typer.Exit(1) from None
-    base._finish(summary, as_json)
+    print_summary(summary, as_json)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ webhooks_app = typer.Typer(help="WebEngage webhooks into the warehouse: receive,
 
 
 def _settings(*, require_auth: bool) -> Any:
-    from etl import cli as base
+    from etl import cli_common as base
     from etl.errors import ConfigError
     from etl.webhooks.config import WebhookSettings
 
@@ -29,7 +29,7 @@ def _settings(*, require_auth: bool) -> Any:
 
 
 def _load(settings: Any) -> dict[str, Any]:
-    from etl import cli as base
+    from etl import cli_common as base
     from etl.errors import WebEngageSyncError
     from etl.webhooks import loader
 
@@ -42,7 +42,7 @@ def _load(settings: Any) -> dict[str, Any]:
 
 
 def _print_load(summary: dict[str, Any]) -> None:
-    from etl import cli as base
+    from etl import cli_common as base
     from etl.webhooks.loader import render
 
     base.console.print(render(summary), highlight=False, soft_wrap=True)
@@ -63,11 +63,11 @@ def serve(
     Example:
       WEBENGAGE_LICENSE_CODE=va1w264d WEBENGAGE_WEBHOOK_SECRET=... webengage-sync webhooks serve --port 8766
     """
-    from etl import cli as base
+    from etl import cli_common as base
     from etl.webhooks.runner import bind_socket
     from etl.webhooks.runner import serve as run_server
 
-    base._setup_logging(verbose)
+    base.setup_logging(verbose)
     settings = _settings(require_auth=True)
     try:
         sock = bind_socket(host, port)
@@ -98,11 +98,11 @@ def replay(
     Example:
       webengage-sync webhooks replay backfill.jsonl
     """
-    from etl import cli as base
+    from etl import cli_common as base
     from etl.errors import WebEngageSyncError
     from etl.webhooks.replay import land_file
 
-    base._setup_logging(verbose)
+    base.setup_logging(verbose)
     settings = _settings(require_auth=False)
     try:
         landed = land_file(file, settings)
@@ -129,9 +129,9 @@ def load_now(
     Example:
       WAREHOUSE_URL=postgresql+psycopg://... webengage-sync webhooks load
     """
-    from etl import cli as base
+    from etl import cli_common as base
 
-    base._setup_logging(verbose)
+    base.setup_logging(verbose)
     summary = _load(_settings(require_auth=False))
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))

@@ -1,0 +1,88 @@
+"""What every ``webengage-sync`` command shares: the console, logging, settings from the environment,
+progress reporting, ISO times and summary printing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from etl.config import Settings
+from etl.errors import WebEngageSyncError
+from etl.report import RunReport, render
+
+console = Console(stderr=True)
+
+
+def table_console() -> Console:
+    """Tables go to stdout; when it is not a terminal (pipes, CI) don't squeeze them into 80 columns."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment; a bad one exits 2 naming it (never its value)."""
+    try:
+        return Settings.from_env(**overrides)
+    except WebEngageSyncError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def parse_instant(value: str, *, option: str) -> datetime:
+    """An ISO 8601 date or date-time; without an offset it is UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO 8601 date-time: {value!r}", param_hint=option) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+class Progress:
+    """Progress of a run: a live line on a terminal, a log line every few seconds otherwise (CI, Airflow)."""
+
+    def __init__(self, label: str, *, every_s: float = 5.0) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.every_s = every_s
+        self.last = 0.0
+        self.started = time.monotonic()
+
+    def __call__(self, report: RunReport) -> None:
+        now = time.monotonic()
+        if now - self.last < (0.2 if self.tty else self.every_s):
+            return
+        self.last = now
+        elapsed = now - self.started
+        rate = report.accepted / elapsed if elapsed > 0 else 0.0
+        text = (
+            f"{self.label}: extracted {report.extracted:,}, unchanged {report.unchanged:,}, sent {report.sent:,}, "
+            f"accepted {report.accepted:,} ({rate:,.0f}/s), batches {report.batches:,}"
+        )
+        if self.tty:
+            console.print(text, end="\r", soft_wrap=True, highlight=False)
+        else:
+            logging.getLogger("etl.progress").info("%s", text)
+
+
+def print_summary(summary: dict[str, Any], as_json: bool, renderer: Callable[[dict[str, Any]], str] = render) -> None:
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        console.print(renderer(summary), highlight=False, soft_wrap=True)
