@@ -84,6 +84,12 @@ class Settings:
     #: This process's share of the account budget when several Airflow tasks send at once (e.g. 1/slots of
     #: the ``webengage_api`` pool); the client paces at rpm × budget_share × rate_headroom.
     budget_share: float = 1.0
+    #: PostgreSQL URL holding the rate budgets shared by every worker of the account (table
+    #: ``we_rate_budget``); empty: each process paces on its own buckets (see ``budget_share``).
+    shared_budget_url: str = ""
+    #: Profile sync: while /bulk-users is saturated, also send users one per request through /users on its
+    #: own budget. Safe only if WebEngage keeps the two budgets apart (unconfirmed).
+    overflow_lane: bool = False
     #: Pace at this share of each budget, so a sliding-window limiter never sees us over it.
     rate_headroom: float = 0.98
     #: Seconds of budget a client may spend in one burst (token-bucket capacity).
@@ -279,6 +285,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError("rate_headroom", "must be in (0, 1]")
     if not 0 < s.budget_share <= 1:
         raise ConfigError("budget_share", "must be in (0, 1]")
+    if s.shared_budget_url:
+        if not s.shared_budget_url.startswith(("postgresql://", "postgresql+")):
+            raise ConfigError("shared_budget_url", "must be a PostgreSQL URL such as postgresql+psycopg://host/db")
+        if s.budget_share != 1:
+            # A static split on top of the shared bucket would only waste budget.
+            raise ConfigError("budget_share", "leave at 1 with shared_budget_url: the workers share the budget")
     if s.max_run_minutes < 0:
         raise ConfigError("max_run_minutes", "must not be negative")
     if s.max_reject_attempts < 1:

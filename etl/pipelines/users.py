@@ -8,13 +8,14 @@ state of what WebEngage accepted -> coerce + build payloads for changed rows -> 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -38,8 +39,9 @@ from etl.transform.mapping import AttrType, UserMapping, complete_mapping, load_
 from etl.warehouse.engine import make_engine
 from etl.warehouse.presets import segment_user_fields, segment_users_source, source_columns
 from etl.warehouse.queries import load_sql, ordered_by, read_chunks
-from etl.webengage.client import WebEngageClient
-from etl.webengage.models import SendResult
+from etl.webengage.client import WebEngageClient, deterministic_request_id
+from etl.webengage.models import SendRequest, SendResult
+from etl.webengage.overflow import OverflowLane
 
 PIPELINE = "users"
 DEFAULT_MAPPING = "mappings/users.toml"
@@ -149,7 +151,9 @@ def _run(
     stmt, params, mapping = resolve_source(mapping, warehouse)
     if "as_of" in params and params["as_of"] is None:
         params["as_of"] = as_of.replace(tzinfo=None)
-    chunks = tx.carry_over(read_chunks(warehouse, stmt, params, chunk_rows=mapping.chunk_rows), mapping.user_id)
+    # order_key: all rows of one user id come in one chunk (so duplicates resolve per chunk), and DuckDB
+    # reads the ordered extract in key ranges instead of sorting all of it in this process's memory.
+    chunks = read_chunks(warehouse, stmt, params, chunk_rows=mapping.chunk_rows, order_key=mapping.user_id)
     registry = store.registry("users")
     types: dict[str, AttrType] | None = None
     salt = ""
@@ -213,7 +217,10 @@ def _run(
                                      max_attempts=settings.max_reject_attempts)  # fmt: skip
             report.rejected[reason] += len(rejects)
 
-        send_and_checkpoint(client, counted, on_accepted=accepted, on_failed=failed)
+        if settings.overflow_lane:
+            _send_with_overflow(client, counted, report, accepted=accepted, failed=failed, group=settings.batch_size)
+        else:
+            send_and_checkpoint(client, counted, on_accepted=accepted, on_failed=failed)
 
     if oversize:
         rejects = [RejectRow(row_key=i.key[0], column=ROW, reason="payload_too_large",
@@ -224,6 +231,77 @@ def _run(
         if client is not None:
             with store.transaction() as conn:
                 store.record_rejects(conn, PIPELINE, rejects + found, report.run_id)
+
+
+# -- overflow lane ---------------------------------------------------------------------------------
+#: Longest an accepted single-lane user waits for its checkpoint when results trickle in.
+GROUP_WAIT_S = 0.25
+
+
+def _send_with_overflow(
+    client: WebEngageClient,
+    requests: Iterator[SendRequest],
+    report: RunReport,
+    *,
+    accepted: Callable[[Batch[UserKey]], None],
+    failed: Callable[[Batch[UserKey], SendResult], None],
+    group: int,
+) -> None:
+    """Send through /bulk-users and, while it is saturated, one user per request through /users.
+
+    Crash semantics: accepted users are checkpointed in groups of ``group`` (a bulk batch at once; single-lane
+    users once ``group`` have accumulated or after GROUP_WAIT_S), so a kill leaves at most ``group - 1``
+    accepted users plus the requests in flight without a checkpoint. The next run re-sends them unchanged,
+    with the same x-request-id (``/users`` de-duplicates it for 4 hours; a profile upsert is idempotent).
+    """
+    lane = OverflowLane(client, split=_singles)
+    grouped = _Grouped(accepted, size=group)
+    ok = False
+    try:
+        send_and_checkpoint(client, lane.dispatch(requests), on_accepted=grouped.add, on_failed=failed)
+        ok = True
+    finally:
+        try:
+            grouped.flush()  # what WebEngage accepted is checkpointed even when the run stops
+        except Exception:
+            if ok:
+                raise
+            log.exception("could not checkpoint accepted users; the next run re-sends them")
+        report.notes.append(
+            f"overflow lane: {lane.single_items} users sent one per request through /users "
+            f"({lane.split_requests} batches), {lane.bulk_requests} batches through /bulk-users"
+        )
+
+
+def _singles(request: SendRequest) -> list[SendRequest]:
+    """A bulk batch as /users requests, one per user; each id derives from its user id and row hash."""
+    batch = request.key
+    assert isinstance(batch, Batch)
+    return [SendRequest("users", orjson.dumps(i.payload), deterministic_request_id([i.identity]), 1, Batch((i,)))
+            for i in batch.items]  # fmt: skip
+
+
+class _Grouped:
+    """Accepted batches checkpointed together once ``size`` users or GROUP_WAIT_S have accumulated: the
+    single lane answers one user at a time, and a state commit per user would cost more than its request."""
+
+    def __init__(self, checkpoint: Callable[[Batch[UserKey]], None], *, size: int) -> None:
+        self._checkpoint = checkpoint
+        self._size = size
+        self._items: list[Item[UserKey]] = []
+        self._since = 0.0
+
+    def add(self, batch: Batch[UserKey]) -> None:
+        if not self._items:
+            self._since = time.monotonic()
+        self._items.extend(batch.items)
+        if len(self._items) >= self._size or time.monotonic() - self._since >= GROUP_WAIT_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._items:
+            items, self._items = self._items, []
+            self._checkpoint(Batch(tuple(items)))
 
 
 def _release(held: dict[str, list[RejectRow]], user_ids: list[str]) -> list[RejectRow]:

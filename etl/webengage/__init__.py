@@ -21,24 +21,39 @@ from etl.webengage.models import (
     SendResult,
     UserPayload,
 )
-from etl.webengage.ratelimit import RateBudgets, TokenBucket
+from etl.webengage.overflow import OverflowLane
+from etl.webengage.ratelimit import Bucket, RateBudgets, TokenBucket
 from etl.webengage.retry import Classification, RetryPolicy, Verdict, parse_retry_after
+from etl.webengage.shared_budget import (
+    BudgetStore,
+    MemoryBudgetStore,
+    PostgresBudgetStore,
+    SharedBudgetError,
+    SharedTokenBucket,
+)
 
 __all__ = [
     "BULK_ENDPOINTS",
     "ENDPOINTS",
     "BearerAuth",
+    "Bucket",
+    "BudgetStore",
     "Classification",
     "ClientStats",
     "Clock",
     "Endpoint",
     "EventPayload",
     "FakeClock",
+    "MemoryBudgetStore",
     "Outcome",
+    "OverflowLane",
+    "PostgresBudgetStore",
     "RateBudgets",
     "RetryPolicy",
     "SendRequest",
     "SendResult",
+    "SharedBudgetError",
+    "SharedTokenBucket",
     "SystemClock",
     "TokenBucket",
     "UserPayload",

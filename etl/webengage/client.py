@@ -9,7 +9,7 @@ import math
 import queue
 import random
 import threading
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 
@@ -33,6 +33,7 @@ from etl.webengage.models import (
 )
 from etl.webengage.ratelimit import RateBudgets
 from etl.webengage.retry import RetryPolicy, Verdict
+from etl.webengage.shared_budget import BudgetStore
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +54,29 @@ class WebEngageClient:
         transport: httpx.BaseTransport | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        budget_store: BudgetStore | None = None,
     ) -> None:
         self._settings = settings
         self._clock: Clock = clock or SystemClock()
         self._policy = RetryPolicy(settings, rng)
-        self._budgets = RateBudgets(settings, self._clock)
+        # A shared budget (settings.shared_budget_url, or an injected store) paces every worker together.
+        self._budgets = RateBudgets(settings, self._clock, store=budget_store)
+        # Requests submitted by send_many and not finished, per endpoint (read by the overflow lane).
+        self._in_flight: dict[Endpoint, int] = dict.fromkeys(ENDPOINTS, 0)
+        self._in_flight_lock = threading.Lock()
+        # primary endpoint -> the endpoint an OverflowLane mixes into its streams.
+        self._overflow: dict[Endpoint, Endpoint] = {}
         self._stats = ClientStats()
         self._auth = BearerAuth(settings.api_key)
         # Until the host has answered once, a refused connection means a wrong host (terminal).
         self._had_response = False
+        # Until the API has judged one request's content (accepted or rejected it), host, license and key
+        # are unproven: send_many keeps one request in flight. Any answer is not enough: a 401/403/404
+        # arrives as a response too, and a burst sent before its verdict is read would be a retry storm.
+        self._verified = False
         pool = max(self.concurrency_for(endpoint) for endpoint in ENDPOINTS)
+        if settings.overflow_lane:  # a bulk stream may carry the single lane's requests too
+            pool += self.concurrency_for("users")
         self._http = httpx.Client(
             base_url=settings.account_url,
             auth=self._auth,
@@ -87,6 +101,7 @@ class WebEngageClient:
 
     def close(self) -> None:
         self._http.close()
+        self._budgets.close()
 
     def __repr__(self) -> str:
         host = httpx.URL(self._settings.base_url).host
@@ -119,6 +134,36 @@ class WebEngageClient:
             wanted = math.ceil(self._budgets.rate_per_s(endpoint) * s.expected_latency_s * 1.5) + 1
         return max(1, min(wanted, s.max_concurrency))
 
+    def stream_width(self, endpoint: Endpoint) -> int:
+        """Default width of a :meth:`send_many` stream whose first request goes to ``endpoint``: its
+        :meth:`concurrency_for`, plus the overflow endpoint's while an overflow lane feeds that stream."""
+        width = self.concurrency_for(endpoint)
+        overflow = self._overflow.get(endpoint)
+        return width + self.concurrency_for(overflow) if overflow is not None else width
+
+    def in_flight(self, endpoint: Endpoint) -> int:
+        """Requests to ``endpoint`` submitted by :meth:`send_many` and not finished (waiting for a token
+        counts). Exact on the thread that iterates send_many: it is updated before each result is yielded."""
+        with self._in_flight_lock:
+            return self._in_flight[endpoint]
+
+    def attach_overflow(self, primary: Endpoint, overflow: Endpoint) -> None:
+        """Let streams starting with ``primary`` also carry ``overflow`` requests (see :mod:`.overflow`)."""
+        self._overflow[primary] = overflow
+
+    def detach_overflow(self, primary: Endpoint) -> None:
+        self._overflow.pop(primary, None)
+
+    def _track(self, endpoint: Endpoint, delta: int) -> None:
+        with self._in_flight_lock:
+            self._in_flight[endpoint] += delta
+
+    def _untrack(self, endpoint: Endpoint) -> Callable[[Future[SendResult]], None]:
+        def done(_future: Future[SendResult]) -> None:
+            self._track(endpoint, -1)
+
+        return done
+
     # -- sending -------------------------------------------------------------------------------------
     def send(self, request: SendRequest) -> SendResult:
         """Send one request with pacing and retries; returns its outcome or raises TerminalAPIError."""
@@ -131,7 +176,7 @@ class WebEngageClient:
 
         The iterable is pulled lazily (at most ``concurrency`` requests ahead of the results yielded),
         and results are yielded on the caller's thread so it can checkpoint each one there. The default
-        width is :meth:`concurrency_for` the first request's endpoint. On TerminalAPIError (or an error
+        width is :meth:`stream_width` of the first request's endpoint. On TerminalAPIError (or an error
         from the iterable) nothing more is submitted; requests in flight finish and are yielded, then the
         error is raised. Closing the generator early stops further attempts and joins the worker threads;
         results still in flight then are dropped (their batches stay unsent and are re-driven next run).
@@ -140,7 +185,7 @@ class WebEngageClient:
         first = next(source, None)
         if first is None:
             return
-        width = max(1, concurrency) if concurrency else self.concurrency_for(first.endpoint)
+        width = max(1, concurrency) if concurrency else self.stream_width(first.endpoint)
         pending = itertools.chain((first,), source)
         # Workers post their own future here when done, so results come out in true completion order.
         finished: queue.SimpleQueue[Future[SendResult]] = queue.SimpleQueue()
@@ -151,9 +196,9 @@ class WebEngageClient:
         executor = ThreadPoolExecutor(max_workers=width, thread_name_prefix="webengage-send")
         try:
             while True:
-                # Until the API has answered once, send one request at a time: a wrong key, host or
-                # license then costs exactly one request, not a burst of `width` doomed ones.
-                while not exhausted and failure is None and in_flight < (width if self._had_response else 1):
+                # Until the API has accepted or rejected one request, send one at a time: a wrong key, host
+                # or license then costs exactly one request, not a burst of `width` doomed ones.
+                while not exhausted and failure is None and in_flight < (width if self._verified else 1):
                     try:
                         request = next(pending, None)
                     except Exception as exc:  # the caller's iterable failed: drain, then re-raise it
@@ -162,7 +207,10 @@ class WebEngageClient:
                     if request is None:
                         exhausted = True
                         break
+                    self._track(request.endpoint, 1)
                     future = executor.submit(self._send, request, cancel)
+                    # Un-counted before the result is queued, so the caller never sees a stale count.
+                    future.add_done_callback(self._untrack(request.endpoint))
                     future.add_done_callback(finished.put)
                     in_flight += 1
                 if in_flight == 0:
@@ -239,8 +287,10 @@ class WebEngageClient:
                 continue  # the wait happens in the next acquire(); a 429 is not an attempt
             attempts += 1
             if verdict.kind == "accepted":
+                self._verified = True
                 return finish("accepted", None)
             if verdict.kind == "rejected":
+                self._verified = True
                 return finish("rejected", verdict.message)
             if verdict.kind == "terminal":
                 raise self._terminal(request, status, verdict)

@@ -5,17 +5,20 @@ Written by hand rather than with pyrate-limiter because the bucket must (a) run 
 ``X-RateLimit-Remaining`` and paused by a 429's ``Retry-After`` for every thread at once; pyrate-limiter
 offers neither. The bucket refills continuously at ``rpm / 60 × rate_headroom`` tokens per second and
 holds at most ``rate × burst_seconds`` tokens, so a 500/min budget is spread over the minute instead of
-bursting all 500 requests in its first second.
+bursting all 500 requests in its first second. Budgets shared by several processes are in
+:mod:`etl.webengage.shared_budget`.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from typing import Protocol
 
 from etl.config import Settings
 from etl.webengage.clock import Clock, seconds_to_next_minute
 from etl.webengage.models import Endpoint
+from etl.webengage.shared_budget import BudgetStore, PostgresBudgetStore, SharedTokenBucket
 
 # Float slack so a sleep of exactly the computed wait is never followed by a sub-nanosecond re-sleep.
 _EPSILON = 1e-9
@@ -110,11 +113,42 @@ class TokenBucket:
         return f"TokenBucket({self.name!r}, rate_per_s={self.rate_per_s:.3f}, capacity={self.capacity:.1f})"
 
 
-class RateBudgets:
-    """Endpoint → bucket. The two bulk endpoints share one bucket when ``settings.shared_bulk_budget``."""
+class Bucket(Protocol):
+    """What the client needs of a budget: a local :class:`TokenBucket` or a shared one."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
-        def bucket(name: str, rpm: float) -> TokenBucket:
+    name: str
+    rate_per_s: float
+    capacity: float
+
+    def acquire(self) -> float: ...
+
+    def pause_for(self, seconds: float) -> None: ...
+
+    def pause_until(self, until: float) -> None: ...
+
+    def observe(self, limit: float | None, remaining: float | None, now: float | None = None) -> None: ...
+
+
+class RateBudgets:
+    """Endpoint → bucket. The two bulk endpoints share one bucket when ``settings.shared_bulk_budget``.
+
+    With ``settings.shared_budget_url`` the buckets live in that PostgreSQL database and pace every worker
+    of the account together (``budget_share`` is then 1); otherwise each process paces on its own.
+    ``store`` injects a :class:`~etl.webengage.shared_budget.BudgetStore` (tests).
+    """
+
+    def __init__(self, settings: Settings, clock: Clock, *, store: BudgetStore | None = None) -> None:
+        if store is None and settings.shared_budget_url:
+            store = PostgresBudgetStore(settings.shared_budget_url)
+        self._store = store
+
+        def bucket(name: str, rpm: float) -> Bucket:
+            if store is not None:
+                rate = rpm / 60.0 * settings.rate_headroom
+                # Named per license code: limits are per account (per key is unconfirmed).
+                return SharedTokenBucket(name=f"{settings.license_code}/{name}", rate_per_s=rate,
+                                         capacity=max(1.0, rate * settings.burst_seconds), store=store,
+                                         clock=clock)  # fmt: skip
             return TokenBucket.from_rpm(
                 name=name,
                 # budget_share: this process's part of an account budget shared by concurrent tasks.
@@ -130,18 +164,26 @@ class RateBudgets:
         else:
             bulk_users = bucket("bulk-users", settings.bulk_users_rpm)
             bulk_events = bucket("bulk-events", settings.bulk_events_rpm)
-        self._buckets: dict[Endpoint, TokenBucket] = {
+        self._buckets: dict[Endpoint, Bucket] = {
             "users": bucket("users", settings.users_rpm),
             "events": bucket("events", settings.events_rpm),
             "bulk-users": bulk_users,
             "bulk-events": bulk_events,
         }
 
-    def __getitem__(self, endpoint: Endpoint) -> TokenBucket:
+    @property
+    def shared(self) -> bool:
+        return self._store is not None
+
+    def __getitem__(self, endpoint: Endpoint) -> Bucket:
         return self._buckets[endpoint]
 
     def rate_per_s(self, endpoint: Endpoint) -> float:
         return self._buckets[endpoint].rate_per_s
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
 
     def __repr__(self) -> str:
         return f"RateBudgets({list(self._buckets.values())!r})"

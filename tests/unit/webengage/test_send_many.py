@@ -18,7 +18,7 @@ import pytest
 from etl.errors import TerminalAPIError
 from etl.webengage import SendRequest, SystemClock, WebEngageClient
 
-from .fakes import a_user, make_client, make_settings
+from .fakes import FakeAPI, a_user, error_body, make_client, make_settings, reply
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 1.0) -> None:
@@ -213,3 +213,37 @@ def test_default_concurrency_follows_budget_and_latency(
 ) -> None:
     client = WebEngageClient(make_settings(**overrides), transport=httpx.MockTransport(GatedAPI()))
     assert client.concurrency_for(endpoint) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_terminal_first_answer_never_lets_a_burst_out(status: int) -> None:
+    """Instant answers race the loop that submits work: only an accepted or rejected request opens it."""
+    for _ in range(20):
+        api = FakeAPI(reply(status, error_body("no")))
+        client = make_client(api, clock=SystemClock())
+        with pytest.raises(TerminalAPIError):
+            list(client.send_many((a_user(n, request_id=str(n)) for n in range(50)), concurrency=8))
+        client.close()
+        assert len(api.requests) == 1
+
+
+def test_a_transient_first_answer_keeps_one_in_flight_until_one_is_accepted() -> None:
+    api = GatedAPI(status_for=lambda n: 503 if n == 0 else 201)
+    seen: list[int] = []
+
+    def conduct() -> None:
+        wait_until(lambda: api.calls == 1)
+        api.gate(0).set()  # 503: a response, but it proves nothing about the key
+        wait_until(lambda: api.calls == 2)
+        time.sleep(0.05)
+        seen.append(api.calls)  # still alone in flight
+        for n in range(1, 6):
+            api.gate(n).set()
+
+    opener = threading.Thread(target=conduct)
+    opener.start()
+    with make_client(api, clock=SystemClock(), max_retries=0) as client:
+        results = list(client.send_many(counted(6, []), concurrency=4))
+    opener.join()
+    assert seen == [2]
+    assert [r.outcome for r in results][:2] == ["transient", "accepted"] and len(results) == 6

@@ -1,0 +1,384 @@
+"""K1: ``kill -9`` at seeded random points of the users, events and cohort syncs, then a re-run to completion.
+
+Each trial runs the real command line in its own process against the sandbox in another process (paced so
+the kill lands mid-run), kills it once the sandbox has seen a random number of requests, checks that the
+state never ran ahead of WebEngage, re-runs in this process and compares the final sandbox state with the
+warehouse: users (concurrency 1) exactly the valid profiles with at most one batch re-sent per kill; events
+each exactly once; cohorts exactly the members, each transition's event once; users with the overflow lane
+(concurrency 1 per lane) at most a bulk batch, a single and a checkpoint group (24 users) unrecorded.
+
+5 trials in CI; ``WEBENGAGE_K1_TRIALS=20`` runs more (the list cycles users, events, cohorts, users-overflow).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import orjson
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from etl.config import Settings
+from etl.demo.warehouse import build_demo_warehouse
+from etl.pipelines import cohorts, events, users
+from etl.sandbox import SandboxConfig, SandboxProcess, SandboxServer
+from etl.state import cohorts as cstate
+from etl.state import ledger
+from etl.state.store import USER_STATE, StateStore
+from etl.transform.events import EventMapping, TypeRegistry, transform_events
+from etl.warehouse.engine import make_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+WINDOW = (AS_OF - timedelta(days=31), AS_OF)
+KEY = "k1-kill-suite-key-not-logged"
+LICENSE = "lic"
+BATCH = 25
+FAST = 60_000
+POLL_S = 0.003
+TRIALS = int(os.environ.get("WEBENGAGE_K1_TRIALS", "5"))
+PIPELINES = ("users", "events", "cohorts", "users-overflow")
+# Paced so a kill lands mid-run yet a trial stays short (a run sends for 1-2 s).
+PACE: dict[str, dict[str, Any]] = {
+    "users": {"bulk_users_rpm": 2400, "latency_ms": 15},
+    "users-overflow": {"bulk_users_rpm": 2400, "users_rpm": 6000, "latency_ms": 15},
+    "events": {"bulk_events_rpm": 6000, "latency_ms": 15},
+    "cohorts": {"bulk_users_rpm": 1200, "bulk_events_rpm": 1200, "latency_ms": 25},
+}
+LIFTED = {"bulk_users_rpm": FAST, "bulk_events_rpm": FAST, "users_rpm": FAST, "latency_ms": 0}
+
+
+@dataclass(frozen=True)
+class Trial:
+    index: int
+    pipeline: str
+
+    @property
+    def seed(self) -> int:
+        return 8_000 + self.index
+
+    def __str__(self) -> str:
+        return f"{self.index:02d}-{self.pipeline}"
+
+
+TRIAL_LIST = [Trial(i, PIPELINES[i % len(PIPELINES)]) for i in range(TRIALS)]
+
+
+# -- fixtures -----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("k1")
+    users_wh = base / "users.duckdb"
+    build_demo_warehouse(users_wh, users=1200, as_of=AS_OF)
+    with duckdb.connect(str(users_wh)) as con:
+        con.execute("CREATE TABLE test_cohort (user_id VARCHAR)")
+    events_wh = base / "events.duckdb"
+    build_demo_warehouse(events_wh, users=300, as_of=AS_OF)
+    return {"users": users_wh, "users-overflow": users_wh, "cohorts": users_wh, "events": events_wh}
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[SandboxProcess]:
+    with SandboxProcess(SandboxConfig(license_code=LICENSE, api_key=KEY)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def reference_profiles(templates: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The profiles one uninterrupted profile sync of the users template leaves in WebEngage."""
+    path = tmp_path_factory.mktemp("k1-ref") / "warehouse.duckdb"
+    path.write_bytes(templates["users"].read_bytes())
+    with SandboxServer(SandboxConfig(license_code=LICENSE, api_key=KEY, bulk_users_rpm=FAST)) as server:
+        users.run(settings_for(server.url, path), run_id="reference")
+        _, listed = server.store.list_users(limit=1_000_000)
+    return {u["id"]: u["profile"] for u in listed}
+
+
+def settings_for(url: str, warehouse: Path, **extra: Any) -> Settings:
+    return Settings.from_mapping(
+        {"license_code": LICENSE, "api_key": KEY, "api_url": url, "warehouse_url": f"duckdb:///{warehouse}",
+         "bulk_users_rpm": FAST, "bulk_events_rpm": FAST, "users_rpm": FAST, "expected_latency_s": 0.05, **extra}
+    )  # fmt: skip
+
+
+# -- the kill -----------------------------------------------------------------------------------------------
+def start(argv: list[str], sandbox: SandboxProcess, warehouse: Path, **env: str) -> subprocess.Popen[bytes]:
+    environ = {
+        **os.environ,
+        "WEBENGAGE_LICENSE_CODE": LICENSE,
+        "WEBENGAGE_API_KEY": KEY,
+        "WEBENGAGE_API_URL": sandbox.url,
+        "WAREHOUSE_URL": f"duckdb:///{warehouse}",
+        **env,
+    }
+    # Our own CLI modules with fixed arguments.
+    return subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, env=environ, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
+
+
+def requests_to(http: httpx.Client, endpoint: str) -> int:
+    return int(http.get("/_sandbox/stats").json()["requests"].get(endpoint, 0))
+
+
+def kill_at(proc: subprocess.Popen[bytes], http: httpx.Client, endpoint: str, target: int) -> int:
+    """SIGKILL once the sandbox has seen ``target`` requests to ``endpoint``; the count seen then."""
+    deadline = time.monotonic() + 60
+    while (seen := requests_to(http, endpoint)) < target:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+            pytest.fail(f"run exited ({proc.returncode}) before {target} {endpoint} requests: {err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"sandbox saw only {seen} {endpoint} requests in 60 s")
+        time.sleep(POLL_S)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    if proc.stderr is not None:
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    return seen
+
+
+def paced(http: httpx.Client, pipeline: str) -> None:
+    http.post("/_sandbox/reset").raise_for_status()
+    http.post("/_sandbox/config", json={**LIFTED, **PACE[pipeline]}).raise_for_status()
+
+
+def lift(http: httpx.Client) -> None:
+    http.post("/_sandbox/config", json=LIFTED).raise_for_status()
+
+
+# -- users --------------------------------------------------------------------------------------------------
+def sandbox_profiles(http: httpx.Client) -> dict[str, Any]:
+    body = http.get("/_sandbox/users", params={"limit": 1_000_000}).json()
+    assert len(body["users"]) == body["total"]
+    return {u["id"]: u["profile"] for u in body["users"]}
+
+
+def state_user_ids(warehouse: Path) -> set[str]:
+    engine = make_engine(f"duckdb:///{warehouse}")
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("we_user_state"):
+                return set()
+            return {r[0] for r in conn.execute(sa.select(USER_STATE.c.user_id))}
+    finally:
+        engine.dispose()
+
+
+def users_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client, warehouse: Path,
+                reference: dict[str, Any], *, overflow: bool) -> str:  # fmt: skip
+    target = rng.randint(1, 40)
+    pace = PACE["users-overflow" if overflow else "users"]
+    lane = {"WEBENGAGE_OVERFLOW_LANE": "true", "WEBENGAGE_USERS_RPM": str(pace["users_rpm"])} if overflow else {}
+    proc = start(["etl.cli", "sync", "users"], sandbox, warehouse, WEBENGAGE_CONCURRENCY="1",
+                 WEBENGAGE_BULK_USERS_RPM=str(pace["bulk_users_rpm"]), **lane)  # fmt: skip
+    seen = kill_at(proc, http, "bulk-users", target)
+    singles = requests_to(http, "users")
+    in_sandbox, in_state = set(sandbox_profiles(http)), state_user_ids(warehouse)
+    assert in_state <= in_sandbox, f"{len(in_state - in_sandbox)} users checkpointed but never accepted"
+    # One request per lane in flight: at most its batch (and, with the lane, one single plus a checkpoint
+    # group still filling) is accepted without a checkpoint.
+    assert len(in_sandbox - in_state) <= (BATCH + 1 + BATCH - 1 if overflow else BATCH)
+    assert len(in_sandbox) < len(reference), "the kill came after the run had finished"
+
+    lift(http)
+    summary = users.run(settings_for(sandbox.url, warehouse, concurrency=1, overflow_lane=overflow),
+                        run_id="resume")  # fmt: skip
+    stats = http.get("/_sandbox/stats").json()
+    assert summary["status"] == "success" and summary["accepted"] == len(reference) - len(in_state)
+    assert summary["extracted"] == summary["unchanged"] + summary["accepted"] + summary["rejected"]
+    assert sandbox_profiles(http) == reference  # exactly the warehouse's users, field by field
+    assert state_user_ids(warehouse) == set(reference)
+    assert stats["violations"] == 0
+    unrecorded = len(in_sandbox - in_state)
+    if overflow:
+        return (f"killed at {seen} bulk requests and {singles} singles, checkpointed {len(in_state)}, accepted "
+                f"but unrecorded {unrecorded} users (re-sent)")  # fmt: skip
+    resent = int(stats["requests"]["bulk-users"]) - math.ceil(len(reference) / BATCH)
+    assert 0 <= resent <= 1, f"{resent} batches re-sent after one kill"
+    return f"killed at {seen} requests, checkpointed {len(in_state)}, re-sent batches {resent}"
+
+
+# -- events -------------------------------------------------------------------------------------------------
+def reference_events(warehouse: Path) -> Counter[bytes]:
+    """What one uninterrupted run must deliver: the window's rows transformed, first row per event id."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        con.execute("SET TimeZone='UTC'")
+        df = (
+            con.sql(
+                "SELECT * FROM main.events WHERE event_time >= ? AND event_time < ? ORDER BY event_id",
+                params=[WINDOW[0] - timedelta(hours=2), WINDOW[1]],
+            )
+            .to_arrow_table()
+            .to_pandas()
+        )
+    finally:
+        con.close()
+    df = df[~df["event_id"].duplicated()].reset_index(drop=True)
+    out = transform_events(df, EventMapping(), TypeRegistry(lambda _scope: {}))
+    return canonical(out.payloads)
+
+
+def canonical(payloads: list[dict[str, Any]]) -> Counter[bytes]:
+    return Counter(orjson.dumps(p, option=orjson.OPT_SORT_KEYS) for p in payloads)
+
+
+def ledger_request_ids(warehouse: Path) -> set[str]:
+    engine = make_engine(f"duckdb:///{warehouse}")
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("we_event_ledger"):
+                return set()
+            rows = conn.execute(sa.select(ledger.LEDGER.c.request_id).where(ledger.LEDGER.c.status == "accepted"))
+            return {str(r[0]) for r in rows}
+    finally:
+        engine.dispose()
+
+
+def events_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client, warehouse: Path) -> str:
+    expected = reference_events(warehouse)
+    target = rng.randint(1, 60)
+    argv = ["etl.cli_events", "--start", WINDOW[0].isoformat(), "--end", WINDOW[1].isoformat()]
+    proc = start(argv, sandbox, warehouse, WEBENGAGE_BULK_EVENTS_RPM=str(PACE["events"]["bulk_events_rpm"]),
+                 WEBENGAGE_EXPECTED_LATENCY_S="0.05")  # fmt: skip
+    seen = kill_at(proc, http, "bulk-events", target)
+    ingested = http.get("/_sandbox/events").json()["events"]
+    assert ledger_request_ids(warehouse) <= {str(e["request_id"]) for e in ingested}  # never ahead
+    assert len(ingested) < sum(expected.values()), "the kill came after the run had finished"
+
+    lift(http)
+    summary = events.run(settings_for(sandbox.url, warehouse), window=WINDOW, run_id="resume")
+    delivered = [e["event"] for e in http.get("/_sandbox/events").json()["events"]]
+    stats = http.get("/_sandbox/stats").json()
+    assert summary["status"] == "success"
+    assert stats["duplicate_events"] == 0 and stats["violations"] == 0
+    assert canonical(delivered) == expected  # nothing lost, nothing twice, every field as transformed
+    with StateStore(make_engine(f"duckdb:///{warehouse}")) as store:
+        assert ledger.ledger_counts(store)["accepted"] == len(delivered)
+        assert ledger.pending(store) == []
+    return (f"killed at {seen} requests with {len(ingested)} events ingested; replayed "
+            f"{summary['replayed_events']}, de-duplicated requests {stats['deduplicated_requests']}")  # fmt: skip
+
+
+# -- cohorts ------------------------------------------------------------------------------------------------
+ATTR = "cohort_k1"
+
+
+def uid(i: int) -> str:
+    return f"usr_{i:07d}"
+
+
+def set_members(warehouse: Path, members: list[str]) -> None:
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("DELETE FROM test_cohort")
+        con.execute("INSERT INTO test_cohort SELECT unnest(?::VARCHAR[])", [members])
+
+
+def cohort_config(tmp_path: Path) -> Path:
+    (tmp_path / "k1.sql").write_text("SELECT user_id FROM test_cohort\n")
+    path = tmp_path / "cohorts.toml"
+    path.write_text(f'[cohorts.k1]\nsql = "{tmp_path / "k1.sql"}"\nattribute = "{ATTR}"\nmode = "dynamic"\n')
+    return path
+
+
+def attribute_values(http: httpx.Client) -> dict[str, bool]:
+    body = http.get("/_sandbox/users", params={"limit": 1_000_000}).json()
+    return {u["id"]: u["profile"]["attributes"][ATTR] for u in body["users"]
+            if ATTR in u["profile"].get("attributes", {})}  # fmt: skip
+
+
+def cohorts_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client, warehouse: Path,
+                  tmp_path: Path) -> str:  # fmt: skip
+    config = cohort_config(tmp_path)
+    settings = settings_for(sandbox.url, warehouse, cohorts_config=str(config))
+    first = [uid(i) for i in range(1, 301)]
+    final = [uid(i) for i in (*range(101, 301), *range(1001, 1301))]  # 100 leave, 300 join: 16 batches
+    lift(http)
+    set_members(warehouse, first)
+    cohorts.export(settings, cohort="k1", as_of=AS_OF, emit_events=True)
+    set_members(warehouse, final)
+    http.post("/_sandbox/config", json=PACE["cohorts"]).raise_for_status()
+    endpoint = rng.choice(["bulk-users", "bulk-users", "bulk-events"])
+    target = requests_to(http, endpoint) + rng.randint(1, 14)
+    proc = start(["etl.cli_cohorts", "export", "k1", "--events"], sandbox, warehouse,
+                 WEBENGAGE_COHORTS_CONFIG=str(config), WEBENGAGE_CONCURRENCY="2",
+                 WEBENGAGE_BULK_USERS_RPM=str(PACE["cohorts"]["bulk_users_rpm"]),
+                 WEBENGAGE_BULK_EVENTS_RPM=str(PACE["cohorts"]["bulk_events_rpm"]))  # fmt: skip
+    seen = kill_at(proc, http, endpoint, target)
+    with StateStore(make_engine(f"duckdb:///{warehouse}")) as store:
+        after_kill = cstate.snapshot(store, "k1")
+    true_now = {u for u, v in attribute_values(http).items() if v}
+    assert set(after_kill.members) - set(after_kill.in_doubt) <= true_now  # the snapshot never runs ahead
+
+    lift(http)
+    rerun = cohorts.export(settings, cohort="k1", as_of=AS_OF, emit_events=True)
+    assert rerun["status"] == "success"
+    values = attribute_values(http)
+    assert {u for u, v in values.items() if v} == set(final)
+    assert {u for u, v in values.items() if not v} == set(first) - set(final)
+    with StateStore(make_engine(f"duckdb:///{warehouse}")) as store:
+        snap = cstate.snapshot(store, "k1")
+    assert snap.members == sorted(final) and snap.in_doubt == []
+    entered = sorted(e["event"]["userId"] for e in events_named(http, "Cohort Entered"))
+    exited = sorted(e["event"]["userId"] for e in events_named(http, "Cohort Exited"))
+    assert entered == sorted(set(first) | set(final)) and exited == sorted(set(first) - set(final))
+    stats = http.get("/_sandbox/stats").json()
+    assert stats["duplicate_events"] == 0 and stats["violations"] == 0
+    return (f"killed at {endpoint} request {seen}; in doubt {len(after_kill.in_doubt)}, re-run sent "
+            f"{rerun['sent']} users")  # fmt: skip
+
+
+def events_named(http: httpx.Client, name: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = http.get("/_sandbox/events", params={"event_name": name}).json()["events"]
+    return found
+
+
+# -- the suite ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("trial", TRIAL_LIST, ids=str)
+def test_kill_nine_at_a_random_point_then_rerun(
+    trial: Trial,
+    templates: dict[str, Path],
+    sandbox: SandboxProcess,
+    reference_profiles: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(trial.seed)
+    warehouse = tmp_path / "warehouse.duckdb"
+    warehouse.write_bytes(templates[trial.pipeline].read_bytes())
+    with httpx.Client(base_url=sandbox.url, timeout=10) as http:  # one connection: cheap polling
+        paced(http, trial.pipeline)
+        if trial.pipeline in ("users", "users-overflow"):
+            overflow = trial.pipeline == "users-overflow"
+            outcome = users_trial(rng, sandbox, http, warehouse, reference_profiles, overflow=overflow)
+        elif trial.pipeline == "events":
+            outcome = events_trial(rng, sandbox, http, warehouse)
+        else:
+            outcome = cohorts_trial(rng, sandbox, http, warehouse, tmp_path)
+    print(f"FIGURES K1 trial {trial} (seed {trial.seed}): {outcome}")
+
+
+def test_the_valid_users_are_what_the_reference_holds(
+    templates: dict[str, Path], reference_profiles: dict[str, Any]
+) -> None:
+    """The reference the users trials compare with is the warehouse's valid users (not a run's output only)."""
+    with duckdb.connect(str(templates["users"]), read_only=True) as con:
+        ids = pd.Series([r[0] for r in con.execute("SELECT user_id FROM users").fetchall()], dtype="string")
+    ids = ids.str.strip()
+    assert set(reference_profiles) == set(ids[ids.notna() & (ids != "") & (ids.str.len() <= 100)].tolist())
