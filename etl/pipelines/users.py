@@ -164,6 +164,9 @@ def _run(
     # max_reject_attempts times; skipped until `webengage-sync rejects retry`).
     open_keys = store.open_reject_keys(PIPELINE)
     dead = store.dead_reject_keys(PIPELINE)
+    # Types of attributes sent for the first time: registered with the first accepted batch, so a run that
+    # WebEngage refuses (wrong key, host) leaves the state untouched.
+    unregistered: dict[str, str] = {}
 
     def items() -> Iterator[Item[UserKey]]:
         nonlocal types, salt
@@ -171,8 +174,7 @@ def _run(
             if types is None:
                 types, new, notes = tx.resolve_types(mapping, chunk, registry)
                 report.notes.extend(notes)
-                if new and client is not None:
-                    store.register_attributes("users", new, owner="users")
+                unregistered.update(new)
                 salt = tx.types_salt(mapping, types)
             yield from _prepare(chunk, mapping, types, salt, store, report, held, dead, today=today,
                                 full_refresh=full_refresh)  # fmt: skip
@@ -191,6 +193,9 @@ def _run(
         counted = _counting(requests, report)
 
         def accepted(batch: Batch[UserKey]) -> None:
+            if unregistered:
+                store.register_attributes("users", unregistered, owner="users")
+                unregistered.clear()
             keys = [i.key for i in batch.items]
             ids = [k[0] for k in keys]
             found = _release(held, ids)

@@ -117,6 +117,8 @@ def test_wrong_key_stops_after_one_request_with_state_untouched(sandbox: Sandbox
     assert "wrong-key-000" not in str(err.value) and "401" in str(err.value)
     assert sum(sandbox.stats()["requests"].values()) == 1
     assert state_count(warehouse) == 0
+    with StateStore(make_engine(f"duckdb:///{warehouse}")) as store:
+        assert store.registry("users") == {}  # no attribute type fixed by a run WebEngage refused
 
 
 def test_transient_failures_are_kept_and_redriven(sandbox: SandboxServer, warehouse: Path) -> None:
