@@ -153,14 +153,16 @@ def test_terminal_stops_submitting_drains_in_flight_then_raises() -> None:
     yielded: list[object] = []
 
     def conduct() -> None:
-        # 0-2 complete; then 3 (401) and 4 are in flight; 3 answers first, 4 only after 3 is done, so the
-        # failure is seen before any later completion could pull more work.
+        # 0-2 complete; then 3 (401) and 4 are in flight; 3 answers first. 4 may still finish before the
+        # client has handled 3's failure (worker threads race), and then one more request is pulled: open
+        # its gate too, so it completes instead of timing out.
         for n in (0, 1, 2):
             api.gate(n).set()
         wait_until(lambda: api.calls == 5 and api.in_flight == 2)
         api.gate(3).set()
         wait_until(lambda: api.in_flight == 1)
         api.gate(4).set()
+        api.gate(5).set()
 
     opener = threading.Thread(target=conduct)
     opener.start()
@@ -170,9 +172,9 @@ def test_terminal_stops_submitting_drains_in_flight_then_raises() -> None:
             yielded.append(result.request.key)
     opener.join()
     assert caught.value.status_code == 401
-    assert pulled == [0, 1, 2, 3, 4]  # stopped pulling at the failure
+    assert pulled in ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5])  # pulling stopped at the failure (+ at most 1 race)
     assert api.calls == len(pulled)  # every pulled request was sent once, none after the stop...
-    assert yielded == [0, 1, 2, 4]  # ...and the one in flight was drained and yielded before the raise
+    assert yielded == [n for n in pulled if n != 3]  # ...and those in flight were drained and yielded first
     assert not worker_threads()
 
 
