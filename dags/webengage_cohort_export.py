@@ -13,7 +13,9 @@ cohort again overwrites the previous export.
 * `emit_events` — also send `Cohort Entered` / `Cohort Exited` events for this export (cohorts with
   `events = true` in the config always send them);
 * `override_guard` — let an export through that would set more than the cohort's `max_exit_share` of its
-  members to `false` (or that finds no member at all); otherwise such a run stops before sending.
+  members to `false` (or that finds no member at all); otherwise such a run stops before sending;
+* `as_of` — the instant the cohort is computed at (bound as the query's `:as_of`, e.g. "the 30 days before
+  it"); empty means the time the run was triggered.
 
 The task's XCom `return_value` is the summary (entered, exited, unchanged, excluded, accepted, rejected,
 requests); the log ends with a readable block. Connection: `webengage_default` (see README).
@@ -24,6 +26,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import Asset, AssetAlias, Param, dag, task
+from webengage_common.airflow_settings import AS_OF_PARAM
 from webengage_common.defaults import task_defaults
 
 from etl.transform.cohorts import configured_names
@@ -39,15 +42,6 @@ _cohort_param = (
     if NAMES
     else Param("", type="string", title="Cohort", description="No cohort is configured (mappings/cohorts.toml).")
 )
-
-
-def _as_of(context: dict[str, object]) -> datetime:
-    """The export time bound as the query's :as_of: the end of a scheduled run's data interval, else the
-    time the run was triggered (fixed per run, so a retried task computes the same cohort)."""
-    for value in (context.get("data_interval_end"), getattr(context.get("dag_run"), "run_after", None)):
-        if isinstance(value, datetime):
-            return value
-    raise RuntimeError("the run has neither a data interval nor a trigger time")
 
 
 @dag(
@@ -73,12 +67,13 @@ def _as_of(context: dict[str, object]) -> datetime:
             title="Override guard",
             description="Send even if more members would leave than the cohort's max_exit_share allows.",
         ),
+        "as_of": AS_OF_PARAM,
     },
 )
 def webengage_cohort_export() -> None:
     @task(task_id="export_cohort", multiple_outputs=False, outlets=[COHORTS_ASSET, COHORT_ALIAS])
     def export_cohort(**context: object) -> dict[str, object]:
-        from webengage_common.airflow_settings import settings_from_airflow
+        from webengage_common.airflow_settings import run_as_of, settings_from_airflow
 
         from etl.pipelines import cohorts
 
@@ -89,7 +84,7 @@ def webengage_cohort_export() -> None:
             settings_from_airflow(),
             cohort=cohort,
             run_id=str(context["run_id"]),
-            as_of=_as_of(context),
+            as_of=run_as_of(context),
             dry_run=bool(params.get("dry_run", False)),
             emit_events=True if params.get("emit_events") else None,
             override_guard=bool(params.get("override_guard", False)),

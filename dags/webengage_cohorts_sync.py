@@ -22,6 +22,7 @@ import os
 from datetime import datetime
 
 from airflow.sdk import Asset, Param, dag, task
+from webengage_common.airflow_settings import AS_OF_PARAM
 from webengage_common.defaults import task_defaults
 
 from etl.transform.cohorts import configured_names
@@ -29,15 +30,6 @@ from etl.transform.cohorts import configured_names
 COHORTS_ASSET = Asset("webengage://cohorts")
 # Read at parse time from the TOML (WEBENGAGE_COHORTS_CONFIG or mappings/cohorts.toml): no DB, no HTTP.
 DYNAMIC = configured_names(mode="dynamic")
-
-
-def _as_of(context: dict[str, object]) -> datetime:
-    """The export time bound as the query's :as_of: the end of a scheduled run's data interval, else the
-    time the run was triggered (fixed per run, so a retried task computes the same cohort)."""
-    for value in (context.get("data_interval_end"), getattr(context.get("dag_run"), "run_after", None)):
-        if isinstance(value, datetime):
-            return value
-    raise RuntimeError("the run has neither a data interval nor a trigger time")
 
 
 @dag(
@@ -52,6 +44,7 @@ def _as_of(context: dict[str, object]) -> datetime:
     params={
         "dry_run": Param(False, type="boolean", description="Compute and report; send nothing."),
         "override_guard": Param(False, type="boolean", description="Let syncs through that the guard would stop."),
+        "as_of": AS_OF_PARAM,
     },
 )
 def webengage_cohorts_sync() -> None:
@@ -63,7 +56,7 @@ def webengage_cohorts_sync() -> None:
         map_index_template="{{ task.op_kwargs['cohort'] }}",
     )
     def sync_cohort(cohort: str, **context: object) -> dict[str, object]:
-        from webengage_common.airflow_settings import settings_from_airflow
+        from webengage_common.airflow_settings import run_as_of, settings_from_airflow
 
         from etl.pipelines import cohorts
 
@@ -73,7 +66,7 @@ def webengage_cohorts_sync() -> None:
             settings_from_airflow(),
             cohort=cohort,
             run_id=str(context["run_id"]),
-            as_of=_as_of(context),
+            as_of=run_as_of(context),
             dry_run=bool(params.get("dry_run", False)),
             override_guard=bool(params.get("override_guard", False)),
         )

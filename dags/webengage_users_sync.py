@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 
 from airflow.sdk import Asset, Param, dag, task
 from webengage_common.defaults import task_defaults
@@ -40,7 +40,7 @@ USERS_ASSET = Asset("webengage://users")
 def webengage_users_sync() -> None:
     @task(task_id="sync_users", multiple_outputs=False, outlets=[USERS_ASSET], doc_md=__doc__)
     def sync_users(**context: object) -> dict[str, object]:
-        from webengage_common.airflow_settings import settings_from_airflow, window_of
+        from webengage_common.airflow_settings import run_as_of, settings_from_airflow, window_of
 
         from etl.pipelines import users
         from etl.plan import eta_warning
@@ -50,7 +50,7 @@ def webengage_users_sync() -> None:
         assert isinstance(params, dict) or hasattr(params, "get")
         settings = settings_from_airflow()
         if not params.get("dry_run", False):
-            warning = eta_warning(settings, as_of=window_of(context)[1] or datetime.now(UTC))
+            warning = eta_warning(settings, as_of=run_as_of(context))
             if warning:
                 logging.getLogger("webengage").warning("%s", warning)
         summary = users.run(

@@ -4,7 +4,6 @@ log lines elsewhere (CI, Airflow)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +11,9 @@ import typer
 
 from etl.cli_cohorts import cohort_app
 from etl.cli_common import (
+    AS_OF_HELP,
     Progress,
+    as_of_or_now,
     console,
     load_settings,
     parse_instant,
@@ -42,6 +43,7 @@ def sync_users(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Send nothing; show what would be sent.")] = False,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Re-send every user.")] = False,
     mapping: Annotated[str, typer.Option(help="Mapping file (TOML).")] = "",
+    as_of: Annotated[str, typer.Option("--as-of", help=AS_OF_HELP + " Used for the run-time estimate.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -54,12 +56,13 @@ def sync_users(
     from etl.pipelines import users
 
     setup_logging(verbose)
-    settings = load_settings(users_mapping=mapping or None)
+    instant = as_of_or_now(as_of)
+    settings = load_settings(credentials=not dry_run, users_mapping=mapping or None)
     try:
         if not dry_run:
             from etl.plan import eta_warning
 
-            warning = eta_warning(settings, as_of=datetime.now(UTC))
+            warning = eta_warning(settings, as_of=instant)
             if warning:
                 console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
         summary = users.run(settings, dry_run=dry_run, full_refresh=full_refresh, progress=Progress("users"))
@@ -75,10 +78,11 @@ def plan(
     end: Annotated[str, typer.Option(help="Events window end (ISO).")] = "",
     users: Annotated[bool, typer.Option("--users/--no-users", help="Plan the profile sync.")] = True,
     cohorts: Annotated[bool, typer.Option("--cohorts/--no-cohorts", help="Plan the dynamic cohorts.")] = True,
+    as_of: Annotated[str, typer.Option("--as-of", help=AS_OF_HELP + " Bound as the cohorts' :as_of.")] = "",
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """What would be sent now, the requests that takes, and the time at the configured rate limits.
-    Nothing is sent (each pipeline is dry-run).
+    Nothing is sent (each pipeline is dry-run), so no API key is needed.
 
     Examples:
       webengage-sync plan
@@ -88,10 +92,11 @@ def plan(
     from etl.plan import render_plan
 
     setup_logging(verbose)
-    settings = load_settings()
+    instant = as_of_or_now(as_of)
+    settings = load_settings(credentials=False)
     window = (parse_instant(start, option="--start"), parse_instant(end, option="--end")) if start and end else None
     try:
-        lines = make_plan(settings, users=users, cohorts=cohorts, events_window=window, as_of=datetime.now(UTC))
+        lines = make_plan(settings, users=users, cohorts=cohorts, events_window=window, as_of=instant)
     except WebEngageSyncError as exc:
         console.print(f"[red]plan failed:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -102,7 +107,7 @@ def plan(
 def sandbox(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
     host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
-    license_code: Annotated[str, typer.Option("--license", help="License code it accepts.")] = "sandbox",
+    license_code: Annotated[str, typer.Option("--license", help="License code it accepts.")] = "~99199077",
     api_key: Annotated[str, typer.Option(help="API key it accepts.", envvar="SANDBOX_API_KEY")] = "sandbox-key",
     bulk_rpm: Annotated[int, typer.Option(help="Requests/min per bulk endpoint (0 = unlimited).")] = 500,
     single_rpm: Annotated[int, typer.Option(help="Requests/min for /users and /events.")] = 5000,
@@ -146,6 +151,7 @@ def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where the demo files go.")] = Path(".demo"),
     rpm: Annotated[int, typer.Option(help="Bulk requests/min for the sandbox and the client.")] = 12_000,
     change_share: Annotated[float, typer.Option(help="Share of users changed before the last run.")] = 0.01,
+    as_of: Annotated[str, typer.Option("--as-of", help=AS_OF_HELP + " The warehouse is built relative to it.")] = "",
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Build the embedded demo warehouse, start the sandbox, and sync users three times:
@@ -158,7 +164,8 @@ def demo(
 
     setup_logging(verbose)
     try:
-        ok = run_demo(users=users, directory=directory, rpm=rpm, change_share=change_share, console=console)
+        ok = run_demo(users=users, directory=directory, rpm=rpm, change_share=change_share, console=console,
+                      now=as_of_or_now(as_of))  # fmt: skip
     except WebEngageSyncError as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -174,7 +181,7 @@ def _store() -> Any:
     from etl.state.store import StateStore
     from etl.warehouse.engine import make_engine
 
-    settings = load_settings()
+    settings = load_settings(credentials=False)  # reads the state database only
     return StateStore(make_engine(settings.effective_state_url, setting="state_url"))
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from etl.cli_common import console, load_settings, print_summary, setup_logging
+from etl.cli_common import AS_OF_HELP, as_of_or_now, console, load_settings, print_summary, setup_logging
 from etl.errors import ConfigError, WebEngageSyncError
 from etl.transform.cohorts import GuardError
 
@@ -51,6 +50,7 @@ def export_cohort(
         typer.Option("--events/--no-events", help="Send Cohort Entered/Exited events (default: as configured)."),
     ] = None,
     config: Annotated[str, typer.Option(help="Cohort config file (TOML).")] = "",
+    as_of: Annotated[str, typer.Option("--as-of", help=AS_OF_HELP + " Bound as the query's :as_of.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -59,13 +59,15 @@ def export_cohort(
     Examples:
       webengage-sync cohort export vip_buyers_30d --dry-run
       webengage-sync cohort export vip_buyers_30d --events
+      webengage-sync cohort export vip_buyers_30d --as-of 2026-11-30T00:00 --dry-run
     """
     from etl.pipelines import cohorts
 
     setup_logging(verbose)
-    settings = load_settings(cohorts_config=config or None)
+    instant = as_of_or_now(as_of)
+    settings = load_settings(credentials=not dry_run, cohorts_config=config or None)
     try:
-        summary = cohorts.export(settings, cohort=name, as_of=datetime.now(UTC), dry_run=dry_run,
+        summary = cohorts.export(settings, cohort=name, as_of=instant, dry_run=dry_run,
                                  emit_events=events, override_guard=override_guard)  # fmt: skip
     except WebEngageSyncError as exc:
         raise _fail(f"cohort {name} export", exc) from None
@@ -86,7 +88,7 @@ def list_cohorts(
 
     from etl.pipelines import cohorts
 
-    settings = load_settings(cohorts_config=config or None)
+    settings = load_settings(credentials=False, cohorts_config=config or None)
     try:
         rows = cohorts.list_cohorts(settings)
     except WebEngageSyncError as exc:
@@ -127,7 +129,7 @@ def retire_cohort(
     from etl.pipelines import cohorts
 
     setup_logging(verbose)
-    settings = load_settings(cohorts_config=config or None)
+    settings = load_settings(credentials=not dry_run, cohorts_config=config or None)
     try:
         summary = cohorts.retire(settings, cohort=name, dry_run=dry_run, emit_events=events)
     except WebEngageSyncError as exc:

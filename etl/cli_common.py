@@ -36,13 +36,24 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment; a bad one exits 2 naming it (never its value)."""
+def load_settings(*, credentials: bool = True, **overrides: Any) -> Settings:
+    """Settings from the environment; a bad one exits 2 naming it (never its value). Commands that send
+    nothing pass ``credentials=False``: they need the database URLs only."""
     try:
-        return Settings.from_env(**overrides)
+        return Settings.from_env(credentials=credentials, **overrides)
     except WebEngageSyncError as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
+
+
+#: Help text of every ``--as-of`` option.
+AS_OF_HELP = "The time the run is computed at (ISO 8601, UTC when no offset); default: now."
+
+
+def as_of_or_now(value: str) -> datetime:
+    """The ``--as-of`` option, else the wall clock: the one place a command reads it. Everything below takes
+    the instant as an argument, so a run can be reproduced for any date."""
+    return parse_instant(value, option="--as-of") if value else datetime.now(UTC)
 
 
 def parse_instant(value: str, *, option: str) -> datetime:

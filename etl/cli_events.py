@@ -36,7 +36,7 @@ def sync_events(
 
     window = (parse_instant(start, option="--start"), parse_instant(end, option="--end"))
     setup_logging(verbose)
-    settings = load_settings(events_mapping=mapping or None)
+    settings = load_settings(credentials=not dry_run, events_mapping=mapping or None)
     try:
         summary = events.run(settings, window=window, dry_run=dry_run, progress=Progress("events"))
     except WebEngageSyncError as exc:

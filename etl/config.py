@@ -7,13 +7,17 @@ setting. The API key is held in :class:`Secret`, whose repr and str never show i
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, cast, get_args
 
 from etl.errors import ConfigError
+
+log = logging.getLogger("etl.config")
 
 DataCenter = Literal["global", "in", "ksa"]
 
@@ -61,8 +65,10 @@ class Secret:
 class Settings:
     """Everything a run needs. Limits default to WebEngage's documented account defaults."""
 
-    license_code: str
-    api_key: Secret = field(repr=False)
+    #: Empty only for commands that send nothing (``runs``, ``rejects``, ``plan``, dry runs); the client
+    #: refuses to start without it (:meth:`require_credentials`).
+    license_code: str = ""
+    api_key: Secret = field(repr=False, default_factory=lambda: Secret(""))
     data_center: DataCenter = "global"
     api_url: str = ""  # resolved from data_center when empty
     warehouse_url: str = DEFAULT_WAREHOUSE_URL
@@ -137,13 +143,21 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
+    def require_credentials(self) -> None:
+        """Raise :class:`ConfigError` unless both credentials are set (anything that sends calls this)."""
+        for name in ("license_code", "api_key"):
+            value = getattr(self, name)
+            if not (value.reveal() if isinstance(value, Secret) else value):
+                raise ConfigError(name, f"missing (set {_ENV_VARS[name]} or the Airflow connection)")
+
     # -- constructors ----------------------------------------------------------------------------
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build from ``WEBENGAGE_*``, ``WAREHOUSE_URL`` and ``STATE_URL`` variables."""
+    def from_env(cls, env: Mapping[str, str] | None = None, *, credentials: bool = True, **overrides: Any) -> Settings:
+        """Build from ``WEBENGAGE_*``, ``WAREHOUSE_URL`` and ``STATE_URL`` variables. ``credentials=False``
+        for commands that only read the state or the warehouse (the credentials are checked if given)."""
         raw: dict[str, Any] = dict(env_values(env))
         raw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(raw)
+        return cls.from_mapping(raw, credentials=credentials)
 
     @classmethod
     def from_connection(
@@ -176,17 +190,25 @@ class Settings:
         return cls.from_mapping(raw)
 
     @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any]) -> Settings:
+    def from_mapping(cls, raw: Mapping[str, Any], *, credentials: bool = True) -> Settings:
         """Coerce loosely typed values (strings from env or JSON extras) to the declared types."""
         values: dict[str, Any] = {}
         for name, value in raw.items():
             if name not in _FIELDS:
                 raise ConfigError(name, "unknown setting")
             values[name] = _coerce(name, value)
-        for required, var in (("license_code", "WEBENGAGE_LICENSE_CODE"), ("api_key", "WEBENGAGE_API_KEY")):
-            if not values.get(required):
-                raise ConfigError(required, f"missing (set {var} or the Airflow connection)")
-        return cls(**values)
+        settings = cls(**values)
+        if credentials:
+            settings.require_credentials()
+        hinted = data_center_hint(settings.license_code)
+        if hinted and not values.get("data_center") and not values.get("api_url"):
+            # WebEngage does not document the prefix, so it is a hint, never a rewrite of the code or the host.
+            log.warning(
+                "license code starts with %r: the account is probably in the %r data centre, but data_center "
+                "is not set (requests go to %s); set %s=%s or the connection host to %r if so",
+                f"{hinted}~", hinted, settings.base_url, _ENV_VARS["data_center"], hinted, hinted,
+            )  # fmt: skip
+        return settings
 
 
 _FIELDS: Final = {f.name: f for f in dataclasses.fields(Settings)}
@@ -221,7 +243,11 @@ def _coerce(name: str, value: Any) -> Any:
     kind = _FIELDS[name].type
     try:
         if name == "api_key":
-            return value if isinstance(value, Secret) else Secret(str(value).strip())
+            # Not stripped: a key with whitespace or a newline is refused by _validate with the fix.
+            return value if isinstance(value, Secret) else Secret(str(value))
+        if name == "license_code":
+            # Read as text, never as a number; checked (not silently cleaned) by check_license_code.
+            return value if isinstance(value, str) else str(value)
         if kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -251,13 +277,58 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(name, f"not a valid {kind}: {exc.__class__.__name__}") from None
 
 
+#: Characters a license code may hold: RFC 3986 "unreserved" without the dot, so the code goes into the URL
+#: path unchanged. Real codes: ``~99199077``, ``~2024bb40``, ``82617894``, ``in~58adcc11``, ``ksa~~47b66537``.
+_LICENSE_CODE = re.compile(r"[A-Za-z0-9~_-]{1,64}")
+_FLOAT_CODE = re.compile(r"[0-9]+\.[0-9]*|[0-9.]+[eE][+-]?[0-9]+")
+#: ``in~58adcc11``, ``ksa~~47b66537``: a prefix that appears to name the data centre (unconfirmed by WebEngage).
+_DC_PREFIX = re.compile(r"(in|ksa)~", re.IGNORECASE)
+
+
+def data_center_hint(license_code: str) -> str | None:
+    """The data centre a license code's prefix suggests (``in~…`` → ``in``), if any."""
+    found = _DC_PREFIX.match(license_code)
+    return found.group(1).lower() if found else None
+
+
+def check_license_code(code: str) -> None:
+    """Raise :class:`ConfigError` with the fix for a code WebEngage would answer 404 to. Never echoes the code
+    for the whitespace/control cases (it might be something else pasted into the wrong variable)."""
+    if code != code.strip():
+        raise ConfigError("license_code", "has leading or trailing whitespace (a newline?); remove it")
+    if _FLOAT_CODE.fullmatch(code):
+        fixed = code.split(".")[0] if "." in code and code.split(".")[1].strip("0") == "" else None
+        hint = f"use {fixed!r}" if fixed else "copy the code from the WebEngage dashboard"
+        raise ConfigError(
+            "license_code",
+            f"{code!r} looks like a number a spreadsheet or YAML turned into a float; {hint} and keep it as text",
+        )
+    if not _LICENSE_CODE.fullmatch(code) or not any(c.isalnum() for c in code):
+        raise ConfigError(
+            "license_code",
+            "may hold only letters, digits, '~', '-' and '_' (as shown in the WebEngage dashboard, e.g. "
+            "~99199077 or in~58adcc11; keep a leading '~')",
+        )
+
+
+def check_api_key(key: Secret) -> None:
+    """A key that cannot be sent in an HTTP header is a configuration error, not a transient one."""
+    value = key.reveal()
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError("api_key", "contains a control character (a newline from the file or secret it was "
+                                     "read from?); remove it")  # fmt: skip
+    if value != value.strip():
+        raise ConfigError("api_key", "has leading or trailing whitespace; remove it")
+    if not value.isascii():
+        raise ConfigError("api_key", "contains non-ASCII characters (a typographic quote or dash?); re-copy it")
+
+
 def _validate(s: Settings) -> None:
     if not isinstance(s.api_key, Secret):
         object.__setattr__(s, "api_key", Secret(str(s.api_key)))
-    if not s.license_code or not s.license_code.replace("-", "").replace("_", "").isalnum():
-        raise ConfigError("license_code", "must be a non-empty alphanumeric code (e.g. va1w264d)")
-    if not s.api_key.reveal():
-        raise ConfigError("api_key", "missing")
+    if s.license_code:
+        check_license_code(s.license_code)
+    check_api_key(s.api_key)
     if s.data_center not in get_args(DataCenter):
         raise ConfigError("data_center", f"unknown data centre; expected one of {', '.join(DATA_CENTER_HOSTS)}")
     if s.api_url and not s.api_url.startswith(("http://", "https://")):

@@ -8,9 +8,10 @@ connection leaves out.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, Param
 
 from etl.config import Settings, env_values
 
@@ -31,3 +32,30 @@ def settings_from_airflow(conn_id: str = CONN_ID, **overrides: Any) -> Settings:
 def window_of(context: dict[str, Any]) -> tuple[Any, Any]:
     """The run's data interval (None for manual runs without one)."""
     return context.get("data_interval_start"), context.get("data_interval_end")
+
+
+#: The ``as_of`` param of the DAGs whose queries bind ``:as_of`` (shown in the trigger form).
+AS_OF_PARAM = Param(
+    None,
+    type=["null", "string"],
+    title="As of",
+    description="The instant the queries are computed at (ISO 8601, e.g. 2026-11-30T00:00:00Z; UTC when no "
+    "offset). Empty: the end of the run's data interval, else the time the run was triggered.",
+)
+
+
+def run_as_of(context: dict[str, Any]) -> datetime:
+    """The run's one clock reading, bound as the queries' ``:as_of``: the ``as_of`` param when given, else the
+    end of a scheduled run's data interval, else the time the run was triggered. Fixed per run, so a retried
+    task computes the same result."""
+    given = (context.get("params") or {}).get("as_of")
+    if given:
+        try:
+            parsed = datetime.fromisoformat(str(given).strip())
+        except ValueError:
+            raise ValueError(f"param as_of: not an ISO 8601 date-time: {given!r}") from None
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    for value in (context.get("data_interval_end"), getattr(context.get("dag_run"), "run_after", None)):
+        if isinstance(value, datetime):
+            return value
+    raise RuntimeError("the run has neither an as_of param, a data interval nor a trigger time")

@@ -16,12 +16,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from etl.demo.warehouse import build_demo_warehouse
+from etl.demo.run import DEMO_LICENSE_CODE
+from etl.demo.warehouse import build_demo_warehouse, demo_as_of
 from etl.sandbox import SandboxConfig, SandboxProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,10 +33,11 @@ ROOT = Path(__file__).resolve().parents[2]
 class AirflowStack:
     url: str
     username: str
-    password: str
+    # Out of the repr: a failing test prints the stack object, and neither may reach a log.
+    password: str = field(repr=False)
     sandbox_url: str
     home: Path
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -65,20 +68,33 @@ def _password(home: Path, timeout_s: float = 30) -> str:
 
 @contextmanager
 def airflow_stack(
-    *, directory: Path, port: int = 8080, users: int = 50_000, sandbox_rpm: int = 12_000, timeout_s: float = 180
+    *,
+    directory: Path,
+    now: datetime,
+    port: int = 8080,
+    users: int = 50_000,
+    sandbox_rpm: int = 12_000,
+    timeout_s: float = 180,
 ) -> Iterator[AirflowStack]:
-    """Start the sandbox and Airflow standalone; yield how to reach them; stop both on exit."""
+    """Start the sandbox and Airflow standalone; yield how to reach them; stop both on exit.
+
+    The demo warehouse is rebuilt as of `now` (so cohorts and event windows hold data on any date) and the
+    state starts empty, like the sandbox it pairs with (a state of profiles "already sent" to a previous
+    sandbox would make the first sync send nothing)."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     warehouse = directory / "warehouse.duckdb"
-    if not warehouse.exists():
-        build_demo_warehouse(warehouse, users=users)
+    build_demo_warehouse(warehouse, users=users, as_of=demo_as_of(now))
+    state = directory / "state.duckdb"
+    for stale in (state, state.with_name(state.name + ".wal")):
+        stale.unlink(missing_ok=True)
     home = directory / "airflow"
     home.mkdir(exist_ok=True)
     key = secrets.token_urlsafe(24)
-    config = SandboxConfig(license_code="demo", api_key=key, bulk_users_rpm=sandbox_rpm, bulk_events_rpm=sandbox_rpm)
+    config = SandboxConfig(license_code=DEMO_LICENSE_CODE, api_key=key, bulk_users_rpm=sandbox_rpm,
+                           bulk_events_rpm=sandbox_rpm)  # fmt: skip
     with SandboxProcess(config) as sandbox:
-        conn = {"conn_type": "http", "host": sandbox.url, "login": "demo", "password": key,
+        conn = {"conn_type": "http", "host": sandbox.url, "login": DEMO_LICENSE_CODE, "password": key,
                 "extra": {"bulk_users_rpm": sandbox_rpm, "bulk_events_rpm": sandbox_rpm}}  # fmt: skip
         env = {
             # The caller's own Airflow settings (e.g. a test run's unit-test mode) must not leak in.
@@ -96,7 +112,7 @@ def airflow_stack(
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW_CONN_WEBENGAGE_DEFAULT": json.dumps(conn),
             "WAREHOUSE_URL": f"duckdb:///{warehouse}",
-            "STATE_URL": f"duckdb:///{directory / 'state.duckdb'}",
+            "STATE_URL": f"duckdb:///{state}",
         }
         airflow = str(Path(sys.executable).parent / "airflow")  # the venv's, whatever PATH says
         log = (home / "standalone.log").open("wb")
@@ -127,8 +143,9 @@ def airflow_stack(
 def main() -> None:
     directory = Path(os.environ.get("WEBENGAGE_DEMO_DIR", ".demo"))
     port = int(os.environ.get("AIRFLOW_PORT", "8080"))
-    print("starting the sandbox and Airflow standalone (about 30 s)...", flush=True)
-    with airflow_stack(directory=directory, port=port) as stack:
+    print("building the demo warehouse as of now, starting the sandbox and Airflow standalone (about 45 s)...",
+          flush=True)  # fmt: skip
+    with airflow_stack(directory=directory, port=port, now=datetime.now(UTC)) as stack:
         print(f"\nAirflow UI: {stack.url}   user: {stack.username}   password: {stack.password}")
         print(f"WebEngage sandbox: {stack.sandbox_url}/_sandbox/stats")
         print("DAGs start paused: unpause one, or use Trigger (with the params form). Ctrl-C stops everything.")

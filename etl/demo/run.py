@@ -17,7 +17,7 @@ from rich.table import Table
 
 from etl.config import Settings
 from etl.demo.mutate import change_users
-from etl.demo.warehouse import build_demo_warehouse
+from etl.demo.warehouse import build_demo_warehouse, demo_as_of
 from etl.pipelines import cohorts as cohort_pipeline
 from etl.pipelines import events as events_pipeline
 from etl.pipelines import users as users_pipeline
@@ -26,14 +26,18 @@ from etl.sandbox import SandboxConfig, SandboxProcess
 from etl.state.store import reset_state
 from etl.warehouse.engine import make_engine
 
-DEMO_AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+#: A real-looking license code: WebEngage's start with "~" (the demo proves such codes go through).
+DEMO_LICENSE_CODE = "~99199077"
 
 
-def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, console: Console) -> bool:
+def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, console: Console, now: datetime) -> bool:
+    """The demo as of `now`: the warehouse is built relative to it (the start of its hour), so the last day of
+    events and the cohorts' last N days hold data whatever the date."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "warehouse.duckdb"
-    console.rule("1. demo warehouse")
-    built = build_demo_warehouse(path, users=users, as_of=DEMO_AS_OF)
+    as_of = demo_as_of(now)
+    console.rule(f"1. demo warehouse (as of {as_of:%Y-%m-%d %H:%M} UTC)")
+    built = build_demo_warehouse(path, users=users, as_of=as_of)
     table = Table("table", "rows")
     for name, count in built.tables.items():
         table.add_row(name, f"{count:,}")
@@ -46,14 +50,14 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
     engine.dispose()
 
     key = secrets.token_urlsafe(24)
-    config = SandboxConfig(license_code="demo", api_key=key, bulk_users_rpm=rpm, bulk_events_rpm=rpm)
+    config = SandboxConfig(license_code=DEMO_LICENSE_CODE, api_key=key, bulk_users_rpm=rpm, bulk_events_rpm=rpm)
     console.rule("2. sandbox")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
     # A separate process: the sandbox does not compete with the sync for one interpreter lock.
     with SandboxProcess(config) as sandbox:
         console.print(f"sandbox at {sandbox.url} ({rpm:,} bulk requests/min; WebEngage's default is 500)")
         settings = Settings.from_mapping(
-            {"license_code": "demo", "api_key": key, "api_url": sandbox.url, "warehouse_url": url,
+            {"license_code": DEMO_LICENSE_CODE, "api_key": key, "api_url": sandbox.url, "warehouse_url": url,
              "bulk_users_rpm": rpm, "bulk_events_rpm": rpm, "expected_latency_s": 0.05}
         )  # fmt: skip
         console.rule("3. profile sync: first run sends every valid user")
@@ -63,11 +67,11 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         second = users_pipeline.run(settings, run_id=f"demo__{stamp}__2-unchanged")
         console.print(render(second), highlight=False, soft_wrap=True)
         console.rule(f"5. change {change_share:.0%} of users in the warehouse, run again")
-        changed = change_users(path, share=change_share, seed=7, as_of=DEMO_AS_OF)
+        changed = change_users(path, share=change_share, seed=7, as_of=as_of)
         third = users_pipeline.run(settings, run_id=f"demo__{stamp}__3-changed")
         console.print(render(third), highlight=False, soft_wrap=True)
 
-        day = (DEMO_AS_OF - timedelta(days=1), DEMO_AS_OF)
+        day = (as_of - timedelta(days=1), as_of)
         console.rule("6. event sync: the last day of events, exactly once (then the same window again)")
         events = events_pipeline.run(settings, window=day, run_id=f"demo__{stamp}__events")
         console.print(render(events), highlight=False, soft_wrap=True)
@@ -79,7 +83,7 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         console.rule("7. cohorts: each one a boolean attribute (entered -> true, left -> false)")
         cohort_summaries = []
         for name in cohort_pipeline.load_config(settings).names:
-            summary = cohort_pipeline.export(settings, cohort=name, as_of=DEMO_AS_OF, run_id=f"demo__{stamp}__{name}")
+            summary = cohort_pipeline.export(settings, cohort=name, as_of=as_of, run_id=f"demo__{stamp}__{name}")
             cohort_summaries.append(summary)
             console.print(cohort_pipeline.render_summary(summary), highlight=False, soft_wrap=True)
         stats = sandbox.stats()

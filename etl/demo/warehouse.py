@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -47,7 +47,6 @@ import duckdb
 from etl.demo import _reference as ref
 from etl.demo import _sql
 
-DEFAULT_AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 LONG_ID_USERS = 20
 VISITORS_PER_USER = 0.3
 ANONYMOUS_USER_ROWS = 0.01
@@ -77,6 +76,7 @@ class DemoWarehouseSummary:
     """What `build_demo_warehouse` wrote."""
 
     path: Path
+    as_of: datetime  # the instant the data was built relative to
     users: int  # distinct regular user ids
     user_rows: int  # rows in main.users, messy extras included
     events: int  # rows in segment.tracks + pages + screens
@@ -561,25 +561,32 @@ def _run_script(con: duckdb.DuckDBPyConnection, script: str) -> None:
             con.execute(statement)
 
 
+def demo_as_of(now: datetime) -> datetime:
+    """The `as_of` a demo built at `now` uses: the start of the current hour (UTC), so the hour that just
+    ended is complete and the last N days of events, orders and signups reach up to the present."""
+    return _sql.utc(now).replace(minute=0, second=0, microsecond=0)
+
+
 def build_demo_warehouse(
     path: Path | str,
     *,
+    as_of: datetime,
     users: int = 50_000,
     seed: int = 42,
     days: int = 30,
-    as_of: datetime | None = None,
 ) -> DemoWarehouseSummary:
     """(Re)build the demo warehouse at `path` in one transaction and return what it holds.
 
-    Deterministic for a given `seed` and `as_of` (default 2026-11-01T00:00:00Z, not now()); events
-    span the `days` days before `as_of`. Holds the DuckDB file lock only while building.
+    Deterministic for a given `seed` and `as_of` (the caller passes it: tests a fixed instant, the demo
+    :func:`demo_as_of` of now); events span the `days` days before `as_of`. Holds the DuckDB file lock only
+    while building.
     """
     if users < 1 or days < 1:
         raise ValueError("users and days must be >= 1")
     started = time.perf_counter()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    as_of = _sql.utc(as_of or DEFAULT_AS_OF)
+    as_of = _sql.utc(as_of)
     with _sql.session(path) as con:
         _sql.install(con, seed=seed, as_of=as_of, window_start=as_of - timedelta(days=days))
         _set_sizes(con, users)
@@ -621,6 +628,7 @@ def build_demo_warehouse(
         )
     return DemoWarehouseSummary(
         path=path,
+        as_of=as_of,
         users=valid,
         user_rows=tables["main.users"],
         events=events,

@@ -26,8 +26,9 @@ from sqlalchemy.engine import Engine
 from etl.config import Settings
 from etl.errors import ConfigError, WebEngageSyncError
 from etl.load.batching import Batch, Item, batch_requests
-from etl.pipelines.common import WallClock, default_run_id, log, repo_path, send_and_checkpoint, system_now
+from etl.pipelines.common import WallClock, default_run_id, log, send_and_checkpoint, system_now
 from etl.report import RunReport
+from etl.resources import DEFAULT_USERS_MAPPING, user_file
 from etl.state import cohorts as cstate
 from etl.state.store import ROW, RejectRow, StateStore
 from etl.transform import cohorts as tx
@@ -419,7 +420,7 @@ def _export(
 
 def _read_members(warehouse: Engine, spec: CohortSpec, as_of: datetime, counts: _Counts) -> list[str]:
     """The cohort's identified users, deduplicated and sorted; exclusions counted by reason."""
-    sql = load_sql(tx.sql_file(spec.sql))
+    sql = load_sql(spec.sql)
     params: dict[str, Any] = dict(spec.params)
     if "as_of" in tx.sql_binds(sql):
         params["as_of"] = _naive_utc(as_of)
@@ -446,7 +447,7 @@ def _profile_attributes(settings: Settings) -> dict[str, str | None]:
     """Custom attributes of the profile mapping: name -> WebEngage type (None: inferred at its first run)."""
     from etl.transform.mapping import WIRE_TYPE, load_user_mapping
 
-    path = repo_path(settings.users_mapping or "mappings/users.toml")
+    path = user_file(settings.users_mapping, DEFAULT_USERS_MAPPING)
     if not path.is_file():
         return {}
     return {a.name: (WIRE_TYPE[a.type] if a.type else None) for a in load_user_mapping(path).attributes}

@@ -6,7 +6,6 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from etl.load.batching import Batch, split_request
@@ -26,14 +25,6 @@ def system_now() -> datetime:
 
 def default_run_id(now: datetime, prefix: str = "manual") -> str:
     return f"{prefix}__{now.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')}"
-
-
-def repo_path(relative: str) -> Path:
-    """A path given relative to the working directory, else to this repository's root."""
-    path = Path(relative)
-    if path.is_absolute() or path.exists():
-        return path
-    return Path(__file__).resolve().parents[2] / relative
 
 
 def requests_with_splits(requests: Iterable[SendRequest], splits: deque[SendRequest]) -> Iterator[SendRequest]:

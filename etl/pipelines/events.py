@@ -35,11 +35,11 @@ from etl.pipelines.common import (
     Progress,
     WallClock,
     default_run_id,
-    repo_path,
     requests_with_splits,
     system_now,
 )
 from etl.report import RunReport
+from etl.resources import DEFAULT_EVENTS_MAPPING, user_file
 from etl.state import ledger
 from etl.state.store import REJECTS, ROW, RejectRow, StateStore
 from etl.transform.events import (
@@ -61,7 +61,6 @@ from etl.webengage.models import Endpoint, SendRequest, SendResult
 log = logging.getLogger("etl.pipelines.events")
 
 PIPELINE: Final = "events"
-DEFAULT_MAPPING: Final = "mappings/events.toml"
 OWNER: Final = "events"
 #: Requests journaled per outbox transaction, and accepted requests checkpointed per ledger transaction.
 #: Grouping keeps the state database (DuckDB commits cost ~5 ms) off the critical path; the outbox makes
@@ -76,7 +75,7 @@ _INTENDED: Final = frozenset({"unmapped_event"})
 
 
 def load_mapping(settings: Settings) -> EventMapping:
-    return load_event_mapping(repo_path(settings.events_mapping or DEFAULT_MAPPING))
+    return load_event_mapping(user_file(settings.events_mapping, DEFAULT_EVENTS_MAPPING))
 
 
 # -- window and sources ---------------------------------------------------------------------------

@@ -28,11 +28,11 @@ from etl.pipelines.common import (
     WallClock,
     default_run_id,
     log,
-    repo_path,
     send_and_checkpoint,
     system_now,
 )
 from etl.report import RunReport
+from etl.resources import DEFAULT_USERS_MAPPING, user_file
 from etl.state.store import ROW, RejectRow, StateStore
 from etl.transform import users as tx
 from etl.transform.mapping import AttrType, UserMapping, complete_mapping, load_user_mapping
@@ -44,7 +44,6 @@ from etl.webengage.models import SendRequest, SendResult
 from etl.webengage.overflow import OverflowLane
 
 PIPELINE = "users"
-DEFAULT_MAPPING = "mappings/users.toml"
 UserKey = tuple[str, int, str]  # user id, source hash, field mask
 
 
@@ -54,7 +53,7 @@ class _Prepared:
 
 
 def load_mapping(settings: Settings) -> UserMapping:
-    return load_user_mapping(repo_path(settings.users_mapping or DEFAULT_MAPPING))
+    return load_user_mapping(user_file(settings.users_mapping, DEFAULT_USERS_MAPPING))
 
 
 def run(

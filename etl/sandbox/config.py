@@ -28,7 +28,7 @@ class SandboxConfig:
     Fault rates are probabilities per admitted request, drawn from one seeded RNG so a run is repeatable.
     """
 
-    license_code: str = "sandbox"
+    license_code: str = "~99199077"  # WebEngage codes often start with "~": the sandbox default is one
     api_key: str = "sandbox-key"
     users_rpm: int | None = 5000
     events_rpm: int | None = 5000

@@ -91,7 +91,7 @@ def measure(
     concurrency: int,
     *,
     processes: int = 1,
-    license_code: str = "sandbox",
+    license_code: str = "~99199077",
     api_key: str = "sandbox-key",
 ) -> dict[str, Any]:
     """Post 25-user bulk bodies to ``url`` for ``seconds`` from ``concurrency`` connections; report rates.

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
+from etl.resources import state_ddl
 from etl.warehouse.engine import connect_with_retry, retry_on_lock
-from etl.warehouse.queries import load_sql, split_statements, sql_dir
+from etl.warehouse.queries import load_sql, split_statements
 
 Clock = Callable[[], datetime]
 
@@ -104,9 +105,9 @@ def utcnow() -> datetime:
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create the state tables if missing (every file in ``sql/state/``, in name order)."""
+    """Create the state tables if missing (every packaged file in ``sql/state/``, in name order)."""
     with connect_with_retry(engine, begin=True) as conn:
-        for path in sorted((sql_dir() / "state").glob("*.sql")):
+        for path in state_ddl():
             for stmt in split_statements(load_sql(path)):
                 conn.execute(sa.text(stmt))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from etl.errors import ConfigError, WebEngageSyncError
+from etl.resources import DEFAULT_COHORTS_CONFIG, sql_path, user_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +27,6 @@ CohortMode = Literal["one_time", "dynamic"]
 Transition = Literal["entered", "exited"]
 ParamValue = str | int | float | bool
 
-DEFAULT_CONFIG: Final = "mappings/cohorts.toml"
 #: WebEngage keeps at most 25 custom user attributes per type; every cohort is one boolean.
 MAX_BOOLEANS: Final = 25
 MAX_ID_LENGTH: Final = 100
@@ -117,29 +117,10 @@ def pipeline_of(name: str) -> str:
 
 
 # -- loading ----------------------------------------------------------------------------------------
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 def config_path(setting: str = "") -> Path:
-    """The config file: the setting (``WEBENGAGE_COHORTS_CONFIG``) or ``mappings/cohorts.toml``; a relative
-    path is taken from the working directory when it exists there, else from this repository."""
-    path = Path(setting or os.environ.get("WEBENGAGE_COHORTS_CONFIG", "") or DEFAULT_CONFIG)
-    if path.is_absolute() or path.exists():
-        return path
-    return repo_root() / path
-
-
-def sql_root() -> Path:
-    # Same rule as etl.warehouse.queries.sql_dir, without importing pandas at DAG parse time.
-    override = os.environ.get("WEBENGAGE_SQL_DIR")
-    return Path(override) if override else repo_root() / "sql"
-
-
-def sql_file(name: str) -> Path:
-    """Where a cohort's query lives (an existing path as given, else relative to ``sql/``)."""
-    path = Path(name)
-    return path if path.is_file() else sql_root() / path
+    """The config file: the setting (``WEBENGAGE_COHORTS_CONFIG``), else the packaged
+    ``mappings/cohorts.toml`` (:func:`etl.resources.user_file`)."""
+    return user_file(setting or os.environ.get("WEBENGAGE_COHORTS_CONFIG", ""), DEFAULT_COHORTS_CONFIG)
 
 
 def sql_binds(sql: str) -> set[str]:
@@ -206,7 +187,7 @@ def _spec(name: str, entry: Any, defaults: Mapping[str, Any], origin: str) -> Co
     sql = values.get("sql")
     if not isinstance(sql, str) or not sql.strip():
         raise ConfigError(f"{where}.sql", "required: the query file, e.g. cohorts/my_cohort.sql")
-    path = sql_file(sql)
+    path = sql_path(sql)
     if not path.is_file():
         raise ConfigError(f"{where}.sql", f"query file not found: {sql}")
 

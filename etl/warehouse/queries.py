@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from etl.errors import ConfigError
+from etl.resources import sql_path
 from etl.warehouse.engine import connect_with_retry, is_duckdb
 
 DEFAULT_CHUNK_ROWS = 100_000
@@ -33,17 +33,10 @@ _LONG_DIGITS_B = re.compile(rb"[0-9]{19}")
 _SUB_ROWS = 10_000  # rows turned into a DataFrame at a time on the cursor path
 
 
-def sql_dir() -> Path:
-    """The ``sql/`` folder: ``WEBENGAGE_SQL_DIR`` or the one beside the ``etl`` package."""
-    override = os.environ.get("WEBENGAGE_SQL_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "sql"
-
-
 def load_sql(name_or_path: str | Path) -> str:
-    """Read a query: an existing path as given, else a name relative to :func:`sql_dir`."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = sql_dir() / path
+    """Read a query: an existing path as given, else a name under ``WEBENGAGE_SQL_DIR`` or the packaged
+    defaults (:func:`etl.resources.sql_path`)."""
+    path = sql_path(name_or_path)
     if not path.is_file():
         raise ConfigError("sql", f"query file not found: {name_or_path}")
     return path.read_text(encoding="utf-8")

@@ -56,6 +56,7 @@ class WebEngageClient:
         rng: random.Random | None = None,
         budget_store: BudgetStore | None = None,
     ) -> None:
+        settings.require_credentials()  # settings for read-only commands may lack them; sending may not
         self._settings = settings
         self._clock: Clock = clock or SystemClock()
         self._policy = RetryPolicy(settings, rng)

@@ -35,6 +35,7 @@ import logging
 import os
 import re
 import secrets
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -203,12 +204,21 @@ class RecoveryReport:
     torn_bytes: int
 
 
+def _fs_now(directory: Path) -> float:
+    """ "Now" as the file system stamps it: the mtime of a file created this instant. Ages of files are
+    measured against it rather than the process clock, which may differ (a network mount's server clock,
+    or a shifted clock in tests)."""
+    with tempfile.TemporaryFile(dir=directory) as probe:
+        return os.fstat(probe.fileno()).st_mtime
+
+
 def recover_orphans(directory: Path) -> RecoveryReport:
     """Close the ``.open`` segments no live writer holds: drop the torn tail of the line being written when
     the writer died (never acknowledged), fsync, rename to ``.jsonl``. Safe to run from several processes."""
     recovered = torn = 0
     if not directory.is_dir():
         return RecoveryReport(0, 0)
+    fs_now: float | None = None  # the file system's clock, read only when a .new file needs an age
     for entry in list(os.scandir(directory)):
         path = Path(entry.path)
         is_new = entry.name.startswith(_NEW_PREFIX) and entry.name.endswith(_NEW_SUFFIX)
@@ -231,7 +241,9 @@ def recover_orphans(directory: Path) -> RecoveryReport:
             if is_new:
                 # Created but never published, so nothing was written to it. Only old ones: a young one
                 # may belong to a writer between its create and its flock.
-                if time.time() - os.fstat(fd).st_mtime > _NEW_GRACE_S:
+                if fs_now is None:
+                    fs_now = _fs_now(directory)
+                if fs_now - os.fstat(fd).st_mtime > _NEW_GRACE_S:
                     path.unlink(missing_ok=True)
                 continue
             size = os.fstat(fd).st_size

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
+from etl.resources import packaged
 from etl.warehouse.engine import connect_with_retry, is_duckdb, make_engine
 from etl.warehouse.queries import load_sql, split_statements
 from etl.webhooks.config import WebhookSettings
@@ -40,7 +41,7 @@ from etl.webhooks.shapes import KNOWN_CATEGORIES, ShapeError, dumps, validate
 
 log = logging.getLogger(__name__)
 
-DDL_FILES: Final = ("webhooks/webhooks.sql",)
+DDL_FILES: Final = ("sql/webhooks/webhooks.sql",)  # packaged (etl/defaults), never a user override
 CHUNK_BYTES: Final = 32 * 2**20
 _SUMMARY_COUNTS: Final = ("lines", "events_loaded", "duplicates", "quarantined", "chunks", "torn_bytes",
                           "orphans_closed", "segments_deleted")  # fmt: skip
@@ -90,7 +91,7 @@ def ensure_tables(engine: Engine) -> None:
     """Create the webhook tables if missing (idempotent)."""
     with connect_with_retry(engine, begin=True) as conn:
         for name in DDL_FILES:
-            for stmt in split_statements(load_sql(name)):
+            for stmt in split_statements(load_sql(packaged(name))):
                 conn.execute(sa.text(stmt))
 
 

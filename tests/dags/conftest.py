@@ -42,13 +42,14 @@ def webengage_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]
     return set_conn
 
 
-def run_dag(dagbag: Any, dag_id: str, conf: dict[str, Any] | None = None) -> Any:
-    """Run a DAG with dag.test(); retries off (Airflow would really wait between them)."""
+def run_dag(dagbag: Any, dag_id: str, conf: dict[str, Any] | None = None, **test_kwargs: Any) -> Any:
+    """Run a DAG with dag.test() (``logical_date=`` etc. passed on); retries off (Airflow would really wait
+    between them)."""
     dag = dagbag.get_dag(dag_id)
     assert dag is not None, dagbag.import_errors
     for t in dag.tasks:
         t.retries = 0
-    return dag.test(run_conf=conf or {})
+    return dag.test(run_conf=conf or {}, **test_kwargs)
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def cohort_config(tmp_path: Path, warehouse: Path, monkeypatch: pytest.MonkeyPat
     config.write_text(
         f"""
 [cohorts.vip_buyers_30d]
-sql = "{root / "sql/cohorts/vip_buyers_30d.sql"}"
+sql = "{root / "etl/defaults/sql/cohorts/vip_buyers_30d.sql"}"
 mode = "one_time"
 params = {{ days = 30, min_revenue_usd = 300 }}
 
@@ -75,7 +75,7 @@ def test_default_config_parses_into_both_dags(dagbag: Any) -> None:
     assert dagbag.import_errors == {}
     export = dagbag.get_dag("webengage_cohort_export")
     assert export.schedule is None
-    assert set(export.params) == {"cohort", "dry_run", "emit_events", "override_guard"}
+    assert set(export.params) == {"cohort", "dry_run", "emit_events", "override_guard", "as_of"}
     enum = export.params.get_param("cohort").schema["enum"]
     assert enum == cohorts.tx.configured_names() and len(enum) >= 3
     sync = dagbag.get_dag("webengage_cohorts_sync")
@@ -90,15 +90,18 @@ def test_export_dag_params_form_exports_the_chosen_cohort(
     assert dagbag.import_errors == {}
     dag = dagbag.get_dag("webengage_cohort_export")
     assert dag.params.get_param("cohort").schema["enum"] == ["vip_buyers_30d", "dag_a", "dag_b"]
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
-        webengage_connection(url=sandbox.url, license_code="lic", api_key=KEY, bulk_users_rpm=60_000,
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000,
                              bulk_events_rpm=60_000, expected_latency_s=0.05)  # fmt: skip
-        dr = dag_runner(dagbag, "webengage_cohort_export", {"cohort": "vip_buyers_30d", "emit_events": True})
+        # as_of: the cohort is "the 30 days before as_of" of a warehouse built at AS_OF, whatever today is.
+        conf = {"cohort": "vip_buyers_30d", "emit_events": True, "as_of": AS_OF.isoformat()}
+        dr = dag_runner(dagbag, "webengage_cohort_export", conf)
         assert dr.state == "success"
         summary = dr.get_task_instances()[0].xcom_pull(task_ids="export_cohort")
         stats = sandbox.stats()
         events = sandbox.store.events(event_name="Cohort Entered")
     assert summary["cohort"] == "vip_buyers_30d" and summary["run_id"] == dr.run_id
+    assert summary["as_of"] == AS_OF.isoformat()
     assert summary["members"] > 0 and summary["accepted"] == summary["entered"] == summary["members"]
     assert stats["requests"]["bulk-users"] == summary["requests"] == math.ceil(summary["members"] / 25)
     assert len(events) == summary["members"] == summary["events"]["sent"]
@@ -108,8 +111,8 @@ def test_export_dag_params_form_exports_the_chosen_cohort(
 def test_export_dag_dry_run_param_sends_nothing(
     airflow_db: None, cohort_config: Path, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None],
 ) -> None:  # fmt: skip
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY)) as sandbox:
-        webengage_connection(url=sandbox.url, license_code="lic", api_key=KEY)
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY)
         dr = dag_runner(fresh_dagbag(), "webengage_cohort_export", {"cohort": "dag_b", "dry_run": True})
         assert dr.state == "success"
         summary = dr.get_task_instances()[0].xcom_pull(task_ids="export_cohort")
@@ -121,9 +124,9 @@ def test_sync_dag_maps_one_task_per_dynamic_cohort_and_one_failure_does_not_bloc
     airflow_db: None, cohort_config: Path, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None],
     warehouse: Path,
 ) -> None:  # fmt: skip
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
         settings = Settings.from_mapping(
-            {"license_code": "lic", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{warehouse}",
+            {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{warehouse}",
              "cohorts_config": str(cohort_config), "bulk_users_rpm": 60_000}
         )  # fmt: skip
         for name in ("dag_a", "dag_b"):
@@ -135,7 +138,7 @@ def test_sync_dag_maps_one_task_per_dynamic_cohort_and_one_failure_does_not_bloc
             con.execute("INSERT INTO dag_cohort_b SELECT printf('usr_%07d', i) FROM range(201, 211) t(i)")
         before = sandbox.stats()["requests"]["bulk-users"]
 
-        webengage_connection(url=sandbox.url, license_code="lic", api_key=KEY, bulk_users_rpm=60_000,
+        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000,
                              expected_latency_s=0.05)  # fmt: skip
         dagbag = fresh_dagbag()
         dr = dag_runner(dagbag, "webengage_cohorts_sync")

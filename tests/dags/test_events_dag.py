@@ -38,8 +38,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_events_dag_sends_the_data_interval_once(
     dagbag: Any, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None], env: Path
 ) -> None:
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_events_rpm=60_000)) as sandbox:
-        webengage_connection(url=sandbox.url, license_code="lic", api_key=KEY, bulk_events_rpm=60_000,
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_events_rpm=60_000)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_events_rpm=60_000,
                              expected_latency_s=0.05)  # fmt: skip
         dag = dagbag.get_dag("webengage_events_sync")
         for t in dag.tasks:
@@ -61,10 +61,12 @@ def test_events_dag_sends_the_data_interval_once(
 def test_events_dag_dry_run_sends_nothing(
     dagbag: Any, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None], env: Path
 ) -> None:
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY)) as sandbox:
-        webengage_connection(url=sandbox.url, license_code="lic", api_key=KEY)
-        dr = dag_runner(dagbag, "webengage_events_sync", {"dry_run": True})
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY)
+        # A data interval the fixed demo warehouse has events in: the dry run must find work and send none of it.
+        dr = dag_runner(dagbag, "webengage_events_sync", {"dry_run": True}, logical_date=LOGICAL_DATE)
         assert dr.state == "success"
         summary = dr.get_task_instances()[0].xcom_pull(task_ids="sync_events")
         assert summary["dry_run"] is True and summary["accepted"] == 0
+        assert summary["extracted"] > 0 and summary["sent"] > 0
         assert sandbox.stats()["requests"] == {}

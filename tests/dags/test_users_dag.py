@@ -31,8 +31,8 @@ def test_users_dag_runs_against_sandbox_and_returns_summary(
     dagbag: Any, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None], demo_warehouse: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
-        webengage_connection(url=sandbox.url, license_code="lic", api_key=KEY, bulk_users_rpm=60_000,
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000,
                              expected_latency_s=0.05)  # fmt: skip
         monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
         dr = dag_runner(dagbag, "webengage_users_sync")
@@ -49,8 +49,8 @@ def test_users_dag_dry_run_param_sends_nothing(
     dagbag: Any, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None], demo_warehouse: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY)) as sandbox:
-        webengage_connection(url=sandbox.url, license_code="lic", api_key=KEY)
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY)
         monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
         dr = dag_runner(dagbag, "webengage_users_sync", {"dry_run": True})
         assert dr.state == "success"
@@ -74,8 +74,8 @@ def test_users_dag_fails_with_reason_on_wrong_key(
     )
     monkeypatch.syspath_prepend(str(hook_dir))
     monkeypatch.setenv("WEBENGAGE_ON_FAILURE_CALLBACK", "alert_probe:notify")
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY)) as sandbox:
-        webengage_connection(url=sandbox.url, license_code="lic", api_key="wrong-key-0000")
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="~99199077", api_key="wrong-key-0000")
         monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
         dr = dag_runner(dagbag, "webengage_users_sync")
         assert dr.state == "failed"

@@ -33,7 +33,7 @@ def test_webhooks_dag_loads_landed_deliveries_once(
     now = datetime.now(UTC)
     lines = [
         encode_event(
-            request_id=request_id_for(None, raw), received_at=now, event_type=et, license_code="lic", raw_body=raw
+            request_id=request_id_for(None, raw), received_at=now, event_type=et, license_code="~99199077", raw_body=raw
         )
         for (et, _), raw in zip(EXAMPLES, bodies, strict=True)
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    with airflow_stack(directory=tmp_path_factory.mktemp("af"), port=free_port(), users=500) as running:
+    # Built as of the clock the stack runs on (as `make airflow` does), whatever date that is: the export
+    # below uses the default as_of (the trigger time) and must find members.
+    now = datetime.now(UTC)
+    with airflow_stack(directory=tmp_path_factory.mktemp("af"), port=free_port(), users=500, now=now) as running:
         yield running
 
 
@@ -81,3 +85,9 @@ def test_cohort_export_triggered_with_params(api: httpx.Client, stack: AirflowSt
 
 def test_standalone_log_is_written(stack: AirflowStack) -> None:
     assert Path(stack.home, "standalone.log").stat().st_size > 0
+
+
+def test_stack_repr_shows_neither_the_password_nor_the_environment(stack: AirflowStack) -> None:
+    # pytest prints the stack object in a failing assertion; the admin password and env must not be in it.
+    text = repr(stack)
+    assert stack.password not in text and "AIRFLOW_CONN_WEBENGAGE_DEFAULT" not in text and "PATH" not in text

@@ -84,13 +84,13 @@ mode = "one_time"
 max_exit_share = 1.0
 
 [cohorts.vip]
-sql = "{ROOT / "sql/cohorts/vip_buyers_30d.sql"}"
+sql = "{ROOT / "etl/defaults/sql/cohorts/vip_buyers_30d.sql"}"
 attribute = "cohort_vip"
 mode = "dynamic"
 params = {{ days = 30, min_revenue_usd = 300 }}
 
 [cohorts.cart]
-sql = "{ROOT / "sql/cohorts/cart_abandoners_7d.sql"}"
+sql = "{ROOT / "etl/defaults/sql/cohorts/cart_abandoners_7d.sql"}"
 mode = "dynamic"
 params = {{ days = 7 }}
 """
@@ -100,7 +100,7 @@ params = {{ days = 7 }}
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=RPM, bulk_events_rpm=RPM)
+    config = SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=RPM, bulk_events_rpm=RPM)
     with SandboxServer(config) as server:
         yield server
 
@@ -108,7 +108,7 @@ def sandbox() -> Iterator[SandboxServer]:
 def settings_for(sandbox: SandboxServer | str, warehouse: Path, config_path: Path, **extra: Any) -> Settings:
     url = sandbox if isinstance(sandbox, str) else sandbox.url
     return Settings.from_mapping(
-        {"license_code": "lic", "api_key": KEY, "api_url": url, "warehouse_url": f"duckdb:///{warehouse}",
+        {"license_code": "~99199077", "api_key": KEY, "api_url": url, "warehouse_url": f"duckdb:///{warehouse}",
          "cohorts_config": str(config_path), "bulk_users_rpm": RPM, "bulk_events_rpm": RPM,
          "expected_latency_s": 0.05, **extra}
     )  # fmt: skip
@@ -253,7 +253,10 @@ def test_demo_cart_cohort_never_exports_anonymous_visitors(
     settings = settings_for(sandbox, warehouse, config_path)
     summary = cohorts.export(settings, cohort="cart", as_of=AS_OF)
     sql = (
-        (ROOT / "sql/cohorts/cart_abandoners_7d.sql").read_text().replace(":as_of", "$as_of").replace(":days", "$days")
+        (ROOT / "etl/defaults/sql/cohorts/cart_abandoners_7d.sql")
+        .read_text()
+        .replace(":as_of", "$as_of")
+        .replace(":days", "$days")
     )
     with duckdb.connect(str(warehouse), read_only=True) as con:
         rows = frame(con, sql, {"as_of": AS_OF.replace(tzinfo=None), "days": 7})
@@ -538,7 +541,7 @@ def test_dry_run_sends_nothing_and_writes_no_state(sandbox: SandboxServer, wareh
 def start_export(sandbox: SandboxServer, warehouse: Path, config_path: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "WEBENGAGE_LICENSE_CODE": "lic",
+        "WEBENGAGE_LICENSE_CODE": "~99199077",
         "WEBENGAGE_API_KEY": KEY,
         "WEBENGAGE_API_URL": sandbox.url,
         "WAREHOUSE_URL": f"duckdb:///{warehouse}",
@@ -630,8 +633,9 @@ def test_state_on_postgresql(sandbox: SandboxServer, warehouse: Path, config_pat
 def test_cli_list_export_and_exit_codes(
     sandbox: SandboxServer, warehouse: Path, config_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in {"WEBENGAGE_LICENSE_CODE": "lic", "WEBENGAGE_API_KEY": KEY, "WEBENGAGE_API_URL": sandbox.url,
-                        "WAREHOUSE_URL": f"duckdb:///{warehouse}", "WEBENGAGE_COHORTS_CONFIG": str(config_path),
+    for name, value in {"WEBENGAGE_LICENSE_CODE": "~99199077", "WEBENGAGE_API_KEY": KEY,
+                        "WEBENGAGE_API_URL": sandbox.url, "WAREHOUSE_URL": f"duckdb:///{warehouse}",
+                        "WEBENGAGE_COHORTS_CONFIG": str(config_path),
                         "WEBENGAGE_BULK_USERS_RPM": str(RPM)}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
     set_members(warehouse, ids(range(1, 21)))
@@ -651,8 +655,8 @@ def test_cli_list_export_and_exit_codes(
 
 
 def test_shipped_config_runs_every_demo_cohort(sandbox: SandboxServer, warehouse: Path) -> None:
-    settings = settings_for(sandbox, warehouse, ROOT / "mappings/cohorts.toml")
-    for spec in load_cohort_config(ROOT / "mappings/cohorts.toml").cohorts:
+    settings = settings_for(sandbox, warehouse, ROOT / "etl/defaults/mappings/cohorts.toml")
+    for spec in load_cohort_config(ROOT / "etl/defaults/mappings/cohorts.toml").cohorts:
         summary = cohorts.export(settings, cohort=spec.name, as_of=AS_OF)
         assert summary["members"] > 0 and summary["accepted"] == summary["members"], spec.name
         check_invariant(summary)

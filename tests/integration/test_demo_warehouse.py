@@ -12,10 +12,12 @@ from typing import Any
 import duckdb
 import pytest
 
-from etl.demo import DEFAULT_AS_OF, DemoWarehouseSummary, add_events, build_demo_warehouse, change_users
+from etl.demo import DemoWarehouseSummary, add_events, build_demo_warehouse, change_users
 from etl.demo._sql import EVENT_NAMES
 
 USERS = 2_000
+#: A fixed instant: the data is built relative to it, never to today.
+DEFAULT_AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @contextmanager
@@ -49,7 +51,9 @@ def _user_row_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> DemoWarehouseSummary:
-    return build_demo_warehouse(tmp_path_factory.mktemp("demo") / "nested" / "wh.duckdb", users=USERS)
+    return build_demo_warehouse(
+        tmp_path_factory.mktemp("demo") / "nested" / "wh.duckdb", users=USERS, as_of=DEFAULT_AS_OF
+    )
 
 
 def test_sizes(built: DemoWarehouseSummary) -> None:
@@ -157,8 +161,8 @@ def test_every_track_has_its_per_event_row(built: DemoWarehouseSummary) -> None:
 
 
 def test_deterministic(built: DemoWarehouseSummary, tmp_path: Path) -> None:
-    again = build_demo_warehouse(tmp_path / "again.duckdb", users=USERS)
-    other = build_demo_warehouse(tmp_path / "other.duckdb", users=USERS, seed=7)
+    again = build_demo_warehouse(tmp_path / "again.duckdb", users=USERS, as_of=DEFAULT_AS_OF)
+    other = build_demo_warehouse(tmp_path / "other.duckdb", users=USERS, seed=7, as_of=DEFAULT_AS_OF)
     assert again.tables == built.tables and again.anomalies == built.anomalies
     hashes = {}
     for name, path in [("built", built.path), ("again", again.path), ("other", other.path)]:
@@ -173,11 +177,11 @@ def test_rebuild_same_path(built: DemoWarehouseSummary, tmp_path: Path) -> None:
     shutil.copy(built.path, path)
     with _read(path) as con:
         before = _table_hash(con, "main.users")
-    again = build_demo_warehouse(path, users=USERS)
+    again = build_demo_warehouse(path, users=USERS, as_of=DEFAULT_AS_OF)
     assert again.tables == built.tables
     with _read(path) as con:
         assert _table_hash(con, "main.users") == before
-    smaller = build_demo_warehouse(path, users=500)
+    smaller = build_demo_warehouse(path, users=500, as_of=DEFAULT_AS_OF)
     assert smaller.users == 500 and smaller.tables["main.users"] < built.tables["main.users"]
 
 

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 WINDOW = (AS_OF - timedelta(days=31), AS_OF)
 KEY = "events-kill-key-not-logged"
-LICENSE = "lic"
+LICENSE = "~99199077"
 RPM = 6000
 POLL_S = 0.003
 #: Requests the sandbox must have seen since the previous kill before the next one. The small steps land

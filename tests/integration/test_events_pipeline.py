@@ -47,13 +47,13 @@ def warehouse(demo_template: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_events_rpm=60_000)) as server:
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_events_rpm=60_000)) as server:
         yield server
 
 
 def settings_for(url: str, warehouse_url: str, **extra: Any) -> Settings:
     return Settings.from_mapping(
-        {"license_code": "lic", "api_key": KEY, "api_url": url, "warehouse_url": warehouse_url,
+        {"license_code": "~99199077", "api_key": KEY, "api_url": url, "warehouse_url": warehouse_url,
          "bulk_events_rpm": 60_000, "events_rpm": 60_000, "expected_latency_s": 0.05, **extra}
     )  # fmt: skip
 
@@ -163,7 +163,7 @@ def test_crash_after_acceptance_replays_the_same_requests(
     """Accepted by WebEngage, then the process dies before the ledger write: the next run re-sends the
     journaled requests with the same x-request-id and bytes, and WebEngage's de-duplication absorbs them.
     With /events the de-duplication is documented, so the bulk one is switched off in the sandbox."""
-    config = SandboxConfig(license_code="lic", api_key=KEY, bulk_events_rpm=60_000, events_rpm=60_000,
+    config = SandboxConfig(license_code="~99199077", api_key=KEY, bulk_events_rpm=60_000, events_rpm=60_000,
                            dedupe_bulk_request_ids=endpoint == "bulk-events")  # fmt: skip
     mapping = with_endpoint(endpoint)
     with SandboxServer(config) as sandbox:

@@ -64,7 +64,7 @@ def warehouse(template: Path, tmp_path: Path) -> Path:
 
 def settings_for(url: str, warehouse: str, **extra: Any) -> Settings:
     return Settings.from_mapping(
-        {"license_code": "lic", "api_key": KEY, "api_url": url, "warehouse_url": warehouse,
+        {"license_code": "~99199077", "api_key": KEY, "api_url": url, "warehouse_url": warehouse,
          "bulk_users_rpm": FAST, "bulk_events_rpm": FAST, "users_rpm": FAST, "events_rpm": FAST,
          "expected_latency_s": 0.05, **extra}
     )  # fmt: skip
@@ -141,7 +141,7 @@ PATIENT = {"read_timeout_s": 1.0, "backoff_base_s": 0.01, "backoff_max_s": 0.2, 
 
 @pytest.fixture(scope="module")
 def faulty() -> Iterator[SandboxServer]:
-    config = SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=FAST, bulk_events_rpm=FAST, seed=11,
+    config = SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=FAST, bulk_events_rpm=FAST, seed=11,
                            **FAULTS)  # fmt: skip
     with SandboxServer(config) as server:
         yield server
@@ -206,7 +206,7 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 
 @pytest.fixture(scope="module")
 def healthy() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=FAST,
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=FAST,
                                      bulk_events_rpm=FAST)) as server:  # fmt: skip
         yield server
 

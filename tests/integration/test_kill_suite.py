@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 WINDOW = (AS_OF - timedelta(days=31), AS_OF)
 KEY = "k1-kill-suite-key-not-logged"
-LICENSE = "lic"
+LICENSE = "~99199077"
 BATCH = 25
 FAST = 60_000
 POLL_S = 0.003

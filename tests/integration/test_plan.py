@@ -19,9 +19,9 @@ KEY = "plan-test-key-123456"
 def test_plan_matches_the_real_runs(tmp_path: Path) -> None:
     path = tmp_path / "w.duckdb"
     build_demo_warehouse(path, users=800, as_of=AS_OF)
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
         settings = Settings.from_mapping(
-            {"license_code": "lic", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{path}",
+            {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{path}",
              "bulk_users_rpm": 60_000, "expected_latency_s": 0.05}
         )  # fmt: skip
         for step in ("first", "after a change"):
@@ -41,7 +41,13 @@ def test_plan_matches_the_real_runs(tmp_path: Path) -> None:
 
 def test_eta_arithmetic_and_warning() -> None:
     settings = Settings.from_mapping(
-        {"license_code": "lic", "api_key": KEY, "bulk_users_rpm": 500, "rate_headroom": 1.0, "max_run_minutes": 60}
+        {
+            "license_code": "~99199077",
+            "api_key": KEY,
+            "bulk_users_rpm": 500,
+            "rate_headroom": 1.0,
+            "max_run_minutes": 60,
+        }
     )
     from etl.plan import PlanLine
 
@@ -60,7 +66,7 @@ def test_eta_warning_before_a_long_sync(tmp_path: Path) -> None:
 
     path = tmp_path / "w.duckdb"
     build_demo_warehouse(path, users=300, as_of=AS_OF)
-    base = {"license_code": "lic", "api_key": KEY, "warehouse_url": f"duckdb:///{path}", "bulk_users_rpm": 6}
+    base = {"license_code": "~99199077", "api_key": KEY, "warehouse_url": f"duckdb:///{path}", "bulk_users_rpm": 6}
     # 300 users = 12 requests at 6 req/min (x 0.98 headroom): just over 2 minutes.
     assert eta_warning(Settings.from_mapping(base), as_of=AS_OF) is None  # check off
     warning = eta_warning(Settings.from_mapping({**base, "max_run_minutes": 1}), as_of=AS_OF)

@@ -39,13 +39,13 @@ def warehouse(tmp_path: Path) -> str:
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=60_000)) as server:
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as server:
         yield server
 
 
 def settings_for(sandbox: SandboxServer, url: str, **extra: object) -> Settings:
-    return Settings.from_mapping({"license_code": "lic", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": url,
-                                  "bulk_users_rpm": 60_000, **extra})  # fmt: skip
+    return Settings.from_mapping({"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url,
+                                  "warehouse_url": url, "bulk_users_rpm": 60_000, **extra})  # fmt: skip
 
 
 def open_reasons(url: str) -> set[tuple[str, str, str]]:

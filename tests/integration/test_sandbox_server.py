@@ -13,7 +13,7 @@ from etl.sandbox import SandboxConfig, SandboxServer
 from etl.sandbox.runner import SandboxProcess
 
 KEY = "test-key"
-LICENSE = "lic123"
+LICENSE = "~2024bb40"
 DEFAULTS = SandboxConfig(license_code=LICENSE, api_key=KEY)
 
 
@@ -273,7 +273,7 @@ def test_runtime_config_update(client: httpx.Client) -> None:
 def test_sandbox_process_start_stop() -> None:
     with SandboxProcess(SandboxConfig(api_key=KEY)) as process:
         response = httpx.post(
-            f"{process.url}/v1/accounts/sandbox/bulk-users",
+            f"{process.url}/v1/accounts/~99199077/bulk-users",
             json=users(2),
             headers={"Authorization": f"Bearer {KEY}"},
         )

@@ -30,7 +30,7 @@ DURATION_S = 16.0
 HEADROOM = 0.98
 BURST_S = 1.0
 KEY = "shared-budget-key-not-logged"
-LICENSE = "lic"
+LICENSE = "~99199077"
 
 
 def worker(sandbox_url: str, budget_url: str, name: str, start_at: float, duration_s: float) -> None:

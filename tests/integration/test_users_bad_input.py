@@ -174,7 +174,7 @@ def create_bad_users(path: Path) -> None:
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=60_000)) as server:
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as server:
         yield server
 
 
@@ -187,7 +187,7 @@ def settings(tmp_path: Path, sandbox: SandboxServer) -> Settings:
     mapping = tmp_path / "bad_users.toml"
     mapping.write_text(MAPPING.replace("{query}", str(query)), encoding="utf-8")
     return Settings.from_mapping(
-        {"license_code": "lic", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{warehouse}",
+        {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{warehouse}",
          "bulk_users_rpm": 60_000, "users_mapping": str(mapping)}
     )  # fmt: skip
 

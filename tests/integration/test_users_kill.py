@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / ".venv" / "bin" / "webengage-sync"
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "kill-test-key-not-logged-42"
-LICENSE = "lic"
+LICENSE = "~99199077"
 RPM = 1200
 BATCH = 25
 POLL_S = 0.005

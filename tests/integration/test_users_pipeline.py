@@ -42,13 +42,13 @@ def warehouse(demo_template: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=60_000)) as server:
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as server:
         yield server
 
 
 def settings_for(sandbox: SandboxServer, warehouse: Path, **extra: Any) -> Settings:
     return Settings.from_mapping(
-        {"license_code": "lic", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{warehouse}",
+        {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{warehouse}",
          "bulk_users_rpm": 60_000, "expected_latency_s": 0.05, **extra}
     )  # fmt: skip
 
@@ -147,7 +147,7 @@ def test_rejected_item_is_isolated_by_bisection(warehouse: Path) -> None:
         return httpx.Response(201, json={"response": {"status": "queued"}})
 
     settings = Settings.from_mapping(
-        {"license_code": "lic", "api_key": KEY, "api_url": "http://we.test", "warehouse_url": f"duckdb:///{warehouse}",
+        {"license_code": "~99199077", "api_key": KEY, "api_url": "http://we.test", "warehouse_url": f"duckdb:///{warehouse}",
          "bulk_users_rpm": 600_000}
     )  # fmt: skip
     summary = users.run(settings, run_id="b1", clock=lambda: AS_OF, transport=httpx.MockTransport(handler))

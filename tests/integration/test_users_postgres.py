@@ -79,13 +79,13 @@ MAPPING = {
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=60_000)) as server:
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as server:
         yield server
 
 
 def settings_for(sandbox: SandboxServer, *, warehouse: str, state: str, **extra: Any) -> Settings:
     return Settings.from_mapping(
-        {"license_code": "lic", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": warehouse,
+        {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": warehouse,
          "state_url": state, "bulk_users_rpm": 60_000, **extra}
     )  # fmt: skip
 

@@ -47,13 +47,13 @@ def warehouse(demo: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=60_000)) as server:
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as server:
         yield server
 
 
 def settings_for(sandbox: SandboxServer, warehouse_url: str) -> Settings:
     return Settings.from_mapping(
-        {"license_code": "lic", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": warehouse_url,
+        {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": warehouse_url,
          "bulk_users_rpm": 60_000}
     )  # fmt: skip
 

@@ -28,13 +28,13 @@ def config(query: Path, **entry: Any) -> tx.CohortConfig:
 
 
 def test_repository_config_is_valid_and_ships_realistic_cohorts() -> None:
-    loaded = tx.load_cohort_config(ROOT / "mappings/cohorts.toml")
+    loaded = tx.load_cohort_config(ROOT / "etl/defaults/mappings/cohorts.toml")
     assert len(loaded.cohorts) >= 3
     assert loaded.names_by_mode("dynamic") and loaded.names_by_mode("one_time")
     for spec in loaded.cohorts:
-        assert (ROOT / "sql" / spec.sql).is_file() and spec.sql.startswith("cohorts/")
+        assert (ROOT / "etl/defaults/sql" / spec.sql).is_file() and spec.sql.startswith("cohorts/")
         assert len(spec.attribute) < 50 and not spec.attribute.lower().startswith("we_")
-        assert "as_of" in tx.sql_binds((ROOT / "sql" / spec.sql).read_text())
+        assert "as_of" in tx.sql_binds((ROOT / "etl/defaults/sql" / spec.sql).read_text())
 
 
 def test_defaults_apply_and_attribute_defaults_to_cohort_prefix(query: Path) -> None:

@@ -253,7 +253,7 @@ def test_missing_required_columns_fail_before_anything_is_sent() -> None:
 
 # -- mapping file -----------------------------------------------------------------------------------
 def test_default_mapping_file_loads_with_the_datafly_defaults() -> None:
-    mapping = load_event_mapping(ROOT / "mappings" / "events.toml")
+    mapping = load_event_mapping(ROOT / "etl/defaults/mappings" / "events.toml")
     assert mapping.lookback == timedelta(hours=2) and mapping.endpoint == "bulk-events"
     assert mapping.property_renames["revenue"] == "amount"
     assert mapping.names.lookup("Product Removed") == "Removed from Cart"

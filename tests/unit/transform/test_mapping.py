@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_repo_mapping_loads_and_is_valid() -> None:
-    m = load_user_mapping(ROOT / "mappings" / "users.toml")
+    m = load_user_mapping(ROOT / "etl/defaults/mappings" / "users.toml")
     assert m.user_id == "user_id"
     assert m.system["phone"] == "phone"
     assert {a.name for a in m.attributes} >= {"plan", "lifetime_value", "preferences"}

@@ -13,7 +13,7 @@ from etl.config import Settings
 from etl.webengage import Clock, FakeClock, SendRequest, WebEngageClient, user_request
 
 KEY = "sk-test-SECRET-0001"
-BASE = {"license_code": "lic123", "api_key": KEY, "api_url": "http://we.test"}
+BASE = {"license_code": "~2024bb40", "api_key": KEY, "api_url": "http://we.test"}
 # High default budgets so scenario tests see no pacing sleeps; pacing tests lower them explicitly.
 FAST = {"users_rpm": 60_000, "events_rpm": 60_000, "bulk_users_rpm": 60_000, "bulk_events_rpm": 60_000}
 

@@ -46,7 +46,7 @@ def test_2xx_with_accepted_status_is_accepted(status: int, body: object) -> None
     assert result.accepted and result.message is None
     (sent,) = api.requests
     assert sent.method == "POST"
-    assert str(sent.url) == "http://we.test/v1/accounts/lic123/bulk-users"
+    assert str(sent.url) == "http://we.test/v1/accounts/~2024bb40/bulk-users"
     assert sent.headers["authorization"] == f"Bearer {KEY}"
     assert sent.headers["content-type"] == "application/json"
     assert orjson.loads(sent.content) == {"users": users}
@@ -208,7 +208,7 @@ def test_auth_and_not_found_are_terminal_after_one_request(status: int, hint: st
     assert len(api.requests) == 1
     assert err.status_code == status and err.hint == hint
     assert hint in str(err) and "rid-9" in str(err) and "bulk" not in err.endpoint
-    assert "/v1/accounts/lic123/users" in err.endpoint
+    assert "/v1/accounts/~2024bb40/users" in err.endpoint
     assert KEY not in str(err) and KEY not in repr(err)
     assert client.stats.snapshot()["terminal"] == 1
 
@@ -279,7 +279,7 @@ def test_oversized_body_is_rejected_without_a_request() -> None:
 
 def test_repr_shows_host_and_license_only() -> None:
     client = make_client(FakeAPI())
-    assert repr(client) == "WebEngageClient(host='we.test', license_code='lic123')"
+    assert repr(client) == "WebEngageClient(host='we.test', license_code='~2024bb40')"
 
 
 def test_context_manager_closes_the_http_client() -> None:

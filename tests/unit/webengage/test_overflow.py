@@ -192,7 +192,7 @@ def warehouse(template: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
     # Independent budgets: bulk 1,200/min (20/s x 25) is the bottleneck, single 6,000/min takes the overflow.
-    config = SandboxConfig(license_code="lic", api_key=KEY, bulk_users_rpm=1200, users_rpm=6000, latency_ms=5)
+    config = SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=1200, users_rpm=6000, latency_ms=5)
     with SandboxServer(config) as server:
         yield server
 
@@ -200,7 +200,7 @@ def sandbox() -> Iterator[SandboxServer]:
 def settings_for(sandbox: SandboxServer | str, warehouse: Path, **extra: Any) -> Settings:
     url = sandbox if isinstance(sandbox, str) else sandbox.url
     return Settings.from_mapping(
-        {"license_code": "lic", "api_key": KEY, "api_url": url, "warehouse_url": f"duckdb:///{warehouse}",
+        {"license_code": "~99199077", "api_key": KEY, "api_url": url, "warehouse_url": f"duckdb:///{warehouse}",
          "bulk_users_rpm": 1200, "users_rpm": 6000, "expected_latency_s": 0.05, "burst_seconds": 0.2,
          "overflow_lane": True, **extra}
     )  # fmt: skip

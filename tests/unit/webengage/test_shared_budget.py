@@ -120,8 +120,8 @@ def test_budgets_use_the_store_with_account_rates() -> None:
     assert budgets.shared
     bulk = budgets["bulk-users"]
     assert isinstance(bulk, SharedTokenBucket) and bulk is budgets["bulk-events"]
-    assert bulk.name == "lic123/bulk" and bulk.rate_per_s == pytest.approx(min(600, 60_000) / 60 * 0.9)
-    assert budgets["users"].name == "lic123/users" and budgets["users"].rate_per_s == pytest.approx(18.0)
+    assert bulk.name == "~2024bb40/bulk" and bulk.rate_per_s == pytest.approx(min(600, 60_000) / 60 * 0.9)
+    assert budgets["users"].name == "~2024bb40/users" and budgets["users"].rate_per_s == pytest.approx(18.0)
     assert budgets["users"].capacity == pytest.approx(18.0)  # burst_seconds = 1
     local = RateBudgets(make_settings(), clock)
     assert not local.shared and isinstance(local["users"], TokenBucket)

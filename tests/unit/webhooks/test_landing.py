@@ -31,17 +31,19 @@ AT = datetime(2026, 11, 24, 1, 2, 3, 456789, tzinfo=UTC)
 
 
 def event_line(rid: str, body: dict[str, object] = PUSH_ACCEPTED) -> bytes:
-    return encode_event(request_id=rid, received_at=AT, event_type="et", license_code="lic",
+    return encode_event(request_id=rid, received_at=AT, event_type="et", license_code="~99199077",
                         raw_body=orjson.dumps(body))  # fmt: skip
 
 
 def test_event_line_keeps_the_raw_body_on_one_line() -> None:
     pretty = orjson.dumps(JOURNEY_ACTIVATED, option=orjson.OPT_INDENT_2).replace(b"\n", b"\r\n")
-    line = encode_event(request_id='id "quoted"', received_at=AT, event_type=None, license_code="lic", raw_body=pretty)
+    line = encode_event(
+        request_id='id "quoted"', received_at=AT, event_type=None, license_code="~99199077", raw_body=pretty
+    )
     assert line.endswith(b"}\n") and line.count(b"\n") == 1 and b"\r" not in line
     rec = decode(line)
     assert rec.kind == "event" and rec.request_id == 'id "quoted"' and rec.body == JOURNEY_ACTIVATED
-    assert (rec.received_at, rec.event_type, rec.license_code) == (AT, None, "lic")
+    assert (rec.received_at, rec.event_type, rec.license_code) == (AT, None, "~99199077")
 
 
 @pytest.mark.parametrize(
@@ -49,7 +51,7 @@ def test_event_line_keeps_the_raw_body_on_one_line() -> None:
     [(b'{"event_name": "x",\n "oops"', "utf8"), (b"\xff\xfe garbage", "base64"), (b'{"a":"\x00"}', "base64")],
 )
 def test_quarantine_line_keeps_the_exact_bytes(raw: bytes, encoding: str) -> None:
-    line = encode_quarantine(request_id="q1", received_at=AT, event_type="et", license_code="lic",
+    line = encode_quarantine(request_id="q1", received_at=AT, event_type="et", license_code="~99199077",
                              reason="malformed_json", raw_body=raw)  # fmt: skip
     assert line.count(b"\n") == 1
     rec = decode(line)
@@ -94,7 +96,9 @@ def test_recovery_truncates_a_dead_writers_torn_tail_and_leaves_live_segments(tm
     young_hidden = tmp_path / ".20200101T000000000000Z-1-bbbbbb.new"
     old_hidden.touch()
     young_hidden.touch()
-    os.utime(old_hidden, (time.time() - 3600, time.time() - 3600))
+    # An hour older than a file created now: ages are on the file system's clock, not the process's.
+    young_mtime = young_hidden.stat().st_mtime
+    os.utime(old_hidden, (young_mtime - 3600, young_mtime - 3600))
 
     report = recover_orphans(tmp_path)
 

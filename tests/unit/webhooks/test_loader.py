@@ -23,11 +23,11 @@ T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 def line(rid: str, body: dict[str, Any] | bytes, *, event_type: str | None = "et") -> bytes:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return encode_event(request_id=rid, received_at=T0, event_type=event_type, license_code="lic", raw_body=raw)
+    return encode_event(request_id=rid, received_at=T0, event_type=event_type, license_code="~99199077", raw_body=raw)
 
 
 def qline(rid: str, raw: bytes, reason: str = "malformed_json") -> bytes:
-    return encode_quarantine(request_id=rid, received_at=T0, event_type=None, license_code="lic", reason=reason,
+    return encode_quarantine(request_id=rid, received_at=T0, event_type=None, license_code="~99199077", reason=reason,
                              raw_body=raw)  # fmt: skip
 
 
