@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from etl.config import DEFAULT_DEMO_DIR, DEFAULT_WAREHOUSE_URL, Secret
+from etl.config import DEFAULT_DEMO_DIR, DEFAULT_WAREHOUSE_URL, Secret, check_license_code
 from etl.errors import ConfigError
 
 DEFAULT_LANDING_DIR: Final = DEFAULT_DEMO_DIR / "webhooks"
@@ -102,10 +102,12 @@ class WebhookSettings:
             return env.get(var, "").strip()
 
         values: dict[str, object] = {}
-        license_code = get(LICENSE_VAR)
+        license_code = env.get(LICENSE_VAR, "")
         if license_code:
-            if not license_code.replace("-", "").replace("_", "").replace("~", "").isalnum():
-                raise ConfigError(LICENSE_VAR, "must be an alphanumeric code (e.g. va1w264d)")
+            try:
+                check_license_code(license_code)  # the same rule as the sync's: codes are compared as text
+            except ConfigError as exc:
+                raise ConfigError(LICENSE_VAR, exc.reason) from None
             values["license_code"] = license_code
         # The secret is taken as given (no strip): it is hashed byte for byte, as WebEngage does.
         secret = env.get(SECRET_VAR, "")
