@@ -221,7 +221,7 @@ def runs_list(
 def runs_show(run_id: Annotated[str, typer.Argument(help="A run id from `webengage-sync runs`.")]) -> None:
     """Print one run's full summary, with rejects by reason."""
     with _store() as store:
-        rows = [r for r in store.runs(last=10_000) if r["run_id"] == run_id]
+        rows = store.runs(run_id=run_id, last=100)
     if not rows:
         console.print(f"no run {run_id!r}")
         raise typer.Exit(1)
@@ -230,12 +230,7 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id from `webenga
         if summary.get("extracted") is None:
             console.print(f"{r['pipeline']} run {run_id}: {r['status']} {r['message'] or ''}")
             continue
-        if r["pipeline"].startswith("cohort:"):
-            from etl.pipelines.cohorts import render_summary
-
-            console.print(render_summary(summary), highlight=False, soft_wrap=True)
-        else:
-            console.print(render(summary), highlight=False, soft_wrap=True)
+        console.print(render(summary), highlight=False, soft_wrap=True)
 
 
 rejects_app = typer.Typer(help="Rejected rows and values.", invoke_without_command=True)
@@ -260,22 +255,17 @@ def rejects(
     """
     if ctx.invoked_subcommand:
         return
-    from collections import defaultdict
-
     from rich.table import Table
 
     with _store() as store:
-        rows = store.open_rejects(pipeline or None)
-    groups: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        groups[(r["pipeline"], r["reason"], r["column_name"], r["kind"], r["status"])].append(r)
+        groups = store.reject_groups(pipeline or None, sample=keys)
     table = Table("pipeline", "reason", "column", "kind", "status", "rows", "max attempts", "last seen",
                   *(("keys",) if keys else ()), title="webengage-sync rejects")  # fmt: skip
-    for (pipe, reason, column, kind, status), items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        cells = [pipe, reason, column, kind, status, f"{len(items):,}", str(max(i["attempts"] for i in items)),
-                 f"{max(i['last_seen'] for i in items):%Y-%m-%d %H:%M}"]  # fmt: skip
+    for g in groups:
+        cells = [g["pipeline"], g["reason"], g["column_name"], g["kind"], g["status"], f"{g['rows']:,}",
+                 str(g["max_attempts"]), f"{g['last_seen']:%Y-%m-%d %H:%M}"]  # fmt: skip
         if keys:
-            cells.append(", ".join(str(i["row_key"]) for i in items[:keys]))
+            cells.append(", ".join(g["keys"]))
         table.add_row(*cells)
     table_console().print(table)
 

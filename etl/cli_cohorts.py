@@ -33,9 +33,7 @@ def _fail(what: str, exc: WebEngageSyncError) -> typer.Exit:
 
 
 def _finish(summary: dict[str, Any], as_json: bool) -> None:
-    from etl.pipelines.cohorts import render_summary
-
-    print_summary(summary, as_json, render_summary)
+    print_summary(summary, as_json)
 
 
 @cohort_app.command("export")

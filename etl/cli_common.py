@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,8 +91,8 @@ class Progress:
             logging.getLogger("etl.progress").info("%s", text)
 
 
-def print_summary(summary: dict[str, Any], as_json: bool, renderer: Callable[[dict[str, Any]], str] = render) -> None:
+def print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
     else:
-        console.print(renderer(summary), highlight=False, soft_wrap=True)
+        console.print(render(summary), highlight=False, soft_wrap=True)

@@ -71,8 +71,8 @@ class RunReport:
             "sent": self.sent,
             "accepted": self.accepted,
             "rejected": self.rejected_rows,
-            "rejected_by_reason": dict(sorted(self.rejected.items())),
-            "values_dropped_by_reason": dict(sorted(self.values_dropped.items())),
+            "rejected_by_reason": {k: v for k, v in sorted(self.rejected.items()) if v},
+            "values_dropped_by_reason": {k: v for k, v in sorted(self.values_dropped.items()) if v},
             "trimmed": self.trimmed,
             "coerced": self.coerced,
             "cleared": self.cleared,
@@ -88,7 +88,9 @@ class RunReport:
 
 
 def render(summary: dict[str, Any]) -> str:
-    """A readable block for task logs and the CLI (counts only: no personal data)."""
+    """A readable block for task logs and the CLI (counts only: no personal data), for any sync's summary."""
+    if str(summary.get("pipeline", "")).startswith("cohort:"):
+        return _render_cohort(summary)
     verb = "would send" if summary.get("dry_run") else "sent"
     lines = [
         f"== webengage-sync {summary['pipeline']} run {summary['run_id']}: {summary['status'].upper()}"
@@ -109,6 +111,41 @@ def render(summary: dict[str, Any]) -> str:
             lines.append(f"   {title}: " + ", ".join(f"{r} {n:,}" for r, n in summary[key].items()))
     for old, new in summary.get("renamed_attributes", {}).items():
         lines.append(f"   attribute renamed for WebEngage: {old} -> {new}")
+    lines.extend(f"   note: {n}" for n in summary.get("notes", []))
+    if summary.get("message"):
+        lines.append(f"   {summary['message']}")
+    return "\n".join(lines)
+
+
+def _render_cohort(summary: dict[str, Any]) -> str:
+    """A cohort run: members, entered/exited, attribute updates and events (counts only)."""
+    dry = summary.get("dry_run")
+    head = (
+        f"== webengage-sync cohort {summary['cohort']} ({summary['attribute']}) {summary['operation']} run "
+        f"{summary['run_id']}: {summary['status'].upper()}" + (" (dry run)" if dry else "")
+    )
+    excluded = ", ".join(f"{k} {v:,}" for k, v in summary["excluded"].items()) or "none"
+    verb = "would send" if dry else "sent"
+    lines = [
+        head,
+        f"   query rows {summary['extracted']:,} -> members {summary['members']:,} (excluded: {excluded})",
+        f"   previous members {summary['previous_members']:,}: entered {summary['entered']:,}, exited "
+        f"{summary['exited']:,}, unchanged {summary['unchanged']:,}, re-sent unconfirmed {summary['resent']:,}",
+        f"   {verb} {summary['sent']:,} attribute updates in {summary['batches']:,} batches ({summary['requests']:,} "
+        f"requests): accepted {summary['accepted']:,}, rejected {summary['rejected']:,}; {summary['duration_s']:.1f}s",
+    ]
+    ev = summary["events"]
+    if ev["enabled"]:
+        lines.append(
+            f"   events: queued {ev['queued']:,}, sent {ev['sent']:,}, rejected {ev['rejected']:,}, still pending "
+            f"{ev['failed']:,} ({ev['requests']:,} requests)"
+        )
+    if summary.get("rejected_by_reason"):
+        lines.append("   rejected: " + ", ".join(f"{r} {n:,}" for r, n in summary["rejected_by_reason"].items()))
+    if summary.get("snapshot_members") is not None:
+        lines.append(f"   members in WebEngage now: {summary['snapshot_members']:,}")
+    if summary.get("guard"):
+        lines.append(f"   guard: {summary['guard']}")
     lines.extend(f"   note: {n}" for n in summary.get("notes", []))
     if summary.get("message"):
         lines.append(f"   {summary['message']}")

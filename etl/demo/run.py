@@ -85,7 +85,7 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         for name in cohort_pipeline.load_config(settings).names:
             summary = cohort_pipeline.export(settings, cohort=name, as_of=as_of, run_id=f"demo__{stamp}__{name}")
             cohort_summaries.append(summary)
-            console.print(cohort_pipeline.render_summary(summary), highlight=False, soft_wrap=True)
+            console.print(render(summary), highlight=False, soft_wrap=True)
         stats = sandbox.stats()
 
     violations = int(stats["violations"])

@@ -12,8 +12,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import orjson
 
-from etl.webengage.client import deterministic_request_id
-from etl.webengage.models import Endpoint, SendRequest
+from etl.webengage.models import Endpoint, SendRequest, deterministic_request_id
 
 K = TypeVar("K")
 

@@ -11,11 +11,10 @@ overwrites the previous one. ``retire`` sets ``false`` for every last member and
 from __future__ import annotations
 
 import itertools
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -24,18 +23,20 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from etl.config import Settings
+from etl.engine.delivery import Checkpoints, count_only, counted, deliver, keys_of
+from etl.engine.frame import Run, WallClock, execute, naive_utc, system_now
+from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, Verdict, classify, too_large
 from etl.errors import ConfigError, WebEngageSyncError
-from etl.load.batching import Batch, Item, batch_requests
-from etl.pipelines.common import WallClock, default_run_id, log, send_and_checkpoint, system_now
+from etl.load.batching import Item, batch_requests
 from etl.report import RunReport
+from etl.report import render as render_summary  # one renderer for every sync (kept name: DAGs use it)
 from etl.resources import DEFAULT_USERS_MAPPING, user_file
 from etl.state import cohorts as cstate
-from etl.state.store import ROW, RejectRow, StateStore
+from etl.state.store import StateStore
 from etl.transform import cohorts as tx
 from etl.transform.cohorts import CohortConfig, CohortSpec, GuardError, Transition
 from etl.warehouse.engine import make_engine
 from etl.warehouse.queries import load_sql, read_chunks
-from etl.webengage.client import WebEngageClient
 from etl.webengage.models import SendRequest, SendResult
 
 __all__ = ["GuardError", "export", "list_cohorts", "load_config", "render_summary", "retire", "retire_removed"]
@@ -87,17 +88,11 @@ def load_config(settings: Settings) -> CohortConfig:
     return tx.load_cohort_config(tx.config_path(settings.cohorts_config))
 
 
-def _naive_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-
-
 def _wire_time(value: datetime) -> str:
-    return _naive_utc(value).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    return naive_utc(value).strftime("%Y-%m-%dT%H:%M:%S+0000")
 
 
 # -- public entry points ------------------------------------------------------------------------------
-NewClient = Callable[[], WebEngageClient]
-Body = Callable[[StateStore, RunReport, NewClient], None]
 
 
 def export(
@@ -122,10 +117,10 @@ def export(
     counts = _Counts(cohort=spec.name, attribute=spec.attribute, mode=spec.mode, operation="export",
                      events_on=spec.events if emit_events is None else emit_events, as_of=as_of)  # fmt: skip
 
-    def body(store: StateStore, report: RunReport, new_client: NewClient) -> None:
-        _export(settings, spec, store, report, counts, new_client, as_of=as_of, override_guard=override_guard)
+    def body(run: Run) -> None:
+        _export(run, spec, counts, as_of=as_of, override_guard=override_guard)
 
-    return _run(settings, counts, body, run_id=run_id, dry_run=dry_run, clock=clock, transport=transport)
+    return _execute(settings, counts, body, run_id=run_id, dry_run=dry_run, clock=clock, transport=transport)
 
 
 def retire(
@@ -156,10 +151,10 @@ def retire(
     counts = _Counts(cohort=cohort, attribute=attribute, mode=mode, operation="retire",
                      events_on=events if emit_events is None else emit_events)  # fmt: skip
 
-    def body(store: StateStore, report: RunReport, new_client: NewClient) -> None:
-        _retire(settings, store, report, counts, new_client, still_configured=spec is not None)
+    def body(run: Run) -> None:
+        _retire(run, counts, still_configured=spec is not None)
 
-    return _run(settings, counts, body, run_id=run_id, dry_run=dry_run, clock=clock, transport=transport)
+    return _execute(settings, counts, body, run_id=run_id, dry_run=dry_run, clock=clock, transport=transport)
 
 
 def retire_removed(
@@ -228,56 +223,20 @@ def _state_columns(store: StateStore, record: cstate.CohortState | None, *, conf
 
 
 # -- the run frame (runs table, invariant, summary) ---------------------------------------------------
-def _run(
+def _execute(
     settings: Settings,
     counts: _Counts,
-    body: Body,
+    body: Callable[[Run], None],
     *,
     run_id: str | None,
     dry_run: bool,
     clock: WallClock,
     transport: httpx.BaseTransport | None,
 ) -> dict[str, Any]:
-    started = time.monotonic()
-    now = clock()
-    pipeline = tx.pipeline_of(counts.cohort)
-    report = RunReport(pipeline=pipeline, run_id=run_id or default_run_id(now), dry_run=dry_run,
-                       window_end=counts.as_of)  # fmt: skip
-    state_engine = make_engine(settings.effective_state_url, setting="state_url")
-    clients: list[WebEngageClient] = []
-
-    def new_client() -> WebEngageClient:  # created only when there is something to send
-        clients.append(WebEngageClient(settings, transport=transport))
-        return clients[-1]
-
-    with StateStore(state_engine, clock=lambda: _naive_utc(clock())) as store:
-        store.start_run(run_id=report.run_id, pipeline=pipeline, window=(None, counts.as_of), dry_run=dry_run)
-        try:
-            try:
-                body(store, report, new_client)
-            finally:
-                for client in clients:
-                    report.http = client.stats.snapshot()
-                    client.close()
-            report.status = "success"
-            report.duration_s = time.monotonic() - started
-            _check(report, counts)
-        except BaseException as exc:
-            report.status = "failed"
-            report.duration_s = time.monotonic() - started
-            report.message = f"{exc.__class__.__name__}: {exc}"
-            store.finish_run(run_id=report.run_id, pipeline=pipeline, status="failed",
-                             counts=_summary(report, counts), message=report.message)  # fmt: skip
-            raise
-        summary = _summary(report, counts)
-        store.finish_run(run_id=report.run_id, pipeline=pipeline, status="success", counts=summary)
-    state_engine.dispose()
-    log.info(
-        "cohort %s %s run %s: %s; entered %d, exited %d, unchanged %d, accepted %d, rejected %d, requests %d",
-        counts.cohort, counts.operation, report.run_id, report.status, counts.entered, counts.exited,
-        counts.unchanged, report.accepted, sum(counts.send_rejected.values()), counts.requests,
-    )  # fmt: skip
-    return summary
+    return execute(settings, body, pipeline=tx.pipeline_of(counts.cohort), run_id=run_id,
+                   window=(None, counts.as_of), dry_run=dry_run, clock=clock, transport=transport,
+                   settle=lambda report: _check(report, counts),
+                   summarize=lambda report: _summary(report, counts))  # fmt: skip
 
 
 def _check(report: RunReport, counts: _Counts) -> None:
@@ -287,7 +246,6 @@ def _check(report: RunReport, counts: _Counts) -> None:
     report.extracted = counts.extracted + counts.exited + counts.resend_false
     report.unchanged = counts.unchanged
     report.rejected = Counter(counts.excluded) + Counter(counts.send_rejected)
-    report.check()
 
 
 def _summary(report: RunReport, counts: _Counts) -> dict[str, Any]:
@@ -329,53 +287,9 @@ def _summary(report: RunReport, counts: _Counts) -> dict[str, Any]:
     return summary
 
 
-def render_summary(summary: dict[str, Any]) -> str:
-    """A readable block for the CLI and task logs (counts only)."""
-    dry = summary.get("dry_run")
-    head = (
-        f"== webengage-sync cohort {summary['cohort']} ({summary['attribute']}) {summary['operation']} run "
-        f"{summary['run_id']}: {summary['status'].upper()}" + (" (dry run)" if dry else "")
-    )
-    excluded = ", ".join(f"{k} {v:,}" for k, v in summary["excluded"].items()) or "none"
-    verb = "would send" if dry else "sent"
-    lines = [
-        head,
-        f"   query rows {summary['extracted']:,} -> members {summary['members']:,} (excluded: {excluded})",
-        f"   previous members {summary['previous_members']:,}: entered {summary['entered']:,}, exited "
-        f"{summary['exited']:,}, unchanged {summary['unchanged']:,}, re-sent unconfirmed {summary['resent']:,}",
-        f"   {verb} {summary['sent']:,} attribute updates in {summary['batches']:,} batches ({summary['requests']:,} "
-        f"requests): accepted {summary['accepted']:,}, rejected {summary['rejected']:,}; {summary['duration_s']:.1f}s",
-    ]
-    ev = summary["events"]
-    if ev["enabled"]:
-        lines.append(
-            f"   events: queued {ev['queued']:,}, sent {ev['sent']:,}, rejected {ev['rejected']:,}, still pending "
-            f"{ev['failed']:,} ({ev['requests']:,} requests)"
-        )
-    if summary.get("rejected_by_reason"):
-        lines.append("   rejected: " + ", ".join(f"{r} {n:,}" for r, n in summary["rejected_by_reason"].items()))
-    if summary.get("snapshot_members") is not None:
-        lines.append(f"   members in WebEngage now: {summary['snapshot_members']:,}")
-    if summary.get("guard"):
-        lines.append(f"   guard: {summary['guard']}")
-    lines.extend(f"   note: {n}" for n in summary.get("notes", []))
-    if summary.get("message"):
-        lines.append(f"   {summary['message']}")
-    return "\n".join(lines)
-
-
 # -- export -----------------------------------------------------------------------------------------
-def _export(
-    settings: Settings,
-    spec: CohortSpec,
-    store: StateStore,
-    report: RunReport,
-    counts: _Counts,
-    new_client: NewClient,
-    *,
-    as_of: datetime,
-    override_guard: bool,
-) -> None:
+def _export(run: Run, spec: CohortSpec, counts: _Counts, *, as_of: datetime, override_guard: bool) -> None:
+    settings, store, report = run.settings, run.store, run.report
     record = cstate.get_cohort(store, spec.name)
     current = cstate.snapshot(store, spec.name)
     if record is not None and record.attribute != spec.attribute and (current.members or current.in_doubt):
@@ -386,7 +300,7 @@ def _export(
         )
     new_slot = _check_slot(store, spec, _profile_attributes(settings))
 
-    ids = _read_members(make_engine(settings.warehouse_url), spec, as_of, counts)
+    ids = _read_members(run.warehouse(), spec, as_of, counts)
     diff = tx.diff_members(ids, members=current.members, in_doubt=current.in_doubt)
     counts.members, counts.previous = len(ids), len(current.members)
     counts.entered, counts.exited, counts.unchanged = len(diff.entered), len(diff.exited), diff.unchanged
@@ -409,13 +323,14 @@ def _export(
         *((u, True, None) for u in diff.resend_true),
         *((u, False, None) for u in diff.resend_false),
     ]
+    flips = _without_dead(run, counts, flips)
     if report.dry_run:
-        _count_dry(settings, spec.name, spec.attribute, flips, report)
+        count_only(_flip_requests(run, counts, flips, version=0, oversize=[]), report)
         return
     if new_slot:
         store.register_attributes(USERS_SCOPE, {spec.attribute: "boolean"}, owner=spec.owner)
         counts.slot = "registered"
-    _send_all(settings, store, report, counts, new_client, flips, mode=spec.mode)
+    _send_all(run, counts, flips, mode=spec.mode)
 
 
 def _read_members(warehouse: Engine, spec: CohortSpec, as_of: datetime, counts: _Counts) -> list[str]:
@@ -423,18 +338,15 @@ def _read_members(warehouse: Engine, spec: CohortSpec, as_of: datetime, counts: 
     sql = load_sql(spec.sql)
     params: dict[str, Any] = dict(spec.params)
     if "as_of" in tx.sql_binds(sql):
-        params["as_of"] = _naive_utc(as_of)
+        params["as_of"] = naive_utc(as_of)
     parts: list[np.ndarray[Any, Any]] = []
-    try:
-        for chunk in read_chunks(warehouse, sql, params):
-            if spec.user_id not in chunk:
-                raise ConfigError(f"cohorts.{spec.name}.user_id", f"column {spec.user_id!r} is not in the query result")
-            counts.extracted += len(chunk)
-            ids, excluded = tx.screen_ids(chunk[spec.user_id])
-            counts.excluded.update(excluded)
-            parts.append(ids.to_numpy(dtype=object))
-    finally:
-        warehouse.dispose()
+    for chunk in read_chunks(warehouse, sql, params):
+        if spec.user_id not in chunk:
+            raise ConfigError(f"cohorts.{spec.name}.user_id", f"column {spec.user_id!r} is not in the query result")
+        counts.extracted += len(chunk)
+        ids, excluded = tx.screen_ids(chunk[spec.user_id])
+        counts.excluded.update(excluded)
+        parts.append(ids.to_numpy(dtype=object))
     every = np.concatenate(parts) if parts else np.array([], dtype=object)
     unique = pd.unique(every)
     duplicates = len(every) - len(unique)
@@ -481,10 +393,8 @@ def _check_slot(store: StateStore, spec: CohortSpec, profile: dict[str, str | No
 
 
 # -- retire -----------------------------------------------------------------------------------------
-def _retire(
-    settings: Settings, store: StateStore, report: RunReport, counts: _Counts, new_client: NewClient, *,
-    still_configured: bool,
-) -> None:  # fmt: skip
+def _retire(run: Run, counts: _Counts, *, still_configured: bool) -> None:
+    store, report = run.store, run.report
     current = cstate.snapshot(store, counts.cohort)
     counts.previous = len(current.members)
     members = set(current.members)
@@ -493,11 +403,12 @@ def _retire(
     counts.exited, counts.resend_false = len(current.members), len(flips) - len(current.members)
     if still_configured:
         report.notes.append("the cohort is still in the config: remove it there, or the next export brings it back")
+    flips = _without_dead(run, counts, flips)
     if report.dry_run:
-        _count_dry(settings, counts.cohort, counts.attribute, flips, report)
+        count_only(_flip_requests(run, counts, flips, version=0, oversize=[]), report)
         return
     if cstate.get_cohort(store, counts.cohort) is not None:
-        _send_all(settings, store, report, counts, new_client, flips, mode=counts.mode)
+        _send_all(run, counts, flips, mode=counts.mode)
     left = cstate.snapshot(store, counts.cohort)
     if left.members or left.in_doubt:
         raise RetireIncompleteError(
@@ -512,12 +423,15 @@ def _retire(
 
 
 # -- sending ----------------------------------------------------------------------------------------
-def _count_dry(settings: Settings, cohort: str, attribute: str, flips: Sequence[FlipKey], report: RunReport) -> None:
-    for request in batch_requests(_flip_items(cohort, attribute, flips, version=0), endpoint="bulk-users",
-                                  batch_size=settings.batch_size, max_bytes=settings.max_batch_bytes,
-                                  oversize=[]):  # fmt: skip
-        report.batches += 1
-        report.sent += request.items
+def _without_dead(run: Run, counts: _Counts, flips: list[FlipKey]) -> list[FlipKey]:
+    """Users whose updates were re-driven max_reject_attempts times are skipped (counted), as in every sync,
+    until `webengage-sync rejects retry` reopens them."""
+    dead = run.store.dead_reject_keys(tx.pipeline_of(counts.cohort))
+    if not dead:
+        return flips
+    kept = [k for k in flips if k[0] not in dead]
+    counts.send_rejected[Reason.DEAD_AFTER_RETRIES.value] += len(flips) - len(kept)
+    return kept
 
 
 def _flip_items(cohort: str, attribute: str, flips: Sequence[FlipKey], *, version: int) -> Iterator[Item[FlipKey]]:
@@ -529,50 +443,43 @@ def _flip_items(cohort: str, attribute: str, flips: Sequence[FlipKey], *, versio
                    payload=tx.attribute_payload(user_id, attribute, value))  # fmt: skip
 
 
-def _send_all(
-    settings: Settings, store: StateStore, report: RunReport, counts: _Counts, new_client: NewClient,
-    flips: list[FlipKey], *, mode: str,
-) -> None:  # fmt: skip
-    cohort = counts.cohort
+def _flip_requests(
+    run: Run, counts: _Counts, flips: Sequence[FlipKey], *, version: int, oversize: list[Item[FlipKey]]
+) -> Iterator[SendRequest]:
+    return batch_requests(_flip_items(counts.cohort, counts.attribute, flips, version=version),
+                          endpoint="bulk-users", batch_size=run.settings.batch_size,
+                          max_bytes=run.settings.max_batch_bytes, oversize=oversize)  # fmt: skip
+
+
+def _send_all(run: Run, counts: _Counts, flips: list[FlipKey], *, mode: str) -> None:
+    store, report, cohort = run.store, run.report, counts.cohort
     version = cstate.begin_version(store, cohort=cohort, attribute=counts.attribute, mode=mode,
                                    events=counts.events_on, run_id=report.run_id)  # fmt: skip
     counts.version = version
     pending = cstate.pending_events(store, cohort) if counts.events_on else []
-    client: WebEngageClient | None = new_client() if flips or pending else None
     if flips:
-        assert client is not None
         # Write-ahead: until a batch is accepted these users' WebEngage value is unknown; after a crash the
         # next sync sends their current value again instead of trusting an unconfirmed flip.
         cstate.mark_pending(store, cohort=cohort, user_ids=[k[0] for k in flips], version=version,
                             run_id=report.run_id, now=store.clock())  # fmt: skip
-        _send_flips(settings, store, report, counts, client, flips, version=version)
-        counts.requests = client.stats.requests
-    if counts.events_on and client is not None:
-        _send_events(settings, store, counts, client, run_id=report.run_id)
-        counts.event_requests = client.stats.requests - counts.requests
+        _send_flips(run, counts, flips, version=version)
+        counts.requests = run.client().stats.requests
+    if counts.events_on and (flips or pending):
+        _send_events(run, counts)
+        counts.event_requests = run.client().stats.requests - counts.requests
     counts.snapshot_members = cstate.finish_sync(store, cohort=cohort, run_id=report.run_id, now=store.clock())
 
 
-def _send_flips(
-    settings: Settings, store: StateStore, report: RunReport, counts: _Counts, client: WebEngageClient,
-    flips: list[FlipKey], *, version: int,
-) -> None:  # fmt: skip
+def _send_flips(run: Run, counts: _Counts, flips: list[FlipKey], *, version: int) -> None:
+    store, report = run.store, run.report
     cohort, pipeline = counts.cohort, tx.pipeline_of(counts.cohort)
     # Only users with an open reject need the rejects table touched when accepted (saves a statement per batch).
     open_rejects = store.open_reject_keys(pipeline)
     oversize: list[Item[FlipKey]] = []
-    requests = batch_requests(_flip_items(cohort, counts.attribute, flips, version=version), endpoint="bulk-users",
-                              batch_size=settings.batch_size, max_bytes=settings.max_batch_bytes,
-                              oversize=oversize)  # fmt: skip
+    requests = _flip_requests(run, counts, flips, version=version, oversize=oversize)
 
-    def counted() -> Iterator[SendRequest]:
-        for request in requests:
-            report.batches += 1
-            report.sent += request.items
-            yield request
-
-    def accepted(batch: Batch[FlipKey]) -> None:
-        keys = [i.key for i in batch.items]
+    def accepted(done: list[SendRequest]) -> None:
+        keys: list[FlipKey] = keys_of(done)
         transitions = [(u, t) for u, _, t in keys if t is not None]
         now = store.clock()
         with store.transaction() as conn:
@@ -588,36 +495,28 @@ def _send_flips(
         report.accepted += len(keys)
         counts.events_queued += len(transitions) if counts.events_on else 0
 
-    def failed(batch: Batch[FlipKey], result: SendResult) -> None:
-        _record_failed(store, report, counts, [i.key for i in batch.items], result=result)
+    def failed(request: SendRequest, result: SendResult) -> None:
+        _record_failed(run, counts, keys_of([request]), classify(result))
 
-    send_and_checkpoint(client, counted(), on_accepted=accepted, on_failed=failed)
+    deliver(run.client(), counted(requests, report), Checkpoints(accepted=accepted, failed=failed))
     if oversize:  # a one-attribute payload cannot reach the byte cap unless max_batch_bytes is absurd
-        _record_failed(store, report, counts, [i.key for i in oversize], result=None)
+        _record_failed(run, counts, [i.key for i in oversize], too_large(run.settings.max_batch_bytes, "update"))
 
 
-def _record_failed(
-    store: StateStore, report: RunReport, counts: _Counts, keys: list[FlipKey], *, result: SendResult | None
-) -> None:
-    if result is None:
-        kind, reason, detail = "api", "payload_too_large", "over max_batch_bytes"
-    elif result.outcome == "transient":
-        kind, reason, detail = "transient", "transient_failure", f"HTTP {result.status_code}: {result.message or ''}"
-    else:
-        kind, reason, detail = "api", "api_rejected", f"HTTP {result.status_code}: {result.message or ''}"
-    rejects = [RejectRow(row_key=u, column=ROW, reason=reason, detail=detail[:500], kind=kind) for u, _, _ in keys]
-    with store.transaction() as conn:
-        if kind == "api":  # refused: nothing changed in WebEngage, so the last accepted state stands
+def _record_failed(run: Run, counts: _Counts, keys: list[FlipKey], reject: Verdict) -> None:
+    reason, kind, detail = reject
+    rejects = [RejectRow(row_key=u, column=ROW, reason=reason, detail=detail, kind=kind) for u, _, _ in keys]
+    with run.store.transaction() as conn:
+        if kind != RejectKind.TRANSIENT:  # refused or never sent: WebEngage's last accepted state stands
             cstate.clear_pending(conn, cohort=counts.cohort, user_ids=[k[0] for k in keys])
         # transient: the value may or may not have landed; the row stays pending and is re-sent next run
-        store.record_rejects(conn, tx.pipeline_of(counts.cohort), rejects, report.run_id)
+        run.store.record_rejects(conn, tx.pipeline_of(counts.cohort), rejects, run.run_id)
     counts.send_rejected[reason] += len(keys)
 
 
-def _send_events(settings: Settings, store: StateStore, counts: _Counts, client: WebEngageClient, *,
-                 run_id: str) -> None:  # fmt: skip
+def _send_events(run: Run, counts: _Counts) -> None:
     """Send the outbox: events of flips WebEngage accepted (this run's and any a crash left behind)."""
-    cohort = counts.cohort
+    store, settings, cohort = run.store, run.settings, counts.cohort
     queued = cstate.pending_events(store, cohort)
     if not queued:
         return
@@ -638,25 +537,25 @@ def _send_events(settings: Settings, store: StateStore, counts: _Counts, client:
         for _, group in itertools.groupby(queued, key=lambda e: e.version)
     )  # fmt: skip
 
-    def accepted(batch: Batch[EventKey]) -> None:
+    def mark(keys: list[EventKey], status: Literal["sent", "rejected"], detail: str = "") -> None:
         with store.transaction() as conn:
-            cstate.mark_events(conn, cohort=cohort, keys=[i.key for i in batch.items], status="sent",
-                               now=store.clock())  # fmt: skip
-        counts.events_sent += len(batch.items)
+            cstate.mark_events(conn, cohort=cohort, keys=keys, status=status, now=store.clock(), detail=detail)
 
-    def failed(batch: Batch[EventKey], result: SendResult) -> None:
-        if result.outcome == "transient":  # stays pending: the next run sends it
-            counts.events_failed += len(batch.items)
+    def accepted(done: list[SendRequest]) -> None:
+        keys: list[EventKey] = keys_of(done)
+        mark(keys, "sent")
+        counts.events_sent += len(keys)
+
+    def failed(request: SendRequest, result: SendResult) -> None:
+        keys: list[EventKey] = keys_of([request])
+        _, kind, detail = classify(result)
+        if kind == RejectKind.TRANSIENT:  # stays pending: the next run sends it
+            counts.events_failed += len(keys)
             return
-        detail = f"HTTP {result.status_code}: {result.message or ''}"[:500]
-        with store.transaction() as conn:
-            cstate.mark_events(conn, cohort=cohort, keys=[i.key for i in batch.items], status="rejected",
-                               now=store.clock(), detail=detail)  # fmt: skip
-        counts.events_rejected += len(batch.items)
+        mark(keys, "rejected", detail)
+        counts.events_rejected += len(keys)
 
-    send_and_checkpoint(client, requests, on_accepted=accepted, on_failed=failed)
+    deliver(run.client(), requests, Checkpoints(accepted=accepted, failed=failed))
     if oversize:
-        with store.transaction() as conn:
-            cstate.mark_events(conn, cohort=cohort, keys=[i.key for i in oversize], status="rejected",
-                               now=store.clock(), detail="over max_batch_bytes")  # fmt: skip
+        mark([i.key for i in oversize], "rejected", too_large(settings.max_batch_bytes, "event")[2])
         counts.events_rejected += len(oversize)

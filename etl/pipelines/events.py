@@ -14,8 +14,7 @@ schema, one ordered statement per table, composed with SQLAlchemy Core.
 from __future__ import annotations
 
 import logging
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,23 +24,17 @@ import httpx
 import numpy as np
 import orjson
 import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from etl.config import Settings
+from etl.engine.delivery import Checkpoints, Grouping, batch_of, count_only, counted, deliver
+from etl.engine.frame import Progress, Run, WallClock, Window, execute, system_now
+from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, classify, too_large
 from etl.errors import ConfigError, WebEngageSyncError
-from etl.load.batching import Batch, Item, batch_requests, split_request
-from etl.pipelines.common import (
-    Progress,
-    WallClock,
-    default_run_id,
-    requests_with_splits,
-    system_now,
-)
+from etl.load.batching import Batch, Item, batch_requests
 from etl.report import RunReport
 from etl.resources import DEFAULT_EVENTS_MAPPING, user_file
 from etl.state import ledger
-from etl.state.store import REJECTS, ROW, RejectRow, StateStore
 from etl.transform.events import (
     EventMapping,
     NameCache,
@@ -52,11 +45,9 @@ from etl.transform.events import (
     transform_events,
 )
 from etl.transform.users import normalise_keys
-from etl.warehouse.engine import connect_with_retry, make_engine
-from etl.warehouse.presets import SEGMENT_BOOKKEEPING
-from etl.warehouse.queries import load_sql, ordered_by, read_chunks
-from etl.webengage.client import WebEngageClient, deterministic_request_id
-from etl.webengage.models import Endpoint, SendRequest, SendResult
+from etl.warehouse.event_sources import Source, custom_source, segment_sources
+from etl.warehouse.queries import read_chunks
+from etl.webengage.models import Endpoint, SendRequest, SendResult, deterministic_request_id
 
 log = logging.getLogger("etl.pipelines.events")
 
@@ -97,156 +88,10 @@ def _utc(value: datetime) -> datetime:
                     tzinfo=UTC)  # fmt: skip
 
 
-def _naive(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class Source:
-    """One ordered statement returning event rows, with its bound parameters."""
-
-    label: str
-    statement: sa.Select[Any]
-    params: dict[str, Any]
-    json_columns: frozenset[str] = frozenset()
-
-
-_NOT_EVENT_TABLES: Final = frozenset({"tracks", "pages", "screens", "identifies", "users", "groups", "aliases",
-                                      "accounts"})  # fmt: skip
-_PAGE_PROPERTIES: Final = ("name", "category", "path", "url", "referrer", "title", "search")
-_SCREEN_PROPERTIES: Final = ("name", "category")
-_OUTPUT_COLUMNS: Final = frozenset(
-    {"event_id", "event_name", "event_time", "received_at", "properties", "user_id", "anonymous_id"}
-)
-
-
-def custom_source(mapping: EventMapping, *, read_from: datetime, end: datetime) -> Source:
-    sql = load_sql(mapping.query)
-    params = dict(mapping.params)
-    # Only parameters the query uses: SQLAlchemy rejects unknown ones on some paths.
-    for name, value in (("start", _naive(read_from)), ("end", _naive(end))):
-        if f":{name}" in sql:
-            params[name] = value
-    if ":start" not in sql:
-        log.warning("events query %s has no :start parameter: every run reads the whole table", mapping.query)
-    return Source(mapping.query, ordered_by(sql, "event_id"), params, frozenset({"properties"}))
-
-
-def _schema_columns(engine: Engine, schema: str) -> dict[str, dict[str, str]]:
-    """``table -> {column: data type}`` of a schema, from information_schema (DuckDB and PostgreSQL)."""
-    cols = sa.table("columns", sa.column("table_schema"), sa.column("table_name"), sa.column("column_name"),
-                    sa.column("data_type"), sa.column("ordinal_position"), schema="information_schema")  # fmt: skip
-    query = (
-        sa.select(cols.c.table_name, cols.c.column_name, cols.c.data_type)
-        .where(cols.c.table_schema == schema)
-        .order_by(cols.c.table_name, cols.c.ordinal_position)
-    )
-    found: dict[str, dict[str, str]] = {}
-    with connect_with_retry(engine) as conn:
-        for table, column, data_type in conn.execute(query):
-            found.setdefault(str(table), {})[str(column)] = str(data_type).lower()
-    return found
-
-
-def _arrival(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnElement[Any]:
-    # Arrival time catches late rows; Segment always writes received_at, the event time is a fallback.
-    if "received_at" in columns:
-        return sa.func.coalesce(table.c.received_at, table.c.timestamp)
-    return table.c.timestamp
-
-
-def _window_filter(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnElement[bool]:
-    arrival = _arrival(table, columns)
-    return sa.and_(
-        arrival >= sa.bindparam("start", type_=sa.DateTime), arrival < sa.bindparam("end", type_=sa.DateTime)
-    )
-
-
-def _head(table: sa.TableClause, columns: dict[str, str], name: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
-    head: list[sa.ColumnElement[Any]] = [table.c.id.label("event_id")]
-    head += [table.c[c].label(c) for c in ("user_id", "anonymous_id") if c in columns]
-    head += [name.label("event_name"), table.c.timestamp.label("event_time")]
-    if "received_at" in columns:
-        head.append(table.c.received_at.label("received_at"))
-    return head
-
-
-def _table(schema: str, name: str, columns: dict[str, str]) -> sa.TableClause:
-    return sa.table(name, *(sa.column(c) for c in columns), schema=schema)
-
-
-def _json_of(columns: dict[str, str], props: Iterable[str]) -> frozenset[str]:
-    return frozenset(c for c in props if columns[c] in ("json", "jsonb"))
-
-
-def _is_property(column: str) -> bool:
-    low = column.lower()
-    return low not in SEGMENT_BOOKKEEPING and not low.startswith("context_") and column not in _OUTPUT_COLUMNS
-
-
-def segment_sources(engine: Engine, *, schema: str, read_from: datetime, end: datetime) -> list[Source]:
-    """Statements over a Segment/RudderStack schema: pages (as ``page``), screens (as ``screen``), tracks
-    joined to their per-event table (named by the track's ``event``), and tracks without one."""
-    tables = _schema_columns(engine, schema)
-    if not {"tracks", "pages", "screens"} & set(tables):
-        raise ConfigError("source.segment_schema", f"no tracks, pages or screens table in schema {schema!r}")
-    params = {"start": _naive(read_from), "end": _naive(end)}
-    sources: list[Source] = []
-    for kind, wanted in (("pages", _PAGE_PROPERTIES), ("screens", _SCREEN_PROPERTIES)):
-        if kind not in tables:
-            continue
-        cols = tables[kind]
-        t = _table(schema, kind, cols)
-        props = [c for c in wanted if c in cols]
-        stmt = (
-            sa.select(*_head(t, cols, sa.literal(kind[:-1], sa.String)), *(t.c[c].label(c) for c in props))
-            .where(_window_filter(t, cols))
-            .order_by(t.c.id)
-        )
-        sources.append(Source(f"{schema}.{kind}", stmt, params, _json_of(cols, props)))
-    if "tracks" not in tables:
-        return sources
-    cols = tables["tracks"]
-    tracks = _table(schema, "tracks", cols)
-    name = sa.func.coalesce(tracks.c.event_text, tracks.c.event) if "event_text" in cols else tracks.c.event
-    event_tables = sorted(t for t, c in tables.items() if t not in _NOT_EVENT_TABLES and "id" in c)
-    with connect_with_retry(engine) as conn:
-        present = conn.execute(
-            sa.select(tracks.c.event).distinct().where(_window_filter(tracks, cols), tracks.c.event.is_not(None)),
-            params,
-        ).scalars()
-        in_window = {str(e) for e in present}
-    for event in event_tables:
-        if event not in in_window:
-            continue
-        pcols = tables[event]
-        per = _table(schema, event, pcols)
-        props = [c for c in pcols if _is_property(c)]
-        stmt = (
-            sa.select(*_head(tracks, cols, name), *(per.c[c].label(c) for c in props))
-            .select_from(tracks.outerjoin(per, per.c.id == tracks.c.id))
-            .where(tracks.c.event == event, _window_filter(tracks, cols))
-            .order_by(tracks.c.id)
-        )
-        sources.append(Source(f"{schema}.tracks+{event}", stmt, params, _json_of(pcols, props)))
-    # Tracks whose event has no table of its own (or no event at all: rejected for it downstream).
-    rest = (
-        sa.select(*_head(tracks, cols, name))
-        .where(
-            sa.or_(tracks.c.event.is_(None), *([sa.and_(*(tracks.c.event != e for e in event_tables))]
-                                              if event_tables else [sa.true()])),
-            _window_filter(tracks, cols),
-        )
-        .order_by(tracks.c.id)
-    )  # fmt: skip
-    sources.append(Source(f"{schema}.tracks", rest, params))
-    return sources
-
-
 def event_sources(mapping: EventMapping, warehouse: Engine, *, read_from: datetime, end: datetime) -> list[Source]:
     if mapping.preset == "segment":
         return segment_sources(warehouse, schema=mapping.segment_schema, read_from=read_from, end=end)
-    return [custom_source(mapping, read_from=read_from, end=end)]
+    return [custom_source(mapping.query, mapping.params, read_from=read_from, end=end)]
 
 
 # -- run ------------------------------------------------------------------------------------------
@@ -263,7 +108,7 @@ class _Tally:
 def run(
     settings: Settings,
     *,
-    window: tuple[datetime | None, datetime | None],
+    window: Window,
     run_id: str | None = None,
     dry_run: bool = False,
     clock: WallClock = system_now,
@@ -273,53 +118,25 @@ def run(
 ) -> dict[str, Any]:
     """Sync the events of ``window`` (``[start, end)``, widened by the mapping's lookback); returns the
     run summary (also stored in the runs table)."""
-    started = time.monotonic()
-    mapping = mapping or load_mapping(settings)
+    events = mapping or load_mapping(settings)
     start, end = resolve_window(window)
-    read_from = start - mapping.lookback
-    report = RunReport(pipeline=PIPELINE, run_id=run_id or default_run_id(clock()), dry_run=dry_run,
-                       window_start=start, window_end=end)  # fmt: skip
+    read_from = start - events.lookback
     tally = _Tally()
-    if mapping.endpoint == "bulk-events" and not settings.request_id_on_bulk:
-        report.notes.append(
-            "request_id_on_bulk is off: a request replayed after a crash cannot be de-duplicated by WebEngage; "
-            'use endpoint = "events" or turn it on'
-        )
-    warehouse = make_engine(settings.warehouse_url)
-    state_engine = make_engine(settings.effective_state_url, setting="state_url")
-    with StateStore(state_engine, clock=lambda: clock().astimezone(UTC).replace(tzinfo=None)) as store:
-        store.start_run(run_id=report.run_id, pipeline=PIPELINE, window=(start, end), dry_run=dry_run)
-        try:
-            client = None if dry_run else WebEngageClient(settings, transport=transport)
-            try:
-                sync = _Sync(settings, mapping, store, client, report, tally, warehouse=warehouse, progress=progress)
-                if client is not None:
-                    sync.replay()
-                sync.extract_and_send(event_sources(mapping, warehouse, read_from=read_from, end=end))
-            finally:
-                if client is not None:
-                    report.http = client.stats.snapshot()
-                    client.close()
-            report.status = "success"
-            report.duration_s = time.monotonic() - started
-            report.check()
-        except BaseException as exc:
-            report.status = "failed"
-            report.duration_s = time.monotonic() - started
-            report.message = f"{exc.__class__.__name__}: {exc}" if isinstance(exc, Exception) else ""
-            store.finish_run(run_id=report.run_id, pipeline=PIPELINE, status="failed",
-                             counts=_summary(report, tally, mapping, read_from), message=report.message)  # fmt: skip
-            raise
-        summary = _summary(report, tally, mapping, read_from)
-        store.finish_run(run_id=report.run_id, pipeline=PIPELINE, status="success", counts=summary)
-    warehouse.dispose()
-    state_engine.dispose()
-    log.info(
-        "events run %s: %s; extracted %d, already sent %d, accepted %d, rejected %d, replayed %d",
-        summary["run_id"], summary["status"], summary["extracted"], summary["already_sent"], summary["accepted"],
-        summary["rejected"], summary["replayed_events"],
-    )  # fmt: skip
-    return summary
+
+    def body(run: Run) -> None:
+        if events.endpoint == "bulk-events" and not settings.request_id_on_bulk:
+            run.report.notes.append(
+                "request_id_on_bulk is off: a request replayed after a crash cannot be de-duplicated by WebEngage; "
+                'use endpoint = "events" or turn it on'
+            )
+        sync = _Sync(run, events, tally)
+        if not run.dry_run:
+            sync.replay()
+        sync.extract_and_send(event_sources(events, run.warehouse(), read_from=read_from, end=end))
+
+    return execute(settings, body, pipeline=PIPELINE, run_id=run_id, window=(start, end), dry_run=dry_run,
+                   clock=clock, transport=transport, progress=progress,
+                   summarize=lambda report: _summary(report, tally, events, read_from))  # fmt: skip
 
 
 def _summary(report: RunReport, tally: _Tally, mapping: EventMapping, read_from: datetime) -> dict[str, Any]:
@@ -339,32 +156,21 @@ def _summary(report: RunReport, tally: _Tally, mapping: EventMapping, read_from:
 class _Sync:
     """One run's extraction and delivery; every state write happens on the caller's thread."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        mapping: EventMapping,
-        store: StateStore,
-        client: WebEngageClient | None,
-        report: RunReport,
-        tally: _Tally,
-        *,
-        warehouse: Engine,
-        progress: Progress | None,
-    ) -> None:
-        self.settings = settings
-        self.warehouse = warehouse
+    def __init__(self, run: Run, mapping: EventMapping, tally: _Tally) -> None:
+        self.run = run
+        self.settings = run.settings
         self.mapping = mapping
-        self.store = store
-        self.client = client
-        self.report = report
+        self.store = run.store
+        self.report = run.report
         self.tally = tally
-        self.progress = progress
-        self.dry_run = client is None
-        self.registry = TypeRegistry(store.registry)
+        self.dry_run = run.dry_run
+        self.registry = TypeRegistry(run.store.registry)
         self.names: NameCache = name_cache(mapping)
         self.seen: set[str] = set()
         self.awaiting: set[str] = set()
-        self.open_rejects = _open_row_rejects(store)
+        self.open_rejects = run.store.open_reject_keys(PIPELINE, column=ROW)  # whole-event rejects
+        # Re-driven max_reject_attempts times: skipped, as in every sync, until `rejects retry`.
+        self.dead = run.store.dead_reject_keys(PIPELINE)
 
     @property
     def run_id(self) -> str:
@@ -373,38 +179,36 @@ class _Sync:
     # -- replay --------------------------------------------------------------------------------
     def replay(self) -> None:
         """Re-send every request the outbox still holds, with its id and bytes, before anything new."""
-        assert self.client is not None
         entries = ledger.pending(self.store)
+        if self.dead:  # kept in the outbox (nothing is lost), not replayed until reopened
+            entries = [e for e in entries if not set(e.event_ids) <= self.dead]
         if entries:
             log.info("replaying %d journaled requests (%d events) with their request ids", len(entries),
                      sum(len(e.event_ids) for e in entries))  # fmt: skip
             self.tally.replayed_requests += len(entries)
-            delivery = _Delivery(self, replay=True, journaled={e.request_id for e in entries})
-            delivery.send(_request_of(e) for e in entries)
+            self.deliver([_request_of(e) for e in entries], replay=True, journaled={e.request_id for e in entries})
 
     # -- extraction ----------------------------------------------------------------------------
     def extract_and_send(self, sources: list[Source]) -> None:
         self.awaiting = ledger.pending_event_ids(self.store)
         oversize: list[Item[str]] = []
         requests = self._requests(self._items(sources), oversize)
-        if self.client is None:
-            for request in requests:
-                self.report.batches += 1
-                self.report.sent += request.items
+        if self.dry_run:
+            count_only(requests, self.report)
         else:
-            _Delivery(self, replay=False).send(self._counting(requests))
+            self.deliver(counted(requests, self.report), replay=False)
         if oversize:
-            detail = f"one event is over max_batch_bytes={self.settings.max_batch_bytes}"
-            self._reject_rows([(i.key, "payload_too_large", detail) for i in oversize], kind="data")
+            reason, kind, detail = too_large(self.settings.max_batch_bytes, "event")
+            self._reject_rows([(i.key, reason, detail) for i in oversize], kind=kind)
 
     def _items(self, sources: list[Source]) -> Iterator[Item[str]]:
         for source in sources:
             log.debug("reading %s", source.label)
-            chunks = read_chunks(self.warehouse, source.statement, source.params, chunk_rows=self.mapping.chunk_rows)
+            chunks = read_chunks(self.run.warehouse(), source.statement, source.params,
+                                 chunk_rows=self.mapping.chunk_rows)  # fmt: skip
             for chunk in chunks:
                 yield from self._prepare(chunk, source)
-                if self.progress is not None:
-                    self.progress(self.report)
+                self.run.tick()
 
     def _prepare(self, chunk: pd.DataFrame, source: Source) -> Iterator[Item[str]]:
         report = self.report
@@ -420,6 +224,11 @@ class _Sync:
         awaiting = np.fromiter((i in self.awaiting for i in id_list), dtype=bool, count=len(id_list)) & ~already
         seen = np.fromiter((i in self.seen for i in id_list), dtype=bool, count=len(id_list))
         duplicate = ids.notna().to_numpy(dtype=bool) & (~first | seen) & ~already & ~awaiting
+        dead = np.zeros(len(id_list), dtype=bool)
+        if self.dead:
+            dead = np.fromiter((i in self.dead for i in id_list), dtype=bool, count=len(id_list))
+            dead &= ~(already | awaiting | duplicate)
+            report.rejected[Reason.DEAD_AFTER_RETRIES.value] += int(dead.sum())
         report.unchanged += int(already.sum())
         if awaiting.any():  # their request is still journaled: replayed next run, never re-batched
             report.rejected["awaiting_replay"] += int(awaiting.sum())
@@ -428,7 +237,7 @@ class _Sync:
             for i in np.flatnonzero(duplicate).tolist()
         ]
         self._reject_rows(rows, kind="data")
-        keep = ~(already | awaiting | duplicate)
+        keep = ~(already | awaiting | duplicate | dead)
         self.seen.update(i for i, k in zip(id_list, keep.tolist(), strict=True) if k and i is not None)
         kept = chunk[keep]
         # Transformed in slices: this thread also feeds the client, and a long pause here would let the
@@ -486,21 +295,62 @@ class _Sync:
                 continue
             yield SendRequest("events", body, deterministic_request_id([item.identity]), 1, Batch((item,)))
 
-    def _counting(self, requests: Iterator[SendRequest]) -> Iterator[SendRequest]:
-        for request in requests:
-            self.report.batches += 1
-            self.report.sent += request.items
-            yield request
+    # -- delivery ------------------------------------------------------------------------------
+    def deliver(self, requests: Iterable[SendRequest], *, replay: bool, journaled: set[str] | None = None) -> None:
+        """Journal -> send -> settle, for fresh or replayed requests (``journaled``: ids already in the
+        outbox). Replays count in the tally, not in the report: they are not this window's rows."""
+        group = STATE_GROUP.get(self.mapping.endpoint, 8)
+        per_request = self.settings.batch_size if self.mapping.endpoint == "bulk-events" else 1
+        store, run_id = self.store, self.run.run_id
+        known = journaled or set()
 
+        def journal(requests: list[SendRequest]) -> None:
+            entries = [ledger.OutboxEntry(request_id=str(r.request_id), endpoint=r.endpoint, event_ids=_event_ids(r),
+                                          body=r.body) for r in requests if r.request_id not in known]  # fmt: skip
+            if entries:
+                with store.transaction() as conn:
+                    ledger.journal(conn, entries, run_id=run_id, now=store.clock())
 
-def _open_row_rejects(store: StateStore) -> set[str]:
-    """Event ids with an open whole-event reject (resolved when the event goes through)."""
-    query = sa.select(REJECTS.c.row_key).where(
-        REJECTS.c.pipeline == PIPELINE, REJECTS.c.status == "open", REJECTS.c.column_name == ROW
-    )
-    rows = store.conn.execute(query).scalars().all()
-    store.conn.commit()
-    return {str(r) for r in rows}
+        def split(request: SendRequest) -> None:  # its halves are new requests, journaled before they go
+            with store.transaction() as conn:
+                ledger.complete(conn, [str(request.request_id)])
+
+        def accepted(done: list[SendRequest]) -> None:
+            event_ids = [e for r in done for e in _event_ids(r)]
+            request_ids = [str(r.request_id) for r in done for _ in _event_ids(r)]
+            resolve = [e for e in event_ids if e in self.open_rejects]
+            now = store.clock()
+            with store.transaction() as conn:
+                ledger.record_accepted(conn, event_ids=event_ids, request_ids=request_ids, run_id=run_id, now=now)
+                ledger.complete(conn, [str(r.request_id) for r in done])
+                ledger.resolve_row_rejects(conn, pipeline=PIPELINE, event_ids=resolve, run_id=run_id, now=now)
+            self.open_rejects.difference_update(resolve)
+            if replay:
+                self.tally.replayed_events += len(event_ids)
+            else:
+                self.report.accepted += len(event_ids)
+            self.run.tick()
+
+        def failed(request: SendRequest, result: SendResult) -> None:
+            ids = list(_event_ids(request))
+            reason, kind, detail = classify(result)
+            rejects = [RejectRow(row_key=e, column=ROW, reason=reason, detail=detail, kind=kind) for e in ids]
+            now = store.clock()
+            with store.transaction() as conn:
+                store.record_rejects(conn, PIPELINE, rejects, run_id)
+                if kind == RejectKind.API:  # refused, nothing ingested: settled
+                    ledger.record_rejected(conn, [(e, reason) for e in ids], run_id=run_id, now=now)
+                    ledger.complete(conn, [str(request.request_id)])
+                # transient: it may have been ingested; the outbox keeps it and the next run replays it
+            self.open_rejects.update(ids)
+            if replay:
+                self.tally.replay_failed_events += len(ids)
+            else:
+                self.report.rejected[reason] += len(ids)
+
+        checkpoints = Checkpoints(accepted=accepted, failed=failed, journal=journal, split=split)
+        grouping = Grouping(items=group * per_request, journal=group, wait_s=CHECKPOINT_EVERY_S)
+        deliver(self.run.client(), requests, checkpoints, grouping=grouping)
 
 
 def _request_of(entry: ledger.OutboxEntry) -> SendRequest:
@@ -514,129 +364,5 @@ def _request_of(entry: ledger.OutboxEntry) -> SendRequest:
     return SendRequest(endpoint, entry.body, entry.request_id, len(items), Batch(items))
 
 
-class _Delivery:
-    """Journal -> send -> settle, for fresh or replayed requests."""
-
-    def __init__(self, sync: _Sync, *, replay: bool, journaled: set[str] | None = None) -> None:
-        assert sync.client is not None
-        self.sync = sync
-        self.client = sync.client
-        self.store = sync.store
-        self.replay = replay
-        self.journaled = journaled or set()  # request ids already in the outbox (replays)
-        self.group = STATE_GROUP.get(sync.mapping.endpoint, 8)
-        self.accepted: list[SendRequest] = []
-        self.first_accepted_at = 0.0
-
-    def send(self, requests: Iterable[SendRequest]) -> None:
-        pending: Iterable[SendRequest] = requests
-        failed = True
-        try:
-            while True:
-                splits: deque[SendRequest] = deque()
-                for result in self.client.send_many(self._journaled(requests_with_splits(pending, splits))):
-                    self._settle(result, splits)
-                if not splits:
-                    break
-                pending = list(splits)  # halves queued after the source ran dry: another round
-            failed = False
-        finally:
-            try:
-                self.flush()  # what WebEngage accepted is checkpointed even when the run stops
-            except Exception:
-                if not failed:
-                    raise
-                log.exception("could not checkpoint accepted requests; the next run replays them")
-
-    def _journaled(self, requests: Iterator[SendRequest]) -> Iterator[SendRequest]:
-        """Write each request's composition and bytes to the outbox before it can be sent."""
-        buffer: list[SendRequest] = []
-        for request in requests:
-            buffer.append(request)
-            if len(buffer) >= self.group:
-                self._journal(buffer)
-                yield from buffer
-                buffer = []
-        if buffer:
-            self._journal(buffer)
-            yield from buffer
-
-    def _journal(self, requests: list[SendRequest]) -> None:
-        entries = [
-            ledger.OutboxEntry(request_id=str(r.request_id), endpoint=r.endpoint, event_ids=_event_ids(r), body=r.body)
-            for r in requests
-            if r.request_id not in self.journaled
-        ]
-        if not entries:
-            return
-        with self.store.transaction() as conn:
-            ledger.journal(conn, entries, run_id=self.sync.run_id, now=self.store.clock())
-
-    def _settle(self, result: SendResult, splits: deque[SendRequest]) -> None:
-        request = result.request
-        batch = request.key
-        assert isinstance(batch, Batch)
-        if result.outcome == "accepted":
-            if not self.accepted:
-                self.first_accepted_at = time.monotonic()
-            self.accepted.append(request)
-            if len(self.accepted) >= self.group or time.monotonic() - self.first_accepted_at > CHECKPOINT_EVERY_S:
-                self.flush()
-            return
-        if result.outcome == "rejected" and request.endpoint == "bulk-events" and len(batch.items) > 1:
-            # WebEngage refused the whole call (not ingested): halves go out as new requests.
-            log.info("batch %s rejected (%s); splitting %d events", request.request_id, result.status_code,
-                     len(batch.items))  # fmt: skip
-            with self.store.transaction() as conn:
-                ledger.complete(conn, [str(request.request_id)])
-            splits.extend(split_request(request))
-            return
-        ids = list(_event_ids(request))
-        detail = f"HTTP {result.status_code}: {result.message or ''}"[:500]
-        if result.outcome == "rejected":
-            reason, kind = "api_rejected", "api"
-        else:
-            # Ambiguous (it may have been ingested): the outbox keeps it, the next run replays it.
-            reason, kind = "transient_failure", "transient"
-        rejects = [RejectRow(row_key=e, column=ROW, reason=reason, detail=detail, kind=kind) for e in ids]
-        now = self.store.clock()
-        with self.store.transaction() as conn:
-            self.store.record_rejects(conn, PIPELINE, rejects, self.sync.run_id)
-            if result.outcome == "rejected":
-                ledger.record_rejected(conn, [(e, reason) for e in ids], run_id=self.sync.run_id, now=now)
-                ledger.complete(conn, [str(request.request_id)])
-        self.sync.open_rejects.update(ids)
-        if self.replay:
-            self.sync.tally.replay_failed_events += len(ids)
-        else:
-            self.sync.report.rejected[reason] += len(ids)
-
-    def flush(self) -> None:
-        if not self.accepted:
-            return
-        accepted, self.accepted = self.accepted, []
-        event_ids: list[str] = []
-        request_ids: list[str] = []
-        for request in accepted:
-            ids = _event_ids(request)
-            event_ids += ids
-            request_ids += [str(request.request_id)] * len(ids)
-        resolve = [e for e in event_ids if e in self.sync.open_rejects]
-        now = self.store.clock()
-        with self.store.transaction() as conn:
-            ledger.record_accepted(conn, event_ids=event_ids, request_ids=request_ids, run_id=self.sync.run_id, now=now)
-            ledger.complete(conn, [str(r.request_id) for r in accepted])
-            ledger.resolve_row_rejects(conn, pipeline=PIPELINE, event_ids=resolve, run_id=self.sync.run_id, now=now)
-        self.sync.open_rejects.difference_update(resolve)
-        if self.replay:
-            self.sync.tally.replayed_events += len(event_ids)
-        else:
-            self.sync.report.accepted += len(event_ids)
-        if self.sync.progress is not None:
-            self.sync.progress(self.sync.report)
-
-
 def _event_ids(request: SendRequest) -> tuple[str, ...]:
-    batch = request.key
-    assert isinstance(batch, Batch)
-    return tuple(str(i.key) for i in batch.items)
+    return tuple(str(i.key) for i in batch_of(request).items)

@@ -1,5 +1,6 @@
 """Sync state in a database: what WebEngage accepted, attribute types, rejects and run history."""
 
-from etl.state.store import RejectRow, StateStore, ensure_schema
+from etl.engine.rejects import RejectRow
+from etl.state.store import StateStore, ensure_schema
 
 __all__ = ["RejectRow", "StateStore", "ensure_schema"]

@@ -25,7 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from etl.state.store import REJECTS, ROW, StateStore
+from etl.engine.rejects import ROW
+from etl.state.store import REJECTS, StateStore
 
 LEDGER: Final = sa.table(
     "we_event_ledger",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -17,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
+from etl.engine.rejects import REDRIVEN, RejectRow
+from etl.engine.rejects import ROW as ROW  # re-exported: the rejects table's whole-row column
 from etl.resources import state_ddl
 from etl.warehouse.engine import connect_with_retry, retry_on_lock
 from etl.warehouse.queries import load_sql, split_statements
@@ -82,22 +83,7 @@ _UPSERT_USER_STATE = sa.text(
 )
 
 #: Reject kinds re-driven by later runs (and so counted towards dying); data rejects wait for a fix.
-_REDRIVEN: Final = ("transient", "api")
-
-#: Whole-row rejects use this column name.
-ROW = "*"
-
-
-@dataclass(frozen=True, kw_only=True)
-class RejectRow:
-    """One rejected row or value. ``kind``: ``data`` (fix in the warehouse), ``api`` (WebEngage said no)
-    or ``transient`` (retried next run)."""
-
-    row_key: str
-    column: str
-    reason: str
-    detail: str = ""
-    kind: str = "data"
+_REDRIVEN: Final = tuple(sorted(REDRIVEN))
 
 
 def utcnow() -> datetime:
@@ -121,9 +107,11 @@ def _naive_utc(value: datetime | None) -> datetime | None:
 class StateStore:
     """Reads and checkpoints sync state over one connection held for the run."""
 
-    def __init__(self, engine: Engine, *, clock: Clock = utcnow) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = utcnow, max_reject_attempts: int | None = None) -> None:
         self.engine = engine
         self.clock = clock
+        #: One rule for every pipeline: re-driven rejects die after this many attempts (None: never).
+        self.max_reject_attempts = max_reject_attempts
         self._conn: Connection | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -214,6 +202,8 @@ class StateStore:
         A transient or API reject that reaches ``max_attempts`` becomes ``dead``: it is not re-driven any
         more until someone reopens it (`webengage-sync rejects retry`). Data rejects never die: fixing the
         row in the warehouse sends it."""
+        if max_attempts is None:
+            max_attempts = self.max_reject_attempts
         limit = max_attempts if max_attempts is not None else 2**31 - 1
         now = self.clock()
         merged: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -271,9 +261,12 @@ class StateStore:
             {"keys": list(row_keys)},
         )
 
-    def open_reject_keys(self, pipeline: str) -> set[str]:
-        """Row keys with an open reject: only their acceptance needs to touch the rejects table."""
+    def open_reject_keys(self, pipeline: str, *, column: str | None = None) -> set[str]:
+        """Row keys with an open reject (of ``column`` only, e.g. :data:`ROW` for whole rows): only their
+        acceptance needs to touch the rejects table."""
         query = sa.select(REJECTS.c.row_key).where(REJECTS.c.pipeline == pipeline, REJECTS.c.status == "open")
+        if column is not None:
+            query = query.where(REJECTS.c.column_name == column)
         keys = {str(r[0]) for r in self.conn.execute(query)}
         self.conn.commit()
         return keys
@@ -351,10 +344,40 @@ class StateStore:
                 )
             )
 
-    def runs(self, *, pipeline: str | None = None, last: int = 20) -> list[dict[str, Any]]:
+    def reject_groups(self, pipeline: str | None = None, *, sample: int = 0) -> list[dict[str, Any]]:
+        """Open and dead rejects grouped by pipeline, reason, column, kind and status, largest first, with
+        the highest attempts, the last time seen and up to ``sample`` row keys (computed in the database)."""
+        group = (REJECTS.c.pipeline, REJECTS.c.reason, REJECTS.c.column_name, REJECTS.c.kind, REJECTS.c.status)
+        rows_n = sa.func.count().label("rows")
+        query = (
+            sa.select(*group, rows_n, sa.func.max(REJECTS.c.attempts).label("max_attempts"),
+                      sa.func.max(REJECTS.c.last_seen).label("last_seen"))
+            .where(REJECTS.c.status != "resolved")
+            .group_by(*group)
+            .order_by(rows_n.desc(), *group)
+        )  # fmt: skip
+        if pipeline:
+            query = query.where(REJECTS.c.pipeline == pipeline)
+        groups = [dict(r._mapping) for r in self.conn.execute(query)]
+        if sample:
+            for g in groups:
+                keys = (
+                    sa.select(REJECTS.c.row_key)
+                    .where(*(c == g[c.name] for c in group))
+                    .order_by(REJECTS.c.row_key)
+                    .limit(sample)
+                )
+                g["keys"] = [str(k) for k in self.conn.execute(keys).scalars()]
+        self.conn.commit()
+        return groups
+
+    def runs(self, *, pipeline: str | None = None, last: int = 20, run_id: str | None = None) -> list[dict[str, Any]]:
+        """The last ``last`` runs (newest first), of one pipeline and/or one run id when given."""
         query = sa.select(RUNS).order_by(RUNS.c.started_at.desc()).limit(last)
         if pipeline:
             query = query.where(RUNS.c.pipeline == pipeline)
+        if run_id is not None:
+            query = query.where(RUNS.c.run_id == run_id)
         rows = [dict(r._mapping) for r in self.conn.execute(query)]
         self.conn.commit()
         for row in rows:

@@ -29,8 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from etl.engine.rejects import RejectRow
 from etl.errors import ConfigError
-from etl.state.store import RejectRow
 from etl.transform import formats
 from etl.transform.mapping import MAX_PER_TYPE, SYSTEM_FIELDS, WIRE_TYPE, AttrType, UserMapping
 

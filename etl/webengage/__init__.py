@@ -5,7 +5,6 @@ from etl.webengage.client import (
     WebEngageClient,
     bulk_events_request,
     bulk_users_request,
-    deterministic_request_id,
     event_request,
     user_request,
 )
@@ -20,6 +19,7 @@ from etl.webengage.models import (
     SendRequest,
     SendResult,
     UserPayload,
+    deterministic_request_id,
 )
 from etl.webengage.overflow import OverflowLane
 from etl.webengage.ratelimit import Bucket, RateBudgets, TokenBucket

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import math
@@ -363,14 +362,6 @@ class WebEngageClient:
 
 
 # -- request builders ----------------------------------------------------------------------------------
-def deterministic_request_id(keys: Iterable[str]) -> str:
-    """A stable id for a batch: sha256 of its sorted keys joined by U+001F, first 32 hex chars.
-
-    The same batch rebuilt after a crash gets the same id, so WebEngage can drop the duplicate.
-    """
-    return hashlib.sha256("\x1f".join(sorted(keys)).encode()).hexdigest()[:32]
-
-
 def user_request(user: UserPayload, request_id: str | None = None, *, key: object = None) -> SendRequest:
     return SendRequest("users", orjson.dumps(user), request_id, 1, key)
 

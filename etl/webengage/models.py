@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal, Required, TypedDict
 
@@ -121,3 +123,11 @@ class ClientStats:
 
 
 _COUNTERS: Final = frozenset(f.name for f in fields(ClientStats) if f.name not in ("by_status", "_lock"))
+
+
+def deterministic_request_id(keys: Iterable[str]) -> str:
+    """A stable id for a batch: sha256 of its sorted keys joined by U+001F, first 32 hex chars.
+
+    The same batch rebuilt after a crash gets the same id, so WebEngage can drop the duplicate.
+    """
+    return hashlib.sha256("\x1f".join(sorted(keys)).encode()).hexdigest()[:32]

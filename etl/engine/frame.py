@@ -1,0 +1,156 @@
+"""The run frame every sync runs in: one ``we_runs`` row (started, then finished with its counts), the
+report and its invariant, the state store, the WebEngage client (created when first needed, never in a
+dry run), the warehouse engine, and one log line at the end."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import Engine
+
+from etl.config import Settings
+from etl.report import RunReport
+from etl.state.store import StateStore
+from etl.warehouse.engine import make_engine
+from etl.webengage.client import WebEngageClient
+
+log = logging.getLogger("etl.pipelines")
+
+Progress = Callable[[RunReport], None]
+WallClock = Callable[[], datetime]
+Window = tuple[datetime | None, datetime | None]
+
+
+def system_now() -> datetime:
+    """The default wall clock of a run (its timestamps and default run id; never a query's as-of)."""
+    return datetime.now(UTC)
+
+
+def default_run_id(now: datetime, prefix: str = "manual") -> str:
+    return f"{prefix}__{now.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')}"
+
+
+def naive_utc(value: datetime) -> datetime:
+    """The database's form of an instant: naive UTC (naive input is taken to be UTC already)."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+class Run:
+    """What a sync's body gets: settings, report, state store, and the client and warehouse on demand."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        report: RunReport,
+        store: StateStore,
+        *,
+        started_at: datetime,
+        transport: httpx.BaseTransport | None,
+        progress: Progress | None,
+    ) -> None:
+        self.settings = settings
+        self.report = report
+        self.store = store
+        self.started_at = started_at
+        self.progress = progress
+        self._transport = transport
+        self._client: WebEngageClient | None = None
+        self._warehouse: Engine | None = None
+
+    @property
+    def dry_run(self) -> bool:
+        return self.report.dry_run
+
+    @property
+    def run_id(self) -> str:
+        return self.report.run_id
+
+    def client(self) -> WebEngageClient:
+        """The run's client, created on first use (a run with nothing to send makes no connection)."""
+        if self.dry_run:
+            raise RuntimeError("a dry run sends nothing")
+        if self._client is None:
+            self._client = WebEngageClient(self.settings, transport=self._transport)
+        return self._client
+
+    @property
+    def has_client(self) -> bool:
+        return self._client is not None
+
+    def warehouse(self) -> Engine:
+        if self._warehouse is None:
+            self._warehouse = make_engine(self.settings.warehouse_url)
+        return self._warehouse
+
+    def tick(self) -> None:
+        if self.progress is not None:
+            self.progress(self.report)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self.report.http = self._client.stats.snapshot()
+            self._client.close()
+        if self._warehouse is not None:
+            self._warehouse.dispose()
+
+
+def execute(
+    settings: Settings,
+    body: Callable[[Run], None],
+    *,
+    pipeline: str,
+    run_id: str | None = None,
+    window: Window = (None, None),
+    dry_run: bool = False,
+    clock: WallClock = system_now,
+    transport: httpx.BaseTransport | None = None,
+    progress: Progress | None = None,
+    summarize: Callable[[RunReport], dict[str, Any]] = RunReport.summary,
+    settle: Callable[[RunReport], None] | None = None,
+    renamed: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run ``body`` inside the frame and return the summary (also stored in ``we_runs``).
+
+    ``settle`` fills the report's invariant buckets before :meth:`RunReport.check` (a sync whose rows are
+    counted elsewhere); ``summarize`` turns the report into the stored summary. A failure, including a
+    broken invariant, is recorded as a failed run and re-raised."""
+    started = time.monotonic()
+    now = clock()
+    report = RunReport(pipeline=pipeline, run_id=run_id or default_run_id(now), dry_run=dry_run,
+                       window_start=window[0], window_end=window[1], renamed=dict(renamed or {}))  # fmt: skip
+    state_engine = make_engine(settings.effective_state_url, setting="state_url")
+    store_clock = lambda: naive_utc(clock())  # noqa: E731 - the store's timestamps follow the run's clock
+    with StateStore(state_engine, clock=store_clock, max_reject_attempts=settings.max_reject_attempts) as store:
+        store.start_run(run_id=report.run_id, pipeline=pipeline, window=window, dry_run=dry_run)
+        run = Run(settings, report, store, started_at=now, transport=transport, progress=progress)
+        try:
+            try:
+                body(run)
+            finally:
+                run.close()
+            report.status = "success"
+            report.duration_s = time.monotonic() - started
+            if settle is not None:
+                settle(report)
+            report.check()
+        except BaseException as exc:
+            report.status = "failed"
+            report.duration_s = time.monotonic() - started
+            report.message = f"{exc.__class__.__name__}: {exc}" if isinstance(exc, Exception) else ""
+            store.finish_run(run_id=report.run_id, pipeline=pipeline, status="failed", counts=summarize(report),
+                             message=report.message)  # fmt: skip
+            raise
+        summary = summarize(report)
+        store.finish_run(run_id=report.run_id, pipeline=pipeline, status="success", counts=summary)
+    state_engine.dispose()
+    log.info(
+        "%s run %s: %s; extracted %d, unchanged %d, accepted %d, rejected %d, requests %d",
+        pipeline, report.run_id, report.status, report.extracted, report.unchanged, report.accepted,
+        report.rejected_rows, report.http.get("requests", 0),
+    )  # fmt: skip
+    return summary
