@@ -24,24 +24,18 @@ requests); the log ends with a readable block. Connection: `webengage_default` (
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from airflow.sdk import Asset, AssetAlias, Param, dag, task
-from webengage_common.airflow_settings import AS_OF_PARAM
+from airflow.sdk import dag, task
+from webengage_common.assets import COHORT_ALIAS, COHORTS_ASSET, cohort_asset
 from webengage_common.defaults import task_defaults
+from webengage_common.hook import WebEngageHook
+from webengage_common.params import as_of_param, cohort_param, dry_run_param, flag, flag_param, run_as_of
 
 from etl.transform.cohorts import configured_names
 
-COHORTS_ASSET = Asset("webengage://cohorts")
-#: Each export also publishes webengage://cohorts/<name> through this alias.
-COHORT_ALIAS = AssetAlias("webengage-cohort")
 # Read at parse time from the TOML (WEBENGAGE_COHORTS_CONFIG or mappings/cohorts.toml): no DB, no HTTP.
 NAMES = configured_names()
-
-_cohort_param = (
-    Param(NAMES[0], type="string", enum=NAMES, title="Cohort", description="The cohort to export now.")
-    if NAMES
-    else Param("", type="string", title="Cohort", description="No cohort is configured (mappings/cohorts.toml).")
-)
 
 
 @dag(
@@ -53,45 +47,39 @@ _cohort_param = (
     tags=["webengage", "reverse-etl", "cohorts"],
     doc_md=__doc__,
     params={
-        "cohort": _cohort_param,
-        "dry_run": Param(False, type="boolean", title="Dry run", description="Compute and report; send nothing."),
-        "emit_events": Param(
-            False,
-            type="boolean",
+        "cohort": cohort_param(NAMES),
+        "dry_run": dry_run_param(title="Dry run"),
+        "emit_events": flag_param(
+            "Also send Cohort Entered / Cohort Exited events (cohorts configured with events always do).",
             title="Emit events",
-            description="Also send Cohort Entered / Cohort Exited events (cohorts configured with events always do).",
         ),
-        "override_guard": Param(
-            False,
-            type="boolean",
-            title="Override guard",
-            description="Send even if more members would leave than the cohort's max_exit_share allows.",
+        "override_guard": flag_param(
+            "Send even if more members would leave than the cohort's max_exit_share allows.", title="Override guard"
         ),
-        "as_of": AS_OF_PARAM,
+        "as_of": as_of_param(),
     },
 )
 def webengage_cohort_export() -> None:
     @task(task_id="export_cohort", multiple_outputs=False, outlets=[COHORTS_ASSET, COHORT_ALIAS])
-    def export_cohort(**context: object) -> dict[str, object]:
-        from webengage_common.airflow_settings import run_as_of, settings_from_airflow
-
+    def export_cohort(
+        params: dict[str, Any], run_id: str, dag_run: Any, outlet_events: Any,
+        data_interval_end: datetime | None = None,
+    ) -> dict[str, object]:  # fmt: skip
         from etl.pipelines import cohorts
 
-        params = context["params"]
-        assert isinstance(params, dict) or hasattr(params, "get")
         cohort = str(params.get("cohort", ""))
         summary = cohorts.export(
-            settings_from_airflow(),
+            WebEngageHook().get_settings(),
             cohort=cohort,
-            run_id=str(context["run_id"]),
-            as_of=run_as_of(context),
-            dry_run=bool(params.get("dry_run", False)),
-            emit_events=True if params.get("emit_events") else None,
-            override_guard=bool(params.get("override_guard", False)),
+            run_id=run_id,
+            as_of=run_as_of(params, data_interval_end, dag_run),
+            dry_run=flag(params, "dry_run"),
+            emit_events=flag(params, "emit_events") or None,
+            override_guard=flag(params, "override_guard"),
         )
         print(cohorts.render_summary(summary))
         if not summary["dry_run"]:
-            context["outlet_events"][COHORT_ALIAS].add(Asset(f"webengage://cohorts/{cohort}"))
+            outlet_events[COHORT_ALIAS].add(cohort_asset(cohort))
         return summary
 
     export_cohort()

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from typing import Any
 
-from airflow.sdk import Asset, Param, dag, task
-from webengage_common.airflow_settings import AS_OF_PARAM
+from airflow.sdk import dag, task
+from webengage_common.assets import COHORTS_ASSET
 from webengage_common.defaults import task_defaults
+from webengage_common.hook import WebEngageHook
+from webengage_common.params import as_of_param, dry_run_param, flag, flag_param, run_as_of
 
 from etl.transform.cohorts import configured_names
 
-COHORTS_ASSET = Asset("webengage://cohorts")
 # Read at parse time from the TOML (WEBENGAGE_COHORTS_CONFIG or mappings/cohorts.toml): no DB, no HTTP.
 DYNAMIC = configured_names(mode="dynamic")
 
@@ -42,51 +44,39 @@ DYNAMIC = configured_names(mode="dynamic")
     tags=["webengage", "reverse-etl", "cohorts"],
     doc_md=__doc__,
     params={
-        "dry_run": Param(False, type="boolean", description="Compute and report; send nothing."),
-        "override_guard": Param(False, type="boolean", description="Let syncs through that the guard would stop."),
-        "as_of": AS_OF_PARAM,
+        "dry_run": dry_run_param(),
+        "override_guard": flag_param("Let syncs through that the guard would stop."),
+        "as_of": as_of_param(),
     },
 )
 def webengage_cohorts_sync() -> None:
-    @task(
-        task_id="sync_cohort",
-        multiple_outputs=False,
-        outlets=[COHORTS_ASSET],
-        max_active_tis_per_dagrun=1,
-        map_index_template="{{ task.op_kwargs['cohort'] }}",
-    )
-    def sync_cohort(cohort: str, **context: object) -> dict[str, object]:
-        from webengage_common.airflow_settings import run_as_of, settings_from_airflow
-
+    @task(task_id="sync_cohort", multiple_outputs=False, outlets=[COHORTS_ASSET], max_active_tis_per_dagrun=1,
+          map_index_template="{{ task.op_kwargs['cohort'] }}")  # fmt: skip
+    def sync_cohort(
+        cohort: str, params: dict[str, Any], run_id: str, dag_run: Any, data_interval_end: datetime | None = None
+    ) -> dict[str, object]:
         from etl.pipelines import cohorts
 
-        params = context["params"]
-        assert isinstance(params, dict) or hasattr(params, "get")
         summary = cohorts.export(
-            settings_from_airflow(),
+            WebEngageHook().get_settings(),
             cohort=cohort,
-            run_id=str(context["run_id"]),
-            as_of=run_as_of(context),
-            dry_run=bool(params.get("dry_run", False)),
-            override_guard=bool(params.get("override_guard", False)),
+            run_id=run_id,
+            as_of=run_as_of(params, data_interval_end, dag_run),
+            dry_run=flag(params, "dry_run"),
+            override_guard=flag(params, "override_guard"),
         )
         print(cohorts.render_summary(summary))
         return summary
 
     @task(task_id="retire_removed_cohorts", multiple_outputs=False, outlets=[COHORTS_ASSET])
-    def retire_removed_cohorts(**context: object) -> list[dict[str, object]]:
-        from webengage_common.airflow_settings import settings_from_airflow
-
+    def retire_removed_cohorts(params: dict[str, Any], run_id: str) -> list[dict[str, object]]:
         from etl.pipelines import cohorts
 
-        params = context["params"]
-        assert isinstance(params, dict) or hasattr(params, "get")
-        if params.get("dry_run", False):
+        if flag(params, "dry_run"):
             return []
         summaries = cohorts.retire_removed(
-            settings_from_airflow(), run_id=str(context["run_id"]),
-            override_guard=bool(params.get("override_guard", False)),
-        )  # fmt: skip
+            WebEngageHook().get_settings(), run_id=run_id, override_guard=flag(params, "override_guard")
+        )
         for summary in summaries:
             print(cohorts.render_summary(summary))
         return summaries

@@ -17,7 +17,8 @@ run's data interval `[start, end)` widened by the mapping's `lookback` (default 
   first, run the profile sync before the hour's events (e.g. schedule it at `55 * * * *`, or consume its
   Asset `webengage://users` in a DAG of your own that triggers this one).
 
-The task's XCom `return_value` is the run summary (`already_sent`, `accepted`, rejects by reason).
+The task's XCom `return_value` is the run summary (`already_sent`, `accepted`, rejects by reason). Each
+successful run publishes the Asset `webengage://events` (dry runs too: a plain outlet always emits).
 Connection: `webengage_default` (see README).
 """
 
@@ -25,9 +26,13 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from typing import Any
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+from webengage_common.assets import EVENTS_ASSET
 from webengage_common.defaults import task_defaults
+from webengage_common.hook import WebEngageHook
+from webengage_common.params import dry_run_param, flag
 
 SCHEDULE = os.environ.get("WEBENGAGE_EVENTS_SCHEDULE", "0 * * * *")
 CATCHUP = os.environ.get("WEBENGAGE_EVENTS_CATCHUP", "false").strip().lower() in ("1", "true", "yes", "on")
@@ -44,23 +49,22 @@ CATCHUP = os.environ.get("WEBENGAGE_EVENTS_CATCHUP", "false").strip().lower() in
     max_active_runs=1,
     tags=["webengage", "reverse-etl"],
     doc_md=__doc__,
-    params={"dry_run": Param(False, type="boolean", description="Compute and report; send nothing.")},
+    params={"dry_run": dry_run_param()},
 )
 def webengage_events_sync() -> None:
-    @task(task_id="sync_events", multiple_outputs=False, doc_md=__doc__)
-    def sync_events(**context: object) -> dict[str, object]:
-        from webengage_common.airflow_settings import settings_from_airflow, window_of
-
+    @task(task_id="sync_events", multiple_outputs=False, outlets=[EVENTS_ASSET], doc_md=__doc__)
+    def sync_events(
+        params: dict[str, Any], run_id: str,
+        data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
+    ) -> dict[str, object]:  # fmt: skip
         from etl.pipelines import events
         from etl.report import render
 
-        params = context["params"]
-        assert isinstance(params, dict) or hasattr(params, "get")
         summary = events.run(
-            settings_from_airflow(),
-            run_id=str(context["run_id"]),
-            window=window_of(context),
-            dry_run=bool(params.get("dry_run", False)),
+            WebEngageHook().get_settings(),
+            run_id=run_id,
+            window=(data_interval_start, data_interval_end),
+            dry_run=flag(params, "dry_run"),
         )
         print(render(summary))
         return summary

@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import os
 from datetime import datetime
+from typing import Any
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import dag, task
+from webengage_common.assets import USERS_ASSET
 from webengage_common.defaults import task_defaults
-
-USERS_ASSET = Asset("webengage://users")
+from webengage_common.hook import WebEngageHook
+from webengage_common.params import dry_run_param, flag, flag_param, run_as_of
 
 
 @dag(
@@ -32,33 +34,29 @@ USERS_ASSET = Asset("webengage://users")
     max_active_runs=1,
     tags=["webengage", "reverse-etl"],
     doc_md=__doc__,
-    params={
-        "dry_run": Param(False, type="boolean", description="Compute and report; send nothing."),
-        "full_refresh": Param(False, type="boolean", description="Re-send every user, changed or not."),
-    },
+    params={"dry_run": dry_run_param(), "full_refresh": flag_param("Re-send every user, changed or not.")},
 )
 def webengage_users_sync() -> None:
     @task(task_id="sync_users", multiple_outputs=False, outlets=[USERS_ASSET], doc_md=__doc__)
-    def sync_users(**context: object) -> dict[str, object]:
-        from webengage_common.airflow_settings import run_as_of, settings_from_airflow, window_of
-
+    def sync_users(
+        params: dict[str, Any], run_id: str, dag_run: Any,
+        data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
+    ) -> dict[str, object]:  # fmt: skip
         from etl.pipelines import users
         from etl.plan import eta_warning
         from etl.report import render
 
-        params = context["params"]
-        assert isinstance(params, dict) or hasattr(params, "get")
-        settings = settings_from_airflow()
-        if not params.get("dry_run", False):
-            warning = eta_warning(settings, as_of=run_as_of(context))
+        settings = WebEngageHook().get_settings()
+        if not flag(params, "dry_run"):
+            warning = eta_warning(settings, as_of=run_as_of(params, data_interval_end, dag_run))
             if warning:
                 logging.getLogger("webengage").warning("%s", warning)
         summary = users.run(
             settings,
-            run_id=str(context["run_id"]),
-            window=window_of(context),
-            dry_run=bool(params.get("dry_run", False)),
-            full_refresh=bool(params.get("full_refresh", False)),
+            run_id=run_id,
+            window=(data_interval_start, data_interval_end),
+            dry_run=flag(params, "dry_run"),
+            full_refresh=flag(params, "full_refresh"),
         )
         print(render(summary))
         return summary

@@ -14,6 +14,8 @@ into `webengage_webhook_quarantine` with their reason.
 * Fully loaded, closed segments are deleted after `WEBENGAGE_WEBHOOK_RETAIN_HOURS` (default 24).
 
 The task's XCom `return_value` is the load summary (lines read, events loaded, duplicates, quarantined).
+Each successful run publishes the Asset `webengage://webhooks` (the table `webengage_events` was loaded):
+schedule your own DAG on it to process what arrived.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 from datetime import datetime
 
 from airflow.sdk import dag, task
+from webengage_common.assets import WEBHOOKS_ASSET
 from webengage_common.defaults import task_defaults
 
 SCHEDULE = os.environ.get("WEBENGAGE_WEBHOOKS_SCHEDULE", "15 * * * *")
@@ -38,7 +41,7 @@ SCHEDULE = os.environ.get("WEBENGAGE_WEBHOOKS_SCHEDULE", "15 * * * *")
     doc_md=__doc__,
 )
 def webengage_webhooks_load() -> None:
-    @task(task_id="load_webhooks", multiple_outputs=False, doc_md=__doc__)
+    @task(task_id="load_webhooks", multiple_outputs=False, outlets=[WEBHOOKS_ASSET], doc_md=__doc__)
     def load_webhooks() -> dict[str, object]:
         from etl.webhooks.config import WebhookSettings
         from etl.webhooks.loader import render, run
