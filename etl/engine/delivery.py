@@ -26,26 +26,25 @@ log = logging.getLogger("etl.engine")
 #: Longest an accepted request waits for its checkpoint when results trickle in.
 GROUP_WAIT_S: Final = 0.25
 
-Requests = Iterable[SendRequest]
+#: Every request the engine sends carries the Batch of items (with their checkpoint keys) it was built from.
+Request = SendRequest[Batch[Any]]
+Result = SendResult[Batch[Any]]
+Requests = Iterable[Request]
 
 
-def batch_of(request: SendRequest) -> Batch[Any]:
-    """The batch a request carries (every request the engine sends was built from one)."""
-    batch = request.key
-    if not isinstance(batch, Batch):
-        raise TypeError(f"request {request.request_id} carries no Batch")
-    return batch
+def batch_of(request: Request) -> Batch[Any]:
+    return request.key
 
 
-def items_of(requests: Iterable[SendRequest]) -> list[Item[Any]]:
+def items_of(requests: Iterable[Request]) -> list[Item[Any]]:
     return [item for request in requests for item in batch_of(request).items]
 
 
-def keys_of(requests: Iterable[SendRequest]) -> list[Any]:
+def keys_of(requests: Iterable[Request]) -> list[Any]:
     return [item.key for item in items_of(requests)]
 
 
-def counted(requests: Requests, report: RunReport) -> Iterator[SendRequest]:
+def counted(requests: Requests, report: RunReport) -> Iterator[Request]:
     """Count each request (batches, rows put in requests) as it is pulled."""
     for request in requests:
         report.batches += 1
@@ -66,10 +65,10 @@ class Checkpoints:
     called with requests before they can be sent (an outbox); ``split`` (optional) when a refused request
     is replaced by its halves."""
 
-    accepted: Callable[[list[SendRequest]], None]
-    failed: Callable[[SendRequest, SendResult], None]
-    journal: Callable[[list[SendRequest]], None] | None = None
-    split: Callable[[SendRequest], None] | None = None
+    accepted: Callable[[list[Request]], None]
+    failed: Callable[[Request, Result], None]
+    journal: Callable[[list[Request]], None] | None = None
+    split: Callable[[Request], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,18 +87,18 @@ def deliver(
     checkpoints: Checkpoints,
     *,
     grouping: Grouping = Grouping(),
-    dispatch: Callable[[Iterable[SendRequest]], Iterator[SendRequest]] | None = None,
+    dispatch: Callable[[Iterable[Request]], Iterator[Request]] | None = None,
     bisect: bool = True,
 ) -> None:
     """Send every request and settle every result. ``dispatch`` may re-route fresh requests (the overflow
     lane). A TerminalAPIError propagates once the requests in flight have finished; what WebEngage accepted
     until then is checkpointed first."""
     group = _Group(checkpoints.accepted, grouping)
-    pending: Iterable[SendRequest] = dispatch(requests) if dispatch is not None else requests
+    pending: Iterable[Request] = dispatch(requests) if dispatch is not None else requests
     ok = False
     try:
         while True:
-            splits: deque[SendRequest] = deque()
+            splits: deque[Request] = deque()
             stream = _with_splits(pending, splits)
             if checkpoints.journal is not None:
                 stream = _journaled(stream, checkpoints.journal, grouping.journal)
@@ -129,7 +128,7 @@ def deliver(
             log.exception("could not checkpoint accepted requests; the next run sends them again")
 
 
-def _with_splits(requests: Iterable[SendRequest], splits: deque[SendRequest]) -> Iterator[SendRequest]:
+def _with_splits(requests: Iterable[Request], splits: deque[Request]) -> Iterator[Request]:
     """Re-queued halves of refused batches first, then the fresh requests. Halves are appended by the result
     loop on the same thread that pulls from this generator."""
     for request in requests:
@@ -140,11 +139,9 @@ def _with_splits(requests: Iterable[SendRequest], splits: deque[SendRequest]) ->
         yield splits.popleft()
 
 
-def _journaled(
-    requests: Iterator[SendRequest], journal: Callable[[list[SendRequest]], None], every: int
-) -> Iterator[SendRequest]:
+def _journaled(requests: Iterator[Request], journal: Callable[[list[Request]], None], every: int) -> Iterator[Request]:
     """Journal requests in groups of ``every`` before any of them can be sent."""
-    buffer: list[SendRequest] = []
+    buffer: list[Request] = []
     for request in requests:
         buffer.append(request)
         if len(buffer) >= every:
@@ -157,14 +154,14 @@ def _journaled(
 
 
 class _Group:
-    def __init__(self, checkpoint: Callable[[list[SendRequest]], None], grouping: Grouping) -> None:
+    def __init__(self, checkpoint: Callable[[list[Request]], None], grouping: Grouping) -> None:
         self._checkpoint = checkpoint
         self._grouping = grouping
-        self._requests: list[SendRequest] = []
+        self._requests: list[Request] = []
         self._items = 0
         self._since = 0.0
 
-    def add(self, request: SendRequest) -> None:
+    def add(self, request: Request) -> None:
         if not self._requests:
             self._since = time.monotonic()
         self._requests.append(request)

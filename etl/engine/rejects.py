@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:  # the policy is plain data at run time: transforms import it without the client
     from etl.webengage.models import SendResult
@@ -59,7 +59,7 @@ REDRIVEN: Final = frozenset({RejectKind.API.value, RejectKind.TRANSIENT.value})
 Verdict = tuple[str, str, str]
 
 
-def classify(result: SendResult) -> Verdict:
+def classify(result: SendResult[Any]) -> Verdict:
     """The reject a failed send result stands for: reason, kind and a detail without payload data."""
     detail = f"HTTP {result.status_code}: {result.message or ''}"[:500]
     if result.outcome == "transient":

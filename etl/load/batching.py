@@ -38,7 +38,7 @@ def body_of(endpoint: Endpoint, encoded: list[bytes]) -> bytes:
     return _WRAPPER[endpoint] + b",".join(encoded) + _CLOSE
 
 
-def make_request(endpoint: Endpoint, items: tuple[Item[K], ...], encoded: list[bytes]) -> SendRequest:
+def make_request(endpoint: Endpoint, items: tuple[Item[K], ...], encoded: list[bytes]) -> SendRequest[Batch[K]]:
     """A bulk request whose id is a hash of its items' identities (stable across re-runs)."""
     return SendRequest(
         endpoint,
@@ -56,7 +56,7 @@ def batch_requests(
     batch_size: int,
     max_bytes: int,
     oversize: list[Item[K]],
-) -> Iterator[SendRequest]:
+) -> Iterator[SendRequest[Batch[K]]]:
     """Yield bulk requests; items too big for any request are appended to ``oversize``."""
     overhead = len(_WRAPPER[endpoint]) + len(_CLOSE)
     current: list[Item[K]] = []
@@ -79,11 +79,9 @@ def batch_requests(
         yield make_request(endpoint, tuple(current), encoded)
 
 
-def split_request(request: SendRequest) -> list[SendRequest]:
+def split_request(request: SendRequest[Batch[K]]) -> list[SendRequest[Batch[K]]]:
     """Halve a rejected bulk request so the item WebEngage refused can be found (bisection)."""
-    batch = request.key
-    assert isinstance(batch, Batch)
-    items = batch.items
+    items = request.key.items
     if len(items) < 2:
         return []
     mid = len(items) // 2

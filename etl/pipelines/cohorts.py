@@ -23,7 +23,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from etl.config import Settings
-from etl.engine.delivery import Checkpoints, count_only, counted, deliver, keys_of
+from etl.engine.delivery import Checkpoints, Request, Result, count_only, counted, deliver, keys_of
 from etl.engine.frame import Run, WallClock, execute, naive_utc, system_now
 from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, Verdict, classify, too_large
 from etl.errors import ConfigError, WebEngageSyncError
@@ -37,7 +37,6 @@ from etl.transform import cohorts as tx
 from etl.transform.cohorts import CohortConfig, CohortSpec, GuardError, Transition
 from etl.warehouse.engine import make_engine
 from etl.warehouse.queries import load_sql, read_chunks
-from etl.webengage.models import SendRequest, SendResult
 
 __all__ = ["GuardError", "export", "list_cohorts", "load_config", "render_summary", "retire", "retire_removed"]
 
@@ -445,7 +444,7 @@ def _flip_items(cohort: str, attribute: str, flips: Sequence[FlipKey], *, versio
 
 def _flip_requests(
     run: Run, counts: _Counts, flips: Sequence[FlipKey], *, version: int, oversize: list[Item[FlipKey]]
-) -> Iterator[SendRequest]:
+) -> Iterator[Request]:
     return batch_requests(_flip_items(counts.cohort, counts.attribute, flips, version=version),
                           endpoint="bulk-users", batch_size=run.settings.batch_size,
                           max_bytes=run.settings.max_batch_bytes, oversize=oversize)  # fmt: skip
@@ -478,7 +477,7 @@ def _send_flips(run: Run, counts: _Counts, flips: list[FlipKey], *, version: int
     oversize: list[Item[FlipKey]] = []
     requests = _flip_requests(run, counts, flips, version=version, oversize=oversize)
 
-    def accepted(done: list[SendRequest]) -> None:
+    def accepted(done: list[Request]) -> None:
         keys: list[FlipKey] = keys_of(done)
         transitions = [(u, t) for u, _, t in keys if t is not None]
         now = store.clock()
@@ -495,7 +494,7 @@ def _send_flips(run: Run, counts: _Counts, flips: list[FlipKey], *, version: int
         report.accepted += len(keys)
         counts.events_queued += len(transitions) if counts.events_on else 0
 
-    def failed(request: SendRequest, result: SendResult) -> None:
+    def failed(request: Request, result: Result) -> None:
         _record_failed(run, counts, keys_of([request]), classify(result))
 
     deliver(run.client(), counted(requests, report), Checkpoints(accepted=accepted, failed=failed))
@@ -541,12 +540,12 @@ def _send_events(run: Run, counts: _Counts) -> None:
         with store.transaction() as conn:
             cstate.mark_events(conn, cohort=cohort, keys=keys, status=status, now=store.clock(), detail=detail)
 
-    def accepted(done: list[SendRequest]) -> None:
+    def accepted(done: list[Request]) -> None:
         keys: list[EventKey] = keys_of(done)
         mark(keys, "sent")
         counts.events_sent += len(keys)
 
-    def failed(request: SendRequest, result: SendResult) -> None:
+    def failed(request: Request, result: Result) -> None:
         keys: list[EventKey] = keys_of([request])
         _, kind, detail = classify(result)
         if kind == RejectKind.TRANSIENT:  # stays pending: the next run sends it

@@ -27,7 +27,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from etl.config import Settings
-from etl.engine.delivery import Checkpoints, Grouping, batch_of, count_only, counted, deliver
+from etl.engine.delivery import Checkpoints, Grouping, Request, Result, batch_of, count_only, counted, deliver
 from etl.engine.frame import Progress, Run, WallClock, Window, execute, system_now
 from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, classify, too_large
 from etl.errors import ConfigError, WebEngageSyncError
@@ -47,7 +47,7 @@ from etl.transform.events import (
 from etl.transform.users import normalise_keys
 from etl.warehouse.event_sources import Source, custom_source, segment_sources
 from etl.warehouse.queries import read_chunks
-from etl.webengage.models import Endpoint, SendRequest, SendResult, deterministic_request_id
+from etl.webengage.models import Endpoint, SendRequest, deterministic_request_id
 
 log = logging.getLogger("etl.pipelines.events")
 
@@ -283,7 +283,7 @@ class _Sync:
         self.open_rejects.update(r.row_key for r in rejects)
 
     # -- requests ------------------------------------------------------------------------------
-    def _requests(self, items: Iterator[Item[str]], oversize: list[Item[str]]) -> Iterator[SendRequest]:
+    def _requests(self, items: Iterator[Item[str]], oversize: list[Item[str]]) -> Iterator[Request]:
         if self.mapping.endpoint == "bulk-events":
             yield from batch_requests(items, endpoint="bulk-events", batch_size=self.settings.batch_size,
                                       max_bytes=self.settings.max_batch_bytes, oversize=oversize)  # fmt: skip
@@ -296,7 +296,7 @@ class _Sync:
             yield SendRequest("events", body, deterministic_request_id([item.identity]), 1, Batch((item,)))
 
     # -- delivery ------------------------------------------------------------------------------
-    def deliver(self, requests: Iterable[SendRequest], *, replay: bool, journaled: set[str] | None = None) -> None:
+    def deliver(self, requests: Iterable[Request], *, replay: bool, journaled: set[str] | None = None) -> None:
         """Journal -> send -> settle, for fresh or replayed requests (``journaled``: ids already in the
         outbox). Replays count in the tally, not in the report: they are not this window's rows."""
         group = STATE_GROUP.get(self.mapping.endpoint, 8)
@@ -304,18 +304,18 @@ class _Sync:
         store, run_id = self.store, self.run.run_id
         known = journaled or set()
 
-        def journal(requests: list[SendRequest]) -> None:
+        def journal(requests: list[Request]) -> None:
             entries = [ledger.OutboxEntry(request_id=str(r.request_id), endpoint=r.endpoint, event_ids=_event_ids(r),
                                           body=r.body) for r in requests if r.request_id not in known]  # fmt: skip
             if entries:
                 with store.transaction() as conn:
                     ledger.journal(conn, entries, run_id=run_id, now=store.clock())
 
-        def split(request: SendRequest) -> None:  # its halves are new requests, journaled before they go
+        def split(request: Request) -> None:  # its halves are new requests, journaled before they go
             with store.transaction() as conn:
                 ledger.complete(conn, [str(request.request_id)])
 
-        def accepted(done: list[SendRequest]) -> None:
+        def accepted(done: list[Request]) -> None:
             event_ids = [e for r in done for e in _event_ids(r)]
             request_ids = [str(r.request_id) for r in done for _ in _event_ids(r)]
             resolve = [e for e in event_ids if e in self.open_rejects]
@@ -331,7 +331,7 @@ class _Sync:
                 self.report.accepted += len(event_ids)
             self.run.tick()
 
-        def failed(request: SendRequest, result: SendResult) -> None:
+        def failed(request: Request, result: Result) -> None:
             ids = list(_event_ids(request))
             reason, kind, detail = classify(result)
             rejects = [RejectRow(row_key=e, column=ROW, reason=reason, detail=detail, kind=kind) for e in ids]
@@ -353,7 +353,7 @@ class _Sync:
         deliver(self.run.client(), requests, checkpoints, grouping=grouping)
 
 
-def _request_of(entry: ledger.OutboxEntry) -> SendRequest:
+def _request_of(entry: ledger.OutboxEntry) -> Request:
     """A journaled request rebuilt for replay: the stored bytes and id; payloads parsed for bisection."""
     doc = orjson.loads(entry.body)
     payloads = doc["events"] if entry.endpoint == "bulk-events" else [doc]
@@ -364,5 +364,5 @@ def _request_of(entry: ledger.OutboxEntry) -> SendRequest:
     return SendRequest(endpoint, entry.body, entry.request_id, len(items), Batch(items))
 
 
-def _event_ids(request: SendRequest) -> tuple[str, ...]:
+def _event_ids(request: Request) -> tuple[str, ...]:
     return tuple(str(i.key) for i in batch_of(request).items)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from etl.config import Settings
-from etl.engine.delivery import Checkpoints, Grouping, batch_of, count_only, counted, deliver, keys_of
+from etl.engine.delivery import Checkpoints, Grouping, Request, Result, batch_of, count_only, counted, deliver, keys_of
 from etl.engine.frame import Progress, Run, WallClock, Window, execute, naive_utc, system_now
 from etl.engine.rejects import ROW, Reason, RejectRow, Verdict, classify, too_large
 from etl.load.batching import Batch, Item, batch_requests
@@ -31,7 +31,7 @@ from etl.transform import users as tx
 from etl.transform.mapping import AttrType, UserMapping, complete_mapping, load_user_mapping
 from etl.warehouse.presets import segment_user_fields, segment_users_source, source_columns
 from etl.warehouse.queries import load_sql, ordered_by, read_chunks
-from etl.webengage.models import SendRequest, SendResult, deterministic_request_id
+from etl.webengage.models import SendRequest, deterministic_request_id
 from etl.webengage.overflow import OverflowLane
 
 PIPELINE = "users"
@@ -124,7 +124,7 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
         count_only(requests, report)
     else:
 
-        def accepted(done: list[SendRequest]) -> None:
+        def accepted(done: list[Request]) -> None:
             if unregistered:
                 store.register_attributes("users", unregistered, owner="users")
                 unregistered.clear()
@@ -141,7 +141,7 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
             report.accepted += len(keys)
             run.tick()
 
-        def failed(request: SendRequest, result: SendResult) -> None:
+        def failed(request: Request, result: Result) -> None:
             _reject(run, held, [i.key[0] for i in batch_of(request).items], classify(result))
 
         lane = OverflowLane(run.client(), split=_singles) if settings.overflow_lane else None
@@ -173,7 +173,7 @@ def _reject(run: Run, held: dict[str, list[RejectRow]], user_ids: list[str],
 
 
 # -- overflow lane ---------------------------------------------------------------------------------
-def _singles(request: SendRequest) -> list[SendRequest]:
+def _singles(request: Request) -> list[Request]:
     """A bulk batch as /users requests, one per user; each id derives from its user id and row hash
     (so a re-send after a crash carries the same x-request-id, which /users de-duplicates)."""
     return [SendRequest("users", orjson.dumps(i.payload), deterministic_request_id([i.identity]), 1, Batch((i,)))

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
+from typing import Any
 
 import httpx
 import orjson
@@ -25,6 +26,7 @@ from etl.webengage.models import (
     ClientStats,
     Endpoint,
     EventPayload,
+    K,
     Outcome,
     SendRequest,
     SendResult,
@@ -158,20 +160,20 @@ class WebEngageClient:
         with self._in_flight_lock:
             self._in_flight[endpoint] += delta
 
-    def _untrack(self, endpoint: Endpoint) -> Callable[[Future[SendResult]], None]:
-        def done(_future: Future[SendResult]) -> None:
+    def _untrack(self, endpoint: Endpoint) -> Callable[[Future[SendResult[Any]]], None]:
+        def done(_future: Future[SendResult[Any]]) -> None:
             self._track(endpoint, -1)
 
         return done
 
     # -- sending -------------------------------------------------------------------------------------
-    def send(self, request: SendRequest) -> SendResult:
+    def send(self, request: SendRequest[K]) -> SendResult[K]:
         """Send one request with pacing and retries; returns its outcome or raises TerminalAPIError."""
         return self._send(request, None)
 
     def send_many(
-        self, requests: Iterable[SendRequest], *, concurrency: int | None = None
-    ) -> Generator[SendResult, None, None]:
+        self, requests: Iterable[SendRequest[K]], *, concurrency: int | None = None
+    ) -> Generator[SendResult[K], None, None]:
         """Send ``requests`` with up to ``concurrency`` in flight; yield results in completion order.
 
         The iterable is pulled lazily (at most ``concurrency`` requests ahead of the results yielded),
@@ -188,7 +190,7 @@ class WebEngageClient:
         width = max(1, concurrency) if concurrency else self.stream_width(first.endpoint)
         pending = itertools.chain((first,), source)
         # Workers post their own future here when done, so results come out in true completion order.
-        finished: queue.SimpleQueue[Future[SendResult]] = queue.SimpleQueue()
+        finished: queue.SimpleQueue[Future[SendResult[K]]] = queue.SimpleQueue()
         cancel = threading.Event()
         failure: BaseException | None = None
         exhausted = False
@@ -228,15 +230,15 @@ class WebEngageClient:
             cancel.set()
             executor.shutdown(wait=True, cancel_futures=True)
 
-    def _send(self, request: SendRequest, cancel: threading.Event | None) -> SendResult:
+    def _send(self, request: SendRequest[K], cancel: threading.Event | None) -> SendResult[K]:
         s = self._settings
         started = self._clock.monotonic()
         attempts = throttled = 0
         throttle_wait = 0.0
         status: int | None = None
 
-        def finish(outcome: Outcome, message: str | None) -> SendResult:
-            result = SendResult(
+        def finish(outcome: Outcome, message: str | None) -> SendResult[K]:
+            result = SendResult[Any](
                 request=request,
                 outcome=outcome,
                 status_code=status,
@@ -310,7 +312,7 @@ class WebEngageClient:
             )
             self._clock.sleep(delay)
 
-    def _attempt(self, request: SendRequest, headers: dict[str, str]) -> tuple[httpx.Response | None, Verdict]:
+    def _attempt(self, request: SendRequest[Any], headers: dict[str, str]) -> tuple[httpx.Response | None, Verdict]:
         """One HTTP call, counted and classified; a transport error becomes a verdict, not an exception."""
         self._stats.add(requests=1, bytes_sent=len(request.body))
         try:
@@ -346,7 +348,7 @@ class WebEngageClient:
         )
         return response, self._policy.classify(response.status_code, response.content)
 
-    def _terminal(self, request: SendRequest, status: int | None, verdict: Verdict) -> TerminalAPIError:
+    def _terminal(self, request: SendRequest[Any], status: int | None, verdict: Verdict) -> TerminalAPIError:
         self._stats.add(terminal=1)
         shown = f"HTTP {status}" if status is not None else "no answer"
         message = self._auth.scrub(
@@ -362,26 +364,26 @@ class WebEngageClient:
 
 
 # -- request builders ----------------------------------------------------------------------------------
-def user_request(user: UserPayload, request_id: str | None = None, *, key: object = None) -> SendRequest:
-    return SendRequest("users", orjson.dumps(user), request_id, 1, key)
+def user_request(user: UserPayload, request_id: str | None = None, *, key: object = None) -> SendRequest[Any]:
+    return SendRequest[Any]("users", orjson.dumps(user), request_id, 1, key)
 
 
-def event_request(event: EventPayload, request_id: str | None = None, *, key: object = None) -> SendRequest:
-    return SendRequest("events", orjson.dumps(event), request_id, 1, key)
+def event_request(event: EventPayload, request_id: str | None = None, *, key: object = None) -> SendRequest[Any]:
+    return SendRequest[Any]("events", orjson.dumps(event), request_id, 1, key)
 
 
 def bulk_users_request(
     users: Sequence[UserPayload], request_id: str | None = None, *, key: object = None
-) -> SendRequest:
+) -> SendRequest[Any]:
     _check_bulk(len(users))
-    return SendRequest("bulk-users", orjson.dumps({"users": list(users)}), request_id, len(users), key)
+    return SendRequest[Any]("bulk-users", orjson.dumps({"users": list(users)}), request_id, len(users), key)
 
 
 def bulk_events_request(
     events: Sequence[EventPayload], request_id: str | None = None, *, key: object = None
-) -> SendRequest:
+) -> SendRequest[Any]:
     _check_bulk(len(events))
-    return SendRequest("bulk-events", orjson.dumps({"events": list(events)}), request_id, len(events), key)
+    return SendRequest[Any]("bulk-events", orjson.dumps({"events": list(events)}), request_id, len(events), key)
 
 
 def _check_bulk(count: int) -> None:

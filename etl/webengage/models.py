@@ -6,7 +6,7 @@ import hashlib
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from typing import Any, Final, Literal, Required, TypedDict
+from typing import Any, Final, Generic, Literal, Required, TypedDict, TypeVar, cast
 
 Endpoint = Literal["users", "events", "bulk-users", "bulk-events"]
 #: Final outcome of one :class:`SendRequest`; terminal failures raise instead.
@@ -51,8 +51,12 @@ class EventPayload(TypedDict, total=False):
     eventData: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class SendRequest:
+#: The caller's handle a request carries (the engine's: a Batch of checkpoint keys); the client never reads it.
+K = TypeVar("K")
+
+
+@dataclass(frozen=True)  # no slots: a slotted generic frozen dataclass breaks super() on Python 3.11
+class SendRequest(Generic[K]):
     """One HTTP call to make. ``body`` is pre-serialized JSON, so the byte cap is checked on real bytes.
 
     ``key`` is the caller's handle (e.g. the batch's checkpoint keys); the client never reads it.
@@ -62,14 +66,14 @@ class SendRequest:
     body: bytes = field(repr=False)  # personal data: never in reprs or logs
     request_id: str | None
     items: int
-    key: object = field(default=None, repr=False)
+    key: K = field(default=cast(K, None), repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class SendResult:
+@dataclass(frozen=True)
+class SendResult(Generic[K]):
     """What became of one :class:`SendRequest`. ``attempts`` excludes 429s, which ``throttled`` counts."""
 
-    request: SendRequest
+    request: SendRequest[K]
     outcome: Outcome
     status_code: int | None
     message: str | None

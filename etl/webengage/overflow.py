@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from etl.webengage.client import WebEngageClient
 from etl.webengage.models import Endpoint, SendRequest
 
-Split = Callable[[SendRequest], Sequence[SendRequest]]
+Split = Callable[[SendRequest[Any]], Sequence[SendRequest[Any]]]
 
 
 class OverflowLane:
@@ -53,14 +54,14 @@ class OverflowLane:
     def primary_width(self) -> int:
         return self._client.concurrency_for(self.primary)
 
-    def dispatch(self, requests: Iterable[SendRequest]) -> Iterator[SendRequest]:
+    def dispatch(self, requests: Iterable[SendRequest[Any]]) -> Iterator[SendRequest[Any]]:
         """Yield ``requests``, or their single-item splits when the bulk lane is full; lazily, one per pull.
 
         While this generator runs, the client's streams that start with ``primary`` get the overflow
         lane's width on top of the bulk one (:meth:`WebEngageClient.stream_width`).
         """
         self._client.attach_overflow(self.primary, self.overflow)
-        singles: deque[SendRequest] = deque()
+        singles: deque[SendRequest[Any]] = deque()
         source = iter(requests)
         try:
             while True:
@@ -88,7 +89,7 @@ class OverflowLane:
         finally:
             self._client.detach_overflow(self.primary)
 
-    def _single(self, request: SendRequest) -> SendRequest:
+    def _single(self, request: SendRequest[Any]) -> SendRequest[Any]:
         self.single_items += request.items
         return request
 
