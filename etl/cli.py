@@ -18,6 +18,7 @@ from etl.cli_common import (
     load_settings,
     parse_instant,
     print_summary,
+    require_extra,
     setup_logging,
     table_console,
 )
@@ -121,6 +122,7 @@ def sandbox(
       webengage-sync sandbox --port 8765 --latency-ms 300 --jitter-ms 100
       curl -s http://127.0.0.1:8765/_sandbox/stats
     """
+    require_extra("sandbox", "sandbox")
     from etl.sandbox import SandboxConfig, serve
 
     try:
@@ -160,6 +162,7 @@ def demo(
     Example:
       webengage-sync demo --users 5000
     """
+    require_extra("sandbox", "demo")
     from etl.demo.run import run_demo
 
     setup_logging(verbose)

@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from etl.config import Settings
 from etl.errors import WebEngageSyncError
@@ -53,6 +54,17 @@ def as_of_or_now(value: str) -> datetime:
     """The ``--as-of`` option, else the wall clock: the one place a command reads it. Everything below takes
     the instant as an argument, so a run can be reproduced for any date."""
     return parse_instant(value, option="--as-of") if value else datetime.now(UTC)
+
+
+def require_extra(extra: str, feature: str) -> None:
+    """Exit 2 with the install command when an optional part's extra is missing."""
+    from etl.extras import require
+
+    try:
+        require(extra, feature)
+    except WebEngageSyncError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")  # escaped: "[webhooks]" is not rich markup
+        raise typer.Exit(2) from None
 
 
 def parse_instant(value: str, *, option: str) -> datetime:

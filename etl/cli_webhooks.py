@@ -64,6 +64,8 @@ def serve(
       WEBENGAGE_LICENSE_CODE=va1w264d WEBENGAGE_WEBHOOK_SECRET=... webengage-sync webhooks serve --port 8766
     """
     from etl import cli_common as base
+
+    base.require_extra("webhooks", "webhooks serve")
     from etl.webhooks.runner import bind_socket
     from etl.webhooks.runner import serve as run_server
 
