@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from etl.cli_cohorts import cohort_app
 from etl.cli_common import (
@@ -15,6 +16,7 @@ from etl.cli_common import (
     Progress,
     as_of_or_now,
     console,
+    fail,
     load_settings,
     parse_instant,
     print_summary,
@@ -68,8 +70,7 @@ def sync_users(
                 console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
         summary = users.run(settings, dry_run=dry_run, full_refresh=full_refresh, progress=Progress("users"))
     except WebEngageSyncError as exc:
-        console.print(f"[red]users sync failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise fail("users sync", exc) from None
     print_summary(summary, as_json)
 
 
@@ -99,8 +100,7 @@ def plan(
     try:
         lines = make_plan(settings, users=users, cohorts=cohorts, events_window=window, as_of=instant)
     except WebEngageSyncError as exc:
-        console.print(f"[red]plan failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise fail("plan", exc) from None
     typer.echo(render_plan(lines, settings))
 
 
@@ -140,7 +140,7 @@ def sandbox(
             }
         )
     except (ValueError, TypeError) as exc:
-        console.print(f"[red]invalid sandbox configuration:[/red] {exc}")
+        console.print(f"[red]invalid sandbox configuration:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     console.print(f"WebEngage sandbox on http://{host}:{port}/v1/accounts/{license_code}/  (Ctrl-C stops)")
     console.print(f"inspect: http://{host}:{port}/_sandbox/stats")
@@ -170,8 +170,7 @@ def demo(
         ok = run_demo(users=users, directory=directory, rpm=rpm, change_share=change_share, console=console,
                       now=as_of_or_now(as_of))  # fmt: skip
     except WebEngageSyncError as exc:
-        console.print(f"[red]demo failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise fail("demo", exc) from None
     if not ok:
         raise typer.Exit(1)
 
@@ -226,12 +225,12 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id from `webenga
     with _store() as store:
         rows = store.runs(run_id=run_id, last=100)
     if not rows:
-        console.print(f"no run {run_id!r}")
+        console.print(f"no run {escape(repr(run_id))}")
         raise typer.Exit(1)
     for r in rows:
         summary = {**r["counts"], "status": r["status"], "run_id": r["run_id"], "pipeline": r["pipeline"]}
         if summary.get("extracted") is None:
-            console.print(f"{r['pipeline']} run {run_id}: {r['status']} {r['message'] or ''}")
+            console.print(escape(f"{r['pipeline']} run {run_id}: {r['status']} {r['message'] or ''}"))
             continue
         console.print(render(summary), highlight=False, soft_wrap=True)
 
@@ -282,7 +281,18 @@ def rejects_retry(pipeline: Annotated[str, typer.Option(help="Only this pipeline
 
 
 def main() -> None:
-    app()
+    """The console script: every failure is one line and an exit code, never a traceback (set
+    WEBENGAGE_TRACEBACK=1 to see one when reporting a bug)."""
+    import os
+    import sys
+
+    try:
+        app()
+    except Exception as exc:  # the last resort: the commands handle what they expect themselves
+        if os.environ.get("WEBENGAGE_TRACEBACK"):
+            raise
+        console.print(f"[red]error:[/red] {escape(f'{type(exc).__name__}: {exc}')}", soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

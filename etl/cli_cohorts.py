@@ -12,9 +12,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from etl.cli_common import AS_OF_HELP, as_of_or_now, console, load_settings, print_summary, setup_logging
-from etl.errors import ConfigError, WebEngageSyncError
+from etl.cli_common import AS_OF_HELP, as_of_or_now, console, fail, load_settings, print_summary, setup_logging
+from etl.errors import WebEngageSyncError
 from etl.transform.cohorts import GuardError
 
 cohort_app = typer.Typer(
@@ -26,10 +27,9 @@ cohort_app = typer.Typer(
 
 def _fail(what: str, exc: WebEngageSyncError) -> typer.Exit:
     if isinstance(exc, GuardError):
-        console.print(f"[yellow]{what} stopped by the guard:[/yellow] {exc}")
+        console.print(f"[yellow]{escape(what)} stopped by the guard:[/yellow] {escape(str(exc))}", soft_wrap=True)
         return typer.Exit(3)
-    console.print(f"[red]{what} failed:[/red] {exc}")
-    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+    return fail(what, exc)
 
 
 def _finish(summary: dict[str, Any], as_json: bool) -> None:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from etl.config import Settings
-from etl.errors import WebEngageSyncError
+from etl.errors import ConfigError, QueryError, WebEngageSyncError
 from etl.report import RunReport, render
 
 console = Console(stderr=True)
@@ -36,13 +36,20 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def fail(what: str, exc: BaseException) -> typer.Exit:
+    """Print one line for a failed command (the message escaped: ids and SQL may hold "[...]") and return the
+    exit to raise: 2 for what the user must fix (configuration, a query), 1 for a failed run."""
+    console.print(f"[red]{escape(what)} failed:[/red] {escape(str(exc))}", soft_wrap=True)
+    return typer.Exit(2 if isinstance(exc, ConfigError | QueryError) else 1)
+
+
 def load_settings(*, credentials: bool = True, **overrides: Any) -> Settings:
     """Settings from the environment; a bad one exits 2 naming it (never its value). Commands that send
     nothing pass ``credentials=False``: they need the database URLs only."""
     try:
         return Settings.from_env(credentials=credentials, **overrides)
     except WebEngageSyncError as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
+        console.print(f"[red]configuration error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 

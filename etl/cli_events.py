@@ -30,7 +30,7 @@ def sync_events(
       webengage-sync sync events --start 2026-10-31T00:00 --end 2026-11-01T00:00 --dry-run
       WEBENGAGE_API_URL=http://127.0.0.1:8765 webengage-sync sync events --start 2026-10-31 --end 2026-11-01
     """
-    from etl.cli_common import Progress, console, load_settings, print_summary, setup_logging
+    from etl.cli_common import Progress, fail, load_settings, print_summary, setup_logging
     from etl.errors import WebEngageSyncError
     from etl.pipelines import events
 
@@ -40,8 +40,7 @@ def sync_events(
     try:
         summary = events.run(settings, window=window, dry_run=dry_run, progress=Progress("events"))
     except WebEngageSyncError as exc:
-        console.print(f"[red]events sync failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise fail("events sync", exc) from None
     print_summary(summary, as_json)
 
 

@@ -24,8 +24,7 @@ def _settings(*, require_auth: bool) -> Any:
     try:
         return WebhookSettings.from_env(require_auth=require_auth)
     except ConfigError as exc:
-        base.console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise base.fail("webhook settings", exc) from None
 
 
 def _load(settings: Any) -> dict[str, Any]:
@@ -36,8 +35,7 @@ def _load(settings: Any) -> dict[str, Any]:
     try:
         summary: dict[str, Any] = loader.run(settings)
     except WebEngageSyncError as exc:
-        base.console.print(f"[red]webhook load failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise base.fail("webhook load", exc) from None
     return summary
 
 

@@ -35,3 +35,16 @@ class TerminalAPIError(WebEngageSyncError):
 
 class TransientExhaustedError(WebEngageSyncError):
     """Retries for a transient failure ran out; the batch stays unsent and is re-driven next run."""
+
+
+class QueryError(WebEngageSyncError):
+    """The warehouse refused a query (a wrong column or table, a type it cannot cast): names the query, the
+    database's own message (its first line) and the fix. Raised before anything of it is sent."""
+
+    def __init__(self, query: str, message: str) -> None:
+        self.query = query
+        first = next((line.strip() for line in message.splitlines() if line.strip()), "no message")
+        super().__init__(
+            f"{query}: the warehouse refused the query: {first[:500]}. Fix: check the table and column names "
+            f"in {query} against the warehouse (run it in a SQL client)"
+        )

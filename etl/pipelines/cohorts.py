@@ -339,7 +339,7 @@ def _read_members(warehouse: Engine, spec: CohortSpec, as_of: datetime, counts: 
     if "as_of" in tx.sql_binds(sql):
         params["as_of"] = naive_utc(as_of)
     parts: list[np.ndarray[Any, Any]] = []
-    for chunk in read_chunks(warehouse, sql, params):
+    for chunk in read_chunks(warehouse, sql, params, label=spec.sql):
         if spec.user_id not in chunk:
             raise ConfigError(f"cohorts.{spec.name}.user_id", f"column {spec.user_id!r} is not in the query result")
         counts.extracted += len(chunk)

@@ -120,7 +120,10 @@ def run(
     run summary (also stored in the runs table)."""
     events = mapping or load_mapping(settings)
     start, end = resolve_window(window)
-    read_from = start - events.lookback
+    try:
+        read_from = start - events.lookback
+    except OverflowError:
+        raise ConfigError("window", f"start {start.date().isoformat()} minus the lookback is before year 1") from None
     tally = _Tally()
 
     def body(run: Run) -> None:
@@ -205,7 +208,7 @@ class _Sync:
         for source in sources:
             log.debug("reading %s", source.label)
             chunks = read_chunks(self.run.warehouse(), source.statement, source.params,
-                                 chunk_rows=self.mapping.chunk_rows)  # fmt: skip
+                                 chunk_rows=self.mapping.chunk_rows, label=source.label)  # fmt: skip
             for chunk in chunks:
                 yield from self._prepare(chunk, source)
                 self.run.tick()

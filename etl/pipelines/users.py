@@ -90,7 +90,9 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
         params["as_of"] = naive_utc(as_of)
     # order_key: all rows of one user id come in one chunk (so duplicates resolve per chunk), and DuckDB
     # reads the ordered extract in key ranges instead of sorting all of it in this process's memory.
-    chunks = read_chunks(run.warehouse(), stmt, params, chunk_rows=mapping.chunk_rows, order_key=mapping.user_id)
+    label = f"segment preset ({mapping.segment_schema})" if mapping.preset == "segment" else mapping.query
+    chunks = read_chunks(run.warehouse(), stmt, params, chunk_rows=mapping.chunk_rows, order_key=mapping.user_id,
+                         label=label)  # fmt: skip
     registry = store.registry("users")
     types: dict[str, AttrType] | None = None
     salt = ""

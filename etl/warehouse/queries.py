@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import orjson
 import pandas as pd
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from etl.errors import ConfigError
+from etl.errors import ConfigError, QueryError
 from etl.resources import sql_path
 from etl.warehouse.engine import connect_with_retry, is_duckdb
 
@@ -59,6 +60,7 @@ def read_chunks(
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     order_key: str | None = None,
+    label: str = "query",
 ) -> Iterator[pd.DataFrame]:
     """Run ``sql`` (text or a SQLAlchemy statement) with bound ``params``; yield DataFrames of about
     ``chunk_rows`` rows.
@@ -69,16 +71,23 @@ def read_chunks(
     whole result would hold all of it in our memory (about +600 MB per million 30-column rows); with
     ``order_key`` DuckDB reads it in key ranges of about ``chunk_rows`` rows, each sorted on its own, in one
     transaction: the same rows in the same order, with memory bounded by the chunk size. Other databases
-    sort on their server."""
+    sort on their server.
+
+    A query the database refuses raises :class:`QueryError` naming ``label`` (the query file) with the
+    database's message, not the driver's traceback."""
     stmt = sa.text(sql) if isinstance(sql, str) else sql
     params = dict(params or {})
-    with connect_with_retry(engine) as conn:
-        if is_duckdb(engine) and order_key is not None and isinstance(stmt, sa.Select):
-            yield from _duckdb_key_ranges(conn, stmt, params, chunk_rows, order_key)
-        elif is_duckdb(engine):
-            yield from _recut_frames(_duckdb_batches(conn, stmt, params, chunk_rows), chunk_rows, order_key)
-        else:
-            yield from _cursor_chunks(conn, stmt, params, chunk_rows, order_key)
+    try:
+        with connect_with_retry(engine) as conn:
+            if is_duckdb(engine) and order_key is not None and isinstance(stmt, sa.Select):
+                yield from _duckdb_key_ranges(conn, stmt, params, chunk_rows, order_key)
+            elif is_duckdb(engine):
+                yield from _recut_frames(_duckdb_batches(conn, stmt, params, chunk_rows), chunk_rows, order_key)
+            else:
+                yield from _cursor_chunks(conn, stmt, params, chunk_rows, order_key)
+    except (sa.exc.ProgrammingError, sa.exc.DataError, duckdb.ProgrammingError, duckdb.DataError) as exc:
+        # The query's own fault (names, types); connection and lock errors keep their own handling.
+        raise QueryError(label, str(getattr(exc, "orig", None) or exc)) from None
 
 
 def _duckdb_batches(
