@@ -319,7 +319,7 @@ class WebEngageClient:
             response = self._http.post(request.endpoint, content=request.body, headers=headers)
         except httpx.TransportError as exc:
             self._stats.count_status("transport_error")
-            verdict = self._policy.classify_error(exc, first_contact=not self._had_response)
+            verdict = self._policy.classify_error(exc, first_contact=not self._had_response, verified=self._verified)
             log.debug(
                 "webengage %s transport error %s: request_id=%s items=%d",
                 request.endpoint,
@@ -346,7 +346,7 @@ class WebEngageClient:
             request.items,
             len(request.body),
         )
-        return response, self._policy.classify(response.status_code, response.content)
+        return response, self._policy.classify(response.status_code, response.content, verified=self._verified)
 
     def _terminal(self, request: SendRequest[Any], status: int | None, verdict: Verdict) -> TerminalAPIError:
         self._stats.add(terminal=1)

@@ -34,6 +34,10 @@ HOST_HINT: Final = (
     "check the API host (WEBENGAGE_DATA_CENTER/WEBENGAGE_API_URL): it must resolve and accept "
     "connections from this machine"
 )
+NOT_WEBENGAGE_HINT: Final = (
+    "the host answered, but not as WebEngage's API does (an HTML page from a captive portal, proxy or wrong "
+    "host?); check WEBENGAGE_DATA_CENTER/WEBENGAGE_API_URL and any proxy between this machine and WebEngage"
+)
 REDIRECT_HINT: Final = (
     "the API answered with a redirect; set WEBENGAGE_API_URL to the exact https:// host of your data centre"
 )
@@ -71,12 +75,19 @@ class RetryPolicy:
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()  # one Random shared by worker threads; keep draws reproducible
 
-    def classify(self, status_code: int, body: bytes) -> Verdict:
-        """Classify an HTTP answer. Only a 2xx whose ``response.status`` is accepted counts as accepted."""
+    def classify(self, status_code: int, body: bytes, *, verified: bool = True) -> Verdict:
+        """Classify an HTTP answer. Only a 2xx whose ``response.status`` is accepted counts as accepted.
+
+        ``verified``: the API has already judged a request of this run. Until it has, a 2xx that is not
+        WebEngage's JSON is terminal: it is somebody else answering (retrying it only repeats the request)."""
         if 200 <= status_code < 300:
             status = _response_field(body, "status")
             if status is not None and status.lower() in self._accepted:
                 return Verdict("accepted")
+            if not verified and not _is_webengage(body):
+                return Verdict(
+                    "terminal", f"HTTP {status_code} with a body that is not WebEngage's", NOT_WEBENGAGE_HINT
+                )
             # A 2xx that does not say queued/success may not have been ingested: retry it.
             detail = _error_message(body)
             shown = "none" if status is None else repr(status[:40])
@@ -99,11 +110,14 @@ class RetryPolicy:
         # 400/413/422 and any other 4xx: the content was refused; skip and report it, never retry.
         return Verdict("rejected", message)
 
-    def classify_error(self, exc: httpx.TransportError, *, first_contact: bool) -> Verdict:
+    def classify_error(self, exc: httpx.TransportError, *, first_contact: bool, verified: bool = True) -> Verdict:
         """Classify a transport failure. Before any answer from the host, DNS failures and refused
-        connections mean a wrong host: terminal, so a bad setting causes no retry storm."""
+        connections mean a wrong host, and before the API's first verdict a connect timeout means a host that
+        never answers (blackholed): terminal, so a bad setting causes no retry storm."""
         message = f"{type(exc).__name__}: {exc}"[:_MAX_MESSAGE]
         if isinstance(exc, httpx.UnsupportedProtocol) or (first_contact and isinstance(exc, httpx.ConnectError)):
+            return Verdict("terminal", message, HOST_HINT)
+        if not verified and isinstance(exc, httpx.ConnectTimeout):
             return Verdict("terminal", message, HOST_HINT)
         return Verdict("transient", message)
 
@@ -153,6 +167,15 @@ def _response_field(body: bytes, name: str) -> str | None:
     response = data.get("response") if isinstance(data, dict) else None
     value = response.get(name) if isinstance(response, dict) else None
     return value if isinstance(value, str) else None
+
+
+def _is_webengage(body: bytes) -> bool:
+    """WebEngage answers JSON with a ``response`` object; anything else is not its API."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("response"), dict)
 
 
 def _error_message(body: bytes) -> str | None:

@@ -65,11 +65,15 @@ def test_2xx_with_accepted_status_is_accepted(status: int, body: object) -> None
     ],
 )
 def test_2xx_without_accepted_status_is_retried_then_transient(body: bytes) -> None:
-    api = FakeAPI(reply(200, content=body))
+    # Once the API has judged a request, an odd 2xx is a hiccup of WebEngage's: retried (before that, a
+    # non-WebEngage 2xx is terminal: test_a_non_webengage_answer_before_any_verdict_is_terminal).
+    api = FakeAPI(reply(201), reply(200, content=body))
     clock = FakeClock()
-    result = make_client(api, clock=clock, max_retries=2).send(a_user())
+    client = make_client(api, clock=clock, max_retries=2)
+    assert client.send(a_user()).outcome == "accepted"
+    result = client.send(a_user())
     assert result.outcome == "transient"
-    assert result.attempts == 3 and len(api.requests) == 3
+    assert result.attempts == 3 and len(api.requests) == 4
     assert len(clock.sleeps) == 2  # two backoffs between three attempts
     assert result.message is not None and "2xx without an accepted status" in result.message
 
@@ -298,3 +302,30 @@ def test_429_retry_after_wins_over_its_remaining_zero() -> None:
     assert client.send(a_user()).outcome == "accepted"
     assert clock.sleeps == pytest.approx([7.0])  # not the 45 s to the minute boundary
     assert client.budgets["users"].last_limit == 500
+
+
+@pytest.mark.parametrize("body", [b"<html><body>Sign in to the Wi-Fi</body></html>", b"OK", b"", b"{}"])
+def test_a_non_webengage_answer_before_any_verdict_is_terminal(body: bytes) -> None:
+    api = FakeAPI(reply(200, content=body, headers={"content-type": "text/html"}))
+    with pytest.raises(TerminalAPIError) as err:
+        make_client(api, max_retries=5).send(a_user())
+    assert len(api.requests) == 1 and "not WebEngage's" in str(err.value) and "captive portal" in str(err.value)
+
+
+def test_a_webengage_error_body_before_any_verdict_is_still_retried() -> None:
+    api = FakeAPI(reply(200, error_body("Error: busy")), reply(201))
+    assert make_client(api).send(a_user()).outcome == "accepted" and len(api.requests) == 2
+
+
+def test_a_connect_timeout_before_any_verdict_is_terminal_and_after_one_transient() -> None:
+    def blackhole(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    api = FakeAPI(blackhole)
+    with pytest.raises(TerminalAPIError, match="ConnectTimeout"):
+        make_client(api, max_retries=5).send(a_user())
+    assert len(api.requests) == 1
+    later = FakeAPI(reply(201), blackhole)
+    client = make_client(later, max_retries=2)
+    assert client.send(a_user()).outcome == "accepted"
+    assert client.send(a_user()).outcome == "transient" and len(later.requests) == 4
