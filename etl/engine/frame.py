@@ -24,6 +24,8 @@ log = logging.getLogger("etl.pipelines")
 Progress = Callable[[RunReport], None]
 WallClock = Callable[[], datetime]
 Window = tuple[datetime | None, datetime | None]
+#: Seconds between "still alive" marks in the runs table (one small update; shown for abandoned runs).
+HEARTBEAT_S = 30.0
 
 
 def system_now() -> datetime:
@@ -61,6 +63,7 @@ class Run:
         self._transport = transport
         self._client: WebEngageClient | None = None
         self._warehouse: Engine | None = None
+        self._last_beat = time.monotonic()
 
     @property
     def dry_run(self) -> bool:
@@ -88,8 +91,13 @@ class Run:
         return self._warehouse
 
     def tick(self) -> None:
+        """Progress: report it, and now and then record in the runs table that the run is alive."""
         if self.progress is not None:
             self.progress(self.report)
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_S:
+            self._last_beat = now
+            self.store.heartbeat(run_id=self.run_id, pipeline=self.report.pipeline)
 
     def close(self) -> None:
         if self._client is not None:

@@ -66,6 +66,7 @@ RUNS = sa.table(
     sa.column("dry_run", sa.Boolean),
     sa.column("message", sa.String),
     sa.column("counts", sa.Text),
+    sa.column("last_seen_at", sa.DateTime),
 )
 
 # One statement with array parameters instead of a multi-row VALUES list: SQLAlchemy caches its
@@ -84,6 +85,7 @@ _UPSERT_USER_STATE = sa.text(
 
 #: Reject kinds re-driven by later runs (and so counted towards dying); data rejects wait for a fix.
 _REDRIVEN: Final = tuple(sorted(REDRIVEN))
+ABANDONED: Final = "abandoned: the process stopped without finishing (killed?); last seen at "
 
 
 def utcnow() -> datetime:
@@ -319,14 +321,32 @@ class StateStore:
             "dry_run": dry_run,
             "message": None,
             "counts": None,
+            "last_seen_at": self.clock(),
         }
         stmt = pg_insert(RUNS).values(values)
         with self.transaction() as conn:
+            # A run of this pipeline still 'running' was stopped without finishing (SIGKILL, a lost worker):
+            # say so. Should it in fact still be alive, its own finish overwrites this.
+            seen = sa.func.coalesce(RUNS.c.last_seen_at, RUNS.c.started_at)
+            conn.execute(
+                sa.update(RUNS)
+                .where(RUNS.c.pipeline == pipeline, RUNS.c.status == "running", RUNS.c.run_id != run_id)
+                .values(status="abandoned", finished_at=seen, message=sa.literal(ABANDONED) + sa.cast(seen, sa.String))
+            )
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["run_id", "pipeline"],
                     set_={k: stmt.excluded[k] for k in values if k not in ("run_id", "pipeline")},
                 )
+            )
+
+    def heartbeat(self, *, run_id: str, pipeline: str) -> None:
+        """Record that the run is alive (shown as 'last seen' should it be abandoned)."""
+        with self.transaction() as conn:
+            conn.execute(
+                sa.update(RUNS)
+                .where(RUNS.c.run_id == run_id, RUNS.c.pipeline == pipeline)
+                .values(last_seen_at=self.clock())
             )
 
     def finish_run(

@@ -117,3 +117,18 @@ def test_the_policy_classifies_the_same_for_every_sync() -> None:
     assert classify(refused) == ("api_rejected", RejectKind.API, "HTTP 400: bad user")
     # Too large is the row's data, in every sync (cohorts used to call it an API reject and re-drive it).
     assert too_large(1024, "user")[:2] == ("payload_too_large", RejectKind.DATA)
+
+
+def test_a_killed_run_is_marked_abandoned_by_the_next_run_with_when_it_was_last_seen(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'state.duckdb'}"
+    now = [datetime(2031, 5, 1, 3, 0)]
+    with StateStore(make_engine(url), clock=lambda: now[0]) as store:
+        store.start_run(run_id="killed", pipeline="users")  # then SIGKILL: no finish_run
+        now[0] = datetime(2031, 5, 1, 3, 7)
+        store.heartbeat(run_id="killed", pipeline="users")  # its last sign of life
+        now[0] = datetime(2031, 5, 2, 3, 0)
+        store.start_run(run_id="next", pipeline="users")
+        runs = {r["run_id"]: r for r in store.runs(pipeline="users")}
+    assert runs["next"]["status"] == "running"
+    assert runs["killed"]["status"] == "abandoned" and "2031-05-01 03:07:00" in runs["killed"]["message"]
+    assert runs["killed"]["finished_at"] == datetime(2031, 5, 1, 3, 7)
