@@ -29,6 +29,7 @@ from typing import Any
 from airflow.sdk import dag, task
 from webengage_common.assets import COHORT_ALIAS, COHORTS_ASSET, cohort_asset
 from webengage_common.defaults import task_defaults
+from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import as_of_param, cohort_param, dry_run_param, flag, flag_param, run_as_of
 
@@ -61,6 +62,7 @@ NAMES = configured_names()
 )
 def webengage_cohort_export() -> None:
     @task(task_id="export_cohort", multiple_outputs=False, outlets=[COHORTS_ASSET, COHORT_ALIAS])
+    @fail_fast
     def export_cohort(
         params: dict[str, Any], run_id: str, dag_run: Any, outlet_events: Any,
         data_interval_end: datetime | None = None,

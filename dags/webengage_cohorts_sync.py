@@ -25,6 +25,7 @@ from typing import Any
 from airflow.sdk import dag, task
 from webengage_common.assets import COHORTS_ASSET
 from webengage_common.defaults import task_defaults
+from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import as_of_param, dry_run_param, flag, flag_param, run_as_of
 
@@ -52,6 +53,7 @@ DYNAMIC = configured_names(mode="dynamic")
 def webengage_cohorts_sync() -> None:
     @task(task_id="sync_cohort", multiple_outputs=False, outlets=[COHORTS_ASSET], max_active_tis_per_dagrun=1,
           map_index_template="{{ task.op_kwargs['cohort'] }}")  # fmt: skip
+    @fail_fast
     def sync_cohort(
         cohort: str, params: dict[str, Any], run_id: str, dag_run: Any, data_interval_end: datetime | None = None
     ) -> dict[str, object]:
@@ -69,6 +71,7 @@ def webengage_cohorts_sync() -> None:
         return summary
 
     @task(task_id="retire_removed_cohorts", multiple_outputs=False, outlets=[COHORTS_ASSET])
+    @fail_fast
     def retire_removed_cohorts(params: dict[str, Any], run_id: str) -> list[dict[str, object]]:
         from etl.pipelines import cohorts
 

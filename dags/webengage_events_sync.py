@@ -31,6 +31,7 @@ from typing import Any
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 from webengage_common.assets import EVENTS_ASSET
 from webengage_common.defaults import task_defaults
+from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import dry_run_param, flag
 
@@ -53,6 +54,7 @@ CATCHUP = os.environ.get("WEBENGAGE_EVENTS_CATCHUP", "false").strip().lower() in
 )
 def webengage_events_sync() -> None:
     @task(task_id="sync_events", multiple_outputs=False, outlets=[EVENTS_ASSET], doc_md=__doc__)
+    @fail_fast
     def sync_events(
         params: dict[str, Any], run_id: str,
         data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,

@@ -21,6 +21,7 @@ from typing import Any
 from airflow.sdk import dag, task
 from webengage_common.assets import USERS_ASSET
 from webengage_common.defaults import task_defaults
+from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import dry_run_param, flag, flag_param, run_as_of
 
@@ -38,6 +39,7 @@ from webengage_common.params import dry_run_param, flag, flag_param, run_as_of
 )
 def webengage_users_sync() -> None:
     @task(task_id="sync_users", multiple_outputs=False, outlets=[USERS_ASSET], doc_md=__doc__)
+    @fail_fast
     def sync_users(
         params: dict[str, Any], run_id: str, dag_run: Any,
         data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,

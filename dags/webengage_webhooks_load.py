@@ -26,6 +26,7 @@ from datetime import datetime
 from airflow.sdk import dag, task
 from webengage_common.assets import WEBHOOKS_ASSET
 from webengage_common.defaults import task_defaults
+from webengage_common.failures import fail_fast
 
 SCHEDULE = os.environ.get("WEBENGAGE_WEBHOOKS_SCHEDULE", "15 * * * *")
 
@@ -42,6 +43,7 @@ SCHEDULE = os.environ.get("WEBENGAGE_WEBHOOKS_SCHEDULE", "15 * * * *")
 )
 def webengage_webhooks_load() -> None:
     @task(task_id="load_webhooks", multiple_outputs=False, outlets=[WEBHOOKS_ASSET], doc_md=__doc__)
+    @fail_fast
     def load_webhooks() -> dict[str, object]:
         from etl.webhooks.config import WebhookSettings
         from etl.webhooks.loader import render, run

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -81,5 +81,24 @@ def test_users_dag_fails_with_reason_on_wrong_key(
         assert dr.state == "failed"
         assert sum(sandbox.stats()["requests"].values()) == 1
     alert = (hook_dir / "alert.txt").read_text()
-    assert alert.startswith("sync_users: ") and "401" in alert and "WEBENGAGE_API_KEY" in alert
-    assert "wrong-key-0000" not in alert
+    # Under Airflow the fix names what an Airflow user edits: the connection (issue 14).
+    assert (
+        alert.startswith("sync_users: ") and "401" in alert and "password (API key) of the Airflow connection" in alert
+    )
+    assert "wrong-key-0000" not in alert and "WEBENGAGE_API_KEY" not in alert
+
+
+def test_a_permanent_failure_fails_at_once_instead_of_going_up_for_retry(
+    dagbag: Any, webengage_connection: Callable[..., None], demo_warehouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="~99199077", api_key="revoked-key-0000")
+        monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
+        dag = dagbag.get_dag("webengage_users_sync")
+        for t in dag.tasks:  # as deployed: retries on (they would wait; a permanent failure must skip them)
+            t.retries, t.retry_delay = 2, timedelta(seconds=0)
+        dr = dag.test()
+        [ti] = dr.get_task_instances()
+        requests = sum(sandbox.stats()["requests"].values())
+    assert dr.state == "failed" and ti.state == "failed" and ti.try_number == 1
+    assert requests == 1  # one 401, no retry of the task
