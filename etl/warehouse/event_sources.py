@@ -37,8 +37,6 @@ class Source:
 
 _NOT_EVENT_TABLES: Final = frozenset({"tracks", "pages", "screens", "identifies", "users", "groups", "aliases",
                                       "accounts"})  # fmt: skip
-_PAGE_PROPERTIES: Final = ("name", "category", "path", "url", "referrer", "title", "search")
-_SCREEN_PROPERTIES: Final = ("name", "category")
 _OUTPUT_COLUMNS: Final = frozenset(
     {"event_id", "event_name", "event_time", "received_at", "properties", "user_id", "anonymous_id"}
 )
@@ -73,11 +71,19 @@ def _schema_columns(engine: Engine, schema: str) -> dict[str, dict[str, str]]:
     return found
 
 
+def _instant(table: sa.TableClause, columns: dict[str, str], name: str) -> sa.ColumnElement[Any]:
+    """A time column as a UTC timestamp. Some loaders store them as text (ISO 8601, often with an offset):
+    parsed in the database (as timestamptz, then UTC), so the window filter compares instants, not strings."""
+    if any(t in columns[name] for t in ("char", "text", "string")):
+        return sa.func.timezone("UTC", sa.cast(table.c[name], sa.DateTime(timezone=True)))
+    return table.c[name]
+
+
 def _arrival(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnElement[Any]:
     # Arrival time catches late rows; Segment always writes received_at, the event time is a fallback.
     if "received_at" in columns:
-        return sa.func.coalesce(table.c.received_at, table.c.timestamp)
-    return table.c.timestamp
+        return sa.func.coalesce(_instant(table, columns, "received_at"), _instant(table, columns, "timestamp"))
+    return _instant(table, columns, "timestamp")
 
 
 def _window_filter(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnElement[bool]:
@@ -90,10 +96,16 @@ def _window_filter(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnE
 def _head(table: sa.TableClause, columns: dict[str, str], name: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
     head: list[sa.ColumnElement[Any]] = [table.c.id.label("event_id")]
     head += [table.c[c].label(c) for c in ("user_id", "anonymous_id") if c in columns]
-    head += [name.label("event_name"), table.c.timestamp.label("event_time")]
+    head += [name.label("event_name"), _instant(table, columns, "timestamp").label("event_time")]
     if "received_at" in columns:
-        head.append(table.c.received_at.label("received_at"))
+        head.append(_instant(table, columns, "received_at").label("received_at"))
     return head
+
+
+def _require(schema: str, table: str, columns: dict[str, str], needed: tuple[str, ...]) -> None:
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise ConfigError("source.segment_schema", f"{schema}.{table} has no {', '.join(missing)} column")
 
 
 def _table(schema: str, name: str, columns: dict[str, str]) -> sa.TableClause:
@@ -117,12 +129,14 @@ def segment_sources(engine: Engine, *, schema: str, read_from: datetime, end: da
         raise ConfigError("source.segment_schema", f"no tracks, pages or screens table in schema {schema!r}")
     params = {"start": _naive(read_from), "end": _naive(end)}
     sources: list[Source] = []
-    for kind, wanted in (("pages", _PAGE_PROPERTIES), ("screens", _SCREEN_PROPERTIES)):
+    for kind in ("pages", "screens"):
         if kind not in tables:
             continue
         cols = tables[kind]
+        _require(schema, kind, cols, ("id", "timestamp"))
         t = _table(schema, kind, cols)
-        props = [c for c in wanted if c in cols]
+        # Every property column, as for tracks: tracking plans put order ids, totals, product ids on pages too.
+        props = [c for c in cols if _is_property(c)]
         stmt = (
             sa.select(*_head(t, cols, sa.literal(kind[:-1], sa.String)), *(t.c[c].label(c) for c in props))
             .where(_window_filter(t, cols))
@@ -132,7 +146,16 @@ def segment_sources(engine: Engine, *, schema: str, read_from: datetime, end: da
     if "tracks" not in tables:
         return sources
     cols = tables["tracks"]
+    _require(schema, "tracks", cols, ("id", "timestamp"))
     tracks = _table(schema, "tracks", cols)
+    if "event" not in cols:
+        if "event_text" not in cols:
+            raise ConfigError("source.segment_schema", f"{schema}.tracks has neither an event nor an event_text "
+                              "column: it is not a Segment/RudderStack tracks table")  # fmt: skip
+        # Names only (no snake_case event column to find per-event tables by): tracks without properties.
+        rest = sa.select(*_head(tracks, cols, tracks.c.event_text)).where(_window_filter(tracks, cols))
+        sources.append(Source(f"{schema}.tracks", rest.order_by(tracks.c.id), params))
+        return sources
     name = sa.func.coalesce(tracks.c.event_text, tracks.c.event) if "event_text" in cols else tracks.c.event
     event_tables = sorted(t for t, c in tables.items() if t not in _NOT_EVENT_TABLES and "id" in c)
     with connect_with_retry(engine) as conn:

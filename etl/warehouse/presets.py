@@ -35,10 +35,19 @@ SEGMENT_TRAITS: Final[dict[str, str]] = {
     "city": "city",
     "address_country": "country",
     "country": "country",
+    "region": "region",
+    "state": "region",
     "address_state": "region",
     "address_region": "region",
+    "locality": "locality",
+    "address_locality": "locality",
+    "postal_code": "postalCode",
+    "postalcode": "postalCode",
+    "zip": "postalCode",
+    "zip_code": "postalCode",
     "address_postal_code": "postalCode",
     "address_postalcode": "postalCode",
+    "address_zip": "postalCode",
     "email_opt_in": "emailOptIn",
     "sms_opt_in": "smsOptIn",
     "whatsapp_opt_in": "whatsappOptIn",
@@ -90,18 +99,33 @@ def source_columns(engine: Engine, stmt: sa.Select[Any]) -> list[str]:
         return list(result.keys())
 
 
+#: Sources that send traits on the context store them as ``context_traits_<trait>`` columns.
+CONTEXT_TRAITS: Final = "context_traits_"
+
+
 def segment_user_fields(columns: list[str], key: str) -> tuple[dict[str, str], dict[str, str]]:
-    """(system field -> column, attribute name -> column) for the columns a Segment table has."""
+    """(system field -> column, attribute name -> column) for the columns a Segment table has.
+
+    A trait missing as a top-level column is taken from ``context_traits_<trait>`` when present (sources
+    that put traits on the context); the top-level column wins when both exist."""
     system: dict[str, str] = {}
     attributes: dict[str, str] = {}
     lowered = {c.lower(): c for c in columns}
-    for trait, target in SEGMENT_TRAITS.items():
-        if trait in lowered and target not in system:
-            system[target] = lowered[trait]
+    for prefix in ("", CONTEXT_TRAITS):
+        for trait, target in SEGMENT_TRAITS.items():
+            if prefix + trait in lowered and target not in system:
+                system[target] = lowered[prefix + trait]
     used = set(system.values()) | {key}
     for column in columns:
         low = column.lower()
-        if column in used or low in SEGMENT_BOOKKEEPING or low.startswith("context_") or low == "we_rank":
+        name = low.removeprefix(CONTEXT_TRAITS)
+        if column in used or name in SEGMENT_BOOKKEEPING or low == "we_rank" or name in attributes:
             continue
-        attributes[low] = column
+        if name in SEGMENT_TRAITS:
+            continue  # another spelling of a system field already taken (address_state beside region)
+        if low.startswith(CONTEXT_TRAITS) and name in lowered:
+            continue  # the top-level column has it
+        if low.startswith("context_") and not low.startswith(CONTEXT_TRAITS):
+            continue  # library, IP, user agent...: about the call, not the user
+        attributes[name] = column
     return system, attributes
