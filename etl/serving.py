@@ -33,8 +33,65 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
+class _HeaderDeadline:
+    """Mixed into uvicorn's HTTP protocols: a connection that has not sent a complete request head within
+    ``header_timeout_s`` (after connecting, or after its previous response) is closed. uvicorn has no such
+    timeout: a client that trickles its headers (slowloris) would hold a socket for ever."""
+
+    header_timeout_s: float = 10.0
+    cycle: Any
+    loop: Any
+    transport: Any
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _arm(self) -> None:
+        self._disarm()
+        waiting_for = self.cycle  # a new request head replaces it
+
+        def expire() -> None:
+            if self.cycle is waiting_for and not self.transport.is_closing():
+                self.transport.close()
+
+        self._deadline = self.loop.call_later(self.header_timeout_s, expire)
+
+    def _disarm(self) -> None:
+        deadline = getattr(self, "_deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+
+
+def _http_protocol(header_timeout_s: float | None) -> Any:
+    """httptools when installed, else h11; with a header deadline when ``header_timeout_s`` is given."""
+    fast = importlib.util.find_spec("httptools") is not None
+    if header_timeout_s is None:
+        return "httptools" if fast else "h11"
+    if fast:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base  # type: ignore[assignment]
+    return type(f"HeaderDeadline{base.__name__}", (_HeaderDeadline, base), {"header_timeout_s": header_timeout_s})
+
+
 def uvicorn_config(
-    app: Any, *, host: str, port: int, quiet: bool, lifespan: Literal["on", "off"], graceful_s: float
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    quiet: bool,
+    lifespan: Literal["on", "off"],
+    graceful_s: float,
+    header_timeout_s: float | None = None,
 ) -> uvicorn.Config:
     """httptools + uvloop when installed; no access log (it would carry ids, query strings and secrets)."""
     extra: dict[str, Any] = {"log_config": None} if quiet else {}
@@ -42,7 +99,7 @@ def uvicorn_config(
         app,
         host=host,
         port=port,
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        http=_http_protocol(header_timeout_s),
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         lifespan=lifespan,
         access_log=False,
@@ -74,6 +131,7 @@ class ThreadedServer:
     name = "server"
     lifespan: Literal["on", "off"] = "off"
     graceful_s = 1.0
+    header_timeout_s: float | None = None
 
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = app
@@ -94,6 +152,7 @@ class ThreadedServer:
         self._sock = bind_socket(self.host, self.port)
         self.port = self._sock.getsockname()[1]
         config = uvicorn_config(self.app, host=self.host, port=self.port, quiet=True, lifespan=self.lifespan,
+                                header_timeout_s=self.header_timeout_s,
                                 graceful_s=self.graceful_s)  # fmt: skip
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [self._sock]}, name=self.name, daemon=True)

@@ -164,7 +164,9 @@ def _rows(lines: list[bytes], now: datetime, categories: Counter[str]) -> _Chunk
             _json_or_none(event.event_data),
             _json_or_none(event.system_data),
             _json_or_none(event.extra),
-            event.license_code or rec.license_code,
+            # The license the receiver authenticated (query licenseCode + secret), never one the body claims;
+            # the body's only for deliveries landed without one (replayed files).
+            rec.license_code or event.license_code,
             rec.event_type,
             _instant(rec.received_at),
         )

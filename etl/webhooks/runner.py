@@ -17,6 +17,9 @@ __all__ = ["WebhookProcess", "WebhookServer", "bind_socket", "serve"]
 
 #: In-flight requests wait for at most a couple of fsyncs; give them this long to finish on SIGTERM.
 GRACEFUL_SHUTDOWN_S = 10.0
+#: A connection must have sent a complete request head within this many seconds (a slow or stuck client
+#: must not hold a socket of the receiver for ever); WebEngage sends its requests in one go.
+HEADER_TIMEOUT_S = 10.0
 
 
 def serve(settings: WebhookSettings, *, host: str = "127.0.0.1", port: int = 8766,
@@ -24,7 +27,7 @@ def serve(settings: WebhookSettings, *, host: str = "127.0.0.1", port: int = 876
     """Run in the foreground until SIGINT/SIGTERM; uvicorn finishes in-flight requests, then the lifespan
     writes and fsyncs every queued delivery before the process exits."""
     config = uvicorn_config(create_app(settings), host=host, port=port, quiet=False, lifespan="on",
-                            graceful_s=GRACEFUL_SHUTDOWN_S)  # fmt: skip
+                            graceful_s=GRACEFUL_SHUTDOWN_S, header_timeout_s=HEADER_TIMEOUT_S)  # fmt: skip
     run_foreground(config, sock)
 
 
@@ -34,6 +37,7 @@ class WebhookServer(ThreadedServer):
     name = "webhook-receiver"
     lifespan = "on"  # opens and drains the landing log
     graceful_s = GRACEFUL_SHUTDOWN_S
+    header_timeout_s: float | None = HEADER_TIMEOUT_S
 
     def __init__(self, settings: WebhookSettings, *, host: str = "127.0.0.1", port: int = 0,
                  clock: Callable[[], datetime] = utcnow) -> None:  # fmt: skip

@@ -74,7 +74,7 @@ def test_every_shape_becomes_a_typed_row(settings: WebhookSettings) -> None:
         assert (row[4], row[5]) == (body["user_id"], body.get("anonymous_id"))
         assert json.loads(row[6]) == body["event_data"]
         assert (json.loads(row[7]) if row[7] else None) == body.get("system_data")
-        assert row[9] == body["license_code"]  # the body's license, else the query's
+        assert row[9] == "~99199077"  # the authenticated (query) license, never the one the body claims
         assert (row[11], row[12]) == (T0, T0)
     assert json.loads(rows[3][8]) == {"resource": "Journey", "version": 1}
     # JSON columns are queryable as JSON.
