@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck pytest pytest-shifted bench constraints clean sandbox airflow
+.PHONY: demo test check lint typecheck pytest test-fast pytest-shifted bench constraints clean sandbox airflow
 
 # Tests whose data or queries are relative to a date: they must pass on any day, so they run again under a
 # shifted clock. REQUIRE_SHIFTED_CLOCK=1 turns a missing faketime into a failure (CI).
@@ -40,6 +40,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The unit tests and the DAG parse tests (marked `fast` in tests/conftest.py): under a minute.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m fast
 
 pytest-shifted: $(STAMP)
 	@if command -v faketime >/dev/null 2>&1; then \

@@ -1,4 +1,5 @@
-"""Shared fixtures. Airflow reads its environment at import, so it is set here before anything imports it."""
+"""Shared fixtures and the ``fast`` marker. Airflow reads its environment at import, so it is set here before
+anything imports it."""
 
 from __future__ import annotations
 
@@ -14,12 +15,39 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.warehouse import DemoTemplates
+
 ROOT = Path(__file__).resolve().parents[1]
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="we-airflow-")
 os.environ.setdefault("AIRFLOW_HOME", _AIRFLOW_HOME)
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+
+
+#: tests/dags tests that only import and parse the DAG files (no run): fast. A test is one of them when it asks
+#: for no fixture beyond the DagBag's own.
+DAG_PARSE_FIXTURES = frozenset({"dagbag", "airflow_db", "monkeypatch", "request"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``fast`` (``pytest -m fast``, ``make test-fast``) every unit test and the DAG parse tests."""
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            area = item.path.resolve().relative_to(tests).parts[0]
+        except ValueError:
+            continue
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if area == "unit" or (area == "dags" and fixtures <= DAG_PARSE_FIXTURES):
+            item.add_marker(pytest.mark.fast)
+
+
+@pytest.fixture(scope="session")
+def demo_templates(tmp_path_factory: pytest.TempPathFactory) -> DemoTemplates:
+    """Demo warehouses built once per session (per size and setup), copied per test with ``.copy(tmp_path, n)``."""
+    return DemoTemplates(tmp_path_factory.mktemp("demo-templates"))
 
 
 def free_port() -> int:

@@ -7,13 +7,8 @@ known; others run the shipped demo cohorts over the demo tables.
 from __future__ import annotations
 
 import math
-import os
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +21,18 @@ from typer.testing import CliRunner
 
 from etl.cli_cohorts import cohort_app
 from etl.config import Settings
-from etl.demo.warehouse import build_demo_warehouse
 from etl.errors import ConfigError
 from etl.pipelines import cohorts
-from etl.sandbox import SandboxConfig, SandboxServer
+from etl.sandbox import SandboxServer
 from etl.state import cohorts as cstate
 from etl.state.store import StateStore
 from etl.transform.cohorts import GuardError, load_cohort_config
 from etl.warehouse.engine import make_engine
+from tests.helpers.kill import kill_at, requests_to, start_cli
+from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
+from tests.helpers.warehouse import AS_OF, COHORT_TABLE, warehouse_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
-AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "cohort-test-key-not-logged-7"
 RPM = 60_000
 ATTR = "cohort_ctl"
@@ -50,20 +46,7 @@ def ids(*ranges: range) -> list[str]:
     return [uid(i) for r in ranges for i in r]
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cohorts") / "template.duckdb"
-    build_demo_warehouse(path, users=1500, as_of=AS_OF)
-    with duckdb.connect(str(path)) as con:
-        con.execute("CREATE TABLE test_cohort (user_id VARCHAR)")
-    return path
-
-
-@pytest.fixture
-def warehouse(template: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "warehouse.duckdb"
-    path.write_bytes(template.read_bytes())
-    return path
+warehouse = warehouse_fixture(1500, setup=COHORT_TABLE)
 
 
 @pytest.fixture
@@ -98,20 +81,13 @@ params = {{ days = 7 }}
     return path
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=RPM, bulk_events_rpm=RPM)
-    with SandboxServer(config) as server:
-        yield server
+sandbox = sandbox_fixture(KEY, bulk_users_rpm=RPM, bulk_events_rpm=RPM)
 
 
 def settings_for(sandbox: SandboxServer | str, warehouse: Path, config_path: Path, **extra: Any) -> Settings:
-    url = sandbox if isinstance(sandbox, str) else sandbox.url
-    return Settings.from_mapping(
-        {"license_code": "~99199077", "api_key": KEY, "api_url": url, "warehouse_url": f"duckdb:///{warehouse}",
-         "cohorts_config": str(config_path), "bulk_users_rpm": RPM, "bulk_events_rpm": RPM,
-         "expected_latency_s": 0.05, **extra}
-    )  # fmt: skip
+    values = {"cohorts_config": str(config_path), "bulk_users_rpm": RPM, "bulk_events_rpm": RPM,
+              "expected_latency_s": 0.05}  # fmt: skip
+    return sandbox_settings(sandbox, warehouse, KEY, **(values | extra))
 
 
 def set_members(warehouse: Path, members: list[str | None]) -> None:
@@ -539,36 +515,12 @@ def test_dry_run_sends_nothing_and_writes_no_state(sandbox: SandboxServer, wareh
 
 # -- crash safety ----------------------------------------------------------------------------------------------
 def start_export(sandbox: SandboxServer, warehouse: Path, config_path: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "WEBENGAGE_LICENSE_CODE": "~99199077",
-        "WEBENGAGE_API_KEY": KEY,
-        "WEBENGAGE_API_URL": sandbox.url,
-        "WAREHOUSE_URL": f"duckdb:///{warehouse}",
-        "WEBENGAGE_COHORTS_CONFIG": str(config_path),
-        "WEBENGAGE_CONCURRENCY": "2",
-    }
-    return subprocess.Popen(  # our own CLI module, fixed arguments
-        [sys.executable, "-m", "etl.cli_cohorts", "export", "ctl", "--events"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    return start_cli(["etl.cli_cohorts", "export", "ctl", "--events"], sandbox.url, warehouse, KEY,
+                     WEBENGAGE_COHORTS_CONFIG=str(config_path), WEBENGAGE_CONCURRENCY="2")  # fmt: skip
 
 
 def kill_when(proc: subprocess.Popen[bytes], sandbox: SandboxServer, endpoint: str, requests: int) -> None:
-    deadline = time.monotonic() + 60
-    while int(sandbox.stats()["requests"].get(endpoint, 0)) < requests:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-            pytest.fail(f"export exited ({proc.returncode}) before {requests} {endpoint} requests: {err}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("export too slow")
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    if proc.stderr is not None:
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+    kill_at(proc, sandbox, endpoint, requests, poll_s=0.002)
 
 
 @pytest.mark.parametrize(("endpoint", "kill_at"), [("bulk-users", 5), ("bulk-events", 3)])
@@ -609,10 +561,6 @@ def test_kill_mid_export_then_rerun_gives_exact_state(
     assert stats["duplicate_events"] == 0 and stats["violations"] == 0
     print(f"FIGURES kill {endpoint}@{kill_at}: in_doubt={len(after_kill.in_doubt)} rerun_sent={rerun['sent']} "
           f"rerun_events={rerun['events']['sent']} dedup={stats['deduplicated_requests']}")  # fmt: skip
-
-
-def requests_to(sandbox: SandboxServer, endpoint: str) -> int:
-    return int(sandbox.stats()["requests"].get(endpoint, 0))
 
 
 # -- PostgreSQL state and the CLI ---------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,49 +16,30 @@ import sqlalchemy as sa
 
 from etl.config import Settings
 from etl.demo.mutate import add_events
-from etl.demo.warehouse import build_demo_warehouse
 from etl.pipelines import events
 from etl.sandbox import SandboxConfig, SandboxServer
 from etl.state import ledger
 from etl.state.store import StateStore
 from etl.transform.events import EventMapping, event_mapping_from_dict
 from etl.warehouse.engine import make_engine
+from tests.helpers.events import canonical
+from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
+from tests.helpers.warehouse import AS_OF, duck, warehouse_fixture
 
-AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "events-test-key-not-logged"
 DAY = (AS_OF - timedelta(days=1), AS_OF)
 WHOLE = (AS_OF - timedelta(days=31), AS_OF)
 
 
-@pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("events") / "template.duckdb"
-    build_demo_warehouse(path, users=600, as_of=AS_OF)
-    return path
+warehouse = warehouse_fixture(600)
 
 
-@pytest.fixture
-def warehouse(demo_template: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "warehouse.duckdb"
-    path.write_bytes(demo_template.read_bytes())
-    return path
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_events_rpm=60_000)) as server:
-        yield server
+sandbox = sandbox_fixture(KEY, bulk_events_rpm=60_000)
 
 
 def settings_for(url: str, warehouse_url: str, **extra: Any) -> Settings:
-    return Settings.from_mapping(
-        {"license_code": "~99199077", "api_key": KEY, "api_url": url, "warehouse_url": warehouse_url,
-         "bulk_events_rpm": 60_000, "events_rpm": 60_000, "expected_latency_s": 0.05, **extra}
-    )  # fmt: skip
-
-
-def duck(path: Path) -> str:
-    return f"duckdb:///{path}"
+    rates = {"bulk_events_rpm": 60_000, "events_rpm": 60_000, "expected_latency_s": 0.05}
+    return sandbox_settings(url, warehouse_url, KEY, **(rates | extra))
 
 
 def scalar(url: str, sql: str, **params: Any) -> Any:
@@ -313,10 +293,6 @@ SEGMENT_EXPECTED = [
     {"userId": "u1", "eventName": "Screen Viewed", "eventTime": "2026-10-31T10:02:00+0000",
      "eventData": {"name": "Cart"}},
 ]  # fmt: skip
-
-
-def canonical(events_: list[dict[str, Any]]) -> Counter[bytes]:
-    return Counter(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) for e in events_)
 
 
 def create_segment_schema(url: str) -> None:

@@ -16,112 +16,47 @@ import socket
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
-import orjson
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from etl.config import Settings
-from etl.demo.warehouse import build_demo_warehouse
 from etl.errors import TerminalAPIError
 from etl.pipelines import events, users
 from etl.report import RunReport
-from etl.sandbox import SandboxConfig, SandboxServer
+from etl.sandbox import SandboxServer
 from etl.state import ledger
-from etl.state.store import USER_STATE, StateStore
-from etl.transform.events import EventMapping, TypeRegistry, transform_events
+from etl.state.store import StateStore
 from etl.transform.mapping import user_mapping_from_dict
 from etl.warehouse import engine as engine_module
 from etl.warehouse.engine import make_engine
+from tests.helpers.events import WINDOW, canonical, reference_events
+from tests.helpers.sandbox import FAST, profiles, sandbox_server, sandbox_settings
+from tests.helpers.warehouse import duck, user_state_ids, valid_user_ids, warehouse_fixture
 
-AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
-WINDOW = (AS_OF - timedelta(days=31), AS_OF)
 KEY = "fault-suite-key-not-logged-3"
-FAST = 60_000
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("faults") / "template.duckdb"
-    build_demo_warehouse(path, users=600, as_of=AS_OF)
-    return path
-
-
-@pytest.fixture
-def warehouse(template: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "warehouse.duckdb"
-    path.write_bytes(template.read_bytes())
-    return path
+warehouse = warehouse_fixture(600)
 
 
 def settings_for(url: str, warehouse: str, **extra: Any) -> Settings:
-    return Settings.from_mapping(
-        {"license_code": "~99199077", "api_key": KEY, "api_url": url, "warehouse_url": warehouse,
-         "bulk_users_rpm": FAST, "bulk_events_rpm": FAST, "users_rpm": FAST, "events_rpm": FAST,
-         "expected_latency_s": 0.05, **extra}
-    )  # fmt: skip
-
-
-def duck(path: Path) -> str:
-    return f"duckdb:///{path}"
-
-
-def state_user_ids(url: str) -> set[str]:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("we_user_state"):
-                return set()
-            return {r[0] for r in conn.execute(sa.select(USER_STATE.c.user_id))}
-    finally:
-        engine.dispose()
-
-
-def valid_user_ids(warehouse: Path) -> set[str]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        ids = pd.Series([r[0] for r in con.execute("SELECT user_id FROM users").fetchall()], dtype="string")
-    ids = ids.str.strip()
-    return set(ids[ids.notna() & (ids != "") & (ids.str.len() <= 100)].tolist())
+    rates = {"bulk_users_rpm": FAST, "bulk_events_rpm": FAST, "users_rpm": FAST, "events_rpm": FAST,
+             "expected_latency_s": 0.05}  # fmt: skip
+    return sandbox_settings(url, warehouse, KEY, **(rates | extra))
 
 
 def sandbox_ids(sandbox: SandboxServer) -> set[str]:
-    return {u["id"] for u in sandbox.store.list_users(limit=1_000_000)[1]}
+    return set(profiles(sandbox))
 
 
 def runs_of(url: str, pipeline: str) -> dict[str, dict[str, Any]]:
     with StateStore(make_engine(url)) as store:
         return {r["run_id"]: r for r in store.runs(pipeline=pipeline)}
-
-
-def reference_events(warehouse: Path) -> Counter[bytes]:
-    """What one clean run must deliver: the window's rows transformed, first row per event id."""
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        con.execute("SET TimeZone='UTC'")
-        df = (
-            con.sql(
-                "SELECT * FROM main.events WHERE event_time >= ? AND event_time < ? ORDER BY event_id",
-                params=[WINDOW[0] - timedelta(hours=2), WINDOW[1]],
-            )
-            .to_arrow_table()
-            .to_pandas()
-        )
-    finally:
-        con.close()
-    df = df[~df["event_id"].duplicated()].reset_index(drop=True)
-    return canonical(transform_events(df, EventMapping(), TypeRegistry(lambda _scope: {})).payloads)
-
-
-def canonical(payloads: list[dict[str, Any]]) -> Counter[bytes]:
-    return Counter(orjson.dumps(p, option=orjson.OPT_SORT_KEYS) for p in payloads)
 
 
 # -- K2: a bad night ---------------------------------------------------------------------------------------
@@ -141,9 +76,7 @@ PATIENT = {"read_timeout_s": 1.0, "backoff_base_s": 0.01, "backoff_max_s": 0.2, 
 
 @pytest.fixture(scope="module")
 def faulty() -> Iterator[SandboxServer]:
-    config = SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=FAST, bulk_events_rpm=FAST, seed=11,
-                           **FAULTS)  # fmt: skip
-    with SandboxServer(config) as server:
+    with sandbox_server(KEY, bulk_users_rpm=FAST, bulk_events_rpm=FAST, seed=11, **FAULTS) as server:
         yield server
 
 
@@ -165,11 +98,11 @@ def test_k2_users_and_events_complete_under_the_fault_profile(faulty: SandboxSer
         assert "transient_failure" not in run["rejected_by_reason"]
     # Users: exactly the valid ones, in the sandbox and in the state.
     valid = valid_user_ids(warehouse)
-    assert sandbox_ids(faulty) == valid == state_user_ids(duck(warehouse)) and summary["accepted"] == len(valid)
+    assert sandbox_ids(faulty) == valid == user_state_ids(duck(warehouse)) and summary["accepted"] == len(valid)
     # Events: each exactly once, even those stored before their answer timed out.
     delivered = [e["event"] for e in faulty.store.events()]
     assert stats["duplicate_events"] == 0 and stats["violations"] == 0
-    assert canonical(delivered) == reference_events(warehouse)
+    assert canonical(delivered) == reference_events(warehouse, WINDOW)
     with StateStore(make_engine(duck(warehouse))) as store:
         assert ledger.ledger_counts(store)["accepted"] == len(delivered) == ev["accepted"]
         assert ledger.pending(store) == []
@@ -206,8 +139,7 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 
 @pytest.fixture(scope="module")
 def healthy() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=FAST,
-                                     bulk_events_rpm=FAST)) as server:  # fmt: skip
+    with sandbox_server(KEY, bulk_users_rpm=FAST, bulk_events_rpm=FAST) as server:
         yield server
 
 
@@ -239,7 +171,7 @@ def test_k3_bad_settings_fail_fast_with_the_fix(
     assert failed["status"] == "failed" and "Fix:" in failed["message"]
     assert failed["counts"]["requests"] == 1  # one attempt, whatever its fate
     # Nothing is marked sent.
-    assert state_user_ids(duck(warehouse)) == set()
+    assert user_state_ids(duck(warehouse)) == set()
     with StateStore(make_engine(duck(warehouse))) as store:
         assert ledger.ledger_counts(store).get("accepted", 0) == 0
 
@@ -283,14 +215,14 @@ def test_k4_warehouse_connection_killed_mid_run_then_resume(healthy: SandboxServ
     failed = runs_of(state, "users")["k4-cut"]
     assert failed["status"] == "failed" and "terminat" in failed["message"]
     assert "OperationalError" in str(info.type.__name__)
-    in_sandbox, in_state = sandbox_ids(healthy), state_user_ids(state)
+    in_sandbox, in_state = sandbox_ids(healthy), user_state_ids(state)
     assert in_state and in_state <= in_sandbox  # nothing marked sent that was not
     assert len(in_sandbox - in_state) <= 2 * 25  # at most the requests in flight lack a checkpoint
 
     resumed = users.run(settings, mapping=mapping, run_id="k4-resume")
     everyone = {f"k4_{i:05d}" for i in range(1, 3001)}
     assert resumed["status"] == "success" and resumed["accepted"] == 3000 - len(in_state)
-    assert sandbox_ids(healthy) == everyone == state_user_ids(state)
+    assert sandbox_ids(healthy) == everyone == user_state_ids(state)
     assert healthy.stats()["violations"] == 0
     admin.dispose()
     print(f"FIGURES K4 warehouse cut after {failed['counts']['extracted']} rows: {len(in_state)} checkpointed, "
@@ -335,5 +267,5 @@ def test_k4_state_database_locked_fails_cleanly_then_resumes(
     resumed = users.run(settings, run_id="k4-after-lock")
     valid = valid_user_ids(warehouse)
     assert resumed["status"] == "success" and resumed["accepted"] == len(valid)
-    assert sandbox_ids(healthy) == valid == state_user_ids(duck(state_path))
+    assert sandbox_ids(healthy) == valid == user_state_ids(duck(state_path))
     assert list(runs_of(duck(state_path), "users")) == ["k4-after-lock"]  # the locked run never started

@@ -15,42 +15,30 @@ from __future__ import annotations
 import math
 import os
 import random
-import signal
 import subprocess
-import sys
-import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import httpx
-import orjson
-import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from etl.config import Settings
-from etl.demo.warehouse import build_demo_warehouse
 from etl.pipelines import cohorts, events, users
-from etl.sandbox import SandboxConfig, SandboxProcess, SandboxServer
+from etl.sandbox import SandboxProcess
 from etl.state import cohorts as cstate
 from etl.state import ledger
-from etl.state.store import USER_STATE, StateStore
-from etl.transform.events import EventMapping, TypeRegistry, transform_events
+from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
+from tests.helpers.events import WINDOW, canonical, ledger_request_ids, reference_events
+from tests.helpers.kill import kill_at, requests_to, start_cli
+from tests.helpers.sandbox import FAST, profiles, reconfigure, sandbox_process, sandbox_server, sandbox_settings
+from tests.helpers.warehouse import AS_OF, COHORT_TABLE, DemoTemplates, duck, user_state_ids, valid_user_ids
 
-ROOT = Path(__file__).resolve().parents[2]
-AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
-WINDOW = (AS_OF - timedelta(days=31), AS_OF)
 KEY = "k1-kill-suite-key-not-logged"
-LICENSE = "~99199077"
 BATCH = 25
-FAST = 60_000
-POLL_S = 0.003
 TRIALS = int(os.environ.get("WEBENGAGE_K1_TRIALS", "5"))
 PIPELINES = ("users", "events", "cohorts", "users-overflow")
 # Paced so a kill lands mid-run yet a trial stays short (a run sends for 1-2 s).
@@ -81,20 +69,15 @@ TRIAL_LIST = [Trial(i, PIPELINES[i % len(PIPELINES)]) for i in range(TRIALS)]
 
 # -- fixtures -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("k1")
-    users_wh = base / "users.duckdb"
-    build_demo_warehouse(users_wh, users=1200, as_of=AS_OF)
-    with duckdb.connect(str(users_wh)) as con:
-        con.execute("CREATE TABLE test_cohort (user_id VARCHAR)")
-    events_wh = base / "events.duckdb"
-    build_demo_warehouse(events_wh, users=300, as_of=AS_OF)
+def templates(demo_templates: DemoTemplates) -> dict[str, Path]:
+    users_wh = demo_templates.template(1200, setup=COHORT_TABLE)
+    events_wh = demo_templates.template(300)
     return {"users": users_wh, "users-overflow": users_wh, "cohorts": users_wh, "events": events_wh}
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxProcess]:
-    with SandboxProcess(SandboxConfig(license_code=LICENSE, api_key=KEY)) as server:
+    with sandbox_process(KEY) as server:
         yield server
 
 
@@ -103,84 +86,30 @@ def reference_profiles(templates: dict[str, Path], tmp_path_factory: pytest.Temp
     """The profiles one uninterrupted profile sync of the users template leaves in WebEngage."""
     path = tmp_path_factory.mktemp("k1-ref") / "warehouse.duckdb"
     path.write_bytes(templates["users"].read_bytes())
-    with SandboxServer(SandboxConfig(license_code=LICENSE, api_key=KEY, bulk_users_rpm=FAST)) as server:
+    with sandbox_server(KEY, bulk_users_rpm=FAST) as server:
         users.run(settings_for(server.url, path), run_id="reference")
-        _, listed = server.store.list_users(limit=1_000_000)
-    return {u["id"]: u["profile"] for u in listed}
+        return profiles(server)
 
 
 def settings_for(url: str, warehouse: Path, **extra: Any) -> Settings:
-    return Settings.from_mapping(
-        {"license_code": LICENSE, "api_key": KEY, "api_url": url, "warehouse_url": f"duckdb:///{warehouse}",
-         "bulk_users_rpm": FAST, "bulk_events_rpm": FAST, "users_rpm": FAST, "expected_latency_s": 0.05, **extra}
-    )  # fmt: skip
+    rates = {"bulk_users_rpm": FAST, "bulk_events_rpm": FAST, "users_rpm": FAST, "expected_latency_s": 0.05}
+    return sandbox_settings(url, warehouse, KEY, **(rates | extra))
 
 
 # -- the kill -----------------------------------------------------------------------------------------------
 def start(argv: list[str], sandbox: SandboxProcess, warehouse: Path, **env: str) -> subprocess.Popen[bytes]:
-    environ = {
-        **os.environ,
-        "WEBENGAGE_LICENSE_CODE": LICENSE,
-        "WEBENGAGE_API_KEY": KEY,
-        "WEBENGAGE_API_URL": sandbox.url,
-        "WAREHOUSE_URL": f"duckdb:///{warehouse}",
-        **env,
-    }
-    # Our own CLI modules with fixed arguments.
-    return subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, env=environ, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
-
-
-def requests_to(http: httpx.Client, endpoint: str) -> int:
-    return int(http.get("/_sandbox/stats").json()["requests"].get(endpoint, 0))
-
-
-def kill_at(proc: subprocess.Popen[bytes], http: httpx.Client, endpoint: str, target: int) -> int:
-    """SIGKILL once the sandbox has seen ``target`` requests to ``endpoint``; the count seen then."""
-    deadline = time.monotonic() + 60
-    while (seen := requests_to(http, endpoint)) < target:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-            pytest.fail(f"run exited ({proc.returncode}) before {target} {endpoint} requests: {err}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"sandbox saw only {seen} {endpoint} requests in 60 s")
-        time.sleep(POLL_S)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    if proc.stderr is not None:
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    return seen
+    return start_cli(argv, sandbox.url, warehouse, KEY, **env)
 
 
 def paced(http: httpx.Client, pipeline: str) -> None:
-    http.post("/_sandbox/reset").raise_for_status()
-    http.post("/_sandbox/config", json={**LIFTED, **PACE[pipeline]}).raise_for_status()
+    reconfigure(http, reset=True, **{**LIFTED, **PACE[pipeline]})
 
 
 def lift(http: httpx.Client) -> None:
-    http.post("/_sandbox/config", json=LIFTED).raise_for_status()
+    reconfigure(http, **LIFTED)
 
 
 # -- users --------------------------------------------------------------------------------------------------
-def sandbox_profiles(http: httpx.Client) -> dict[str, Any]:
-    body = http.get("/_sandbox/users", params={"limit": 1_000_000}).json()
-    assert len(body["users"]) == body["total"]
-    return {u["id"]: u["profile"] for u in body["users"]}
-
-
-def state_user_ids(warehouse: Path) -> set[str]:
-    engine = make_engine(f"duckdb:///{warehouse}")
-    try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("we_user_state"):
-                return set()
-            return {r[0] for r in conn.execute(sa.select(USER_STATE.c.user_id))}
-    finally:
-        engine.dispose()
-
-
 def users_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client, warehouse: Path,
                 reference: dict[str, Any], *, overflow: bool) -> str:  # fmt: skip
     target = rng.randint(1, 40)
@@ -190,7 +119,7 @@ def users_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client,
                  WEBENGAGE_BULK_USERS_RPM=str(pace["bulk_users_rpm"]), **lane)  # fmt: skip
     seen = kill_at(proc, http, "bulk-users", target)
     singles = requests_to(http, "users")
-    in_sandbox, in_state = set(sandbox_profiles(http)), state_user_ids(warehouse)
+    in_sandbox, in_state = set(profiles(http)), user_state_ids(warehouse)
     assert in_state <= in_sandbox, f"{len(in_state - in_sandbox)} users checkpointed but never accepted"
     # One request per lane in flight: at most its batch (and, with the lane, one single plus a checkpoint
     # group still filling) is accepted without a checkpoint.
@@ -203,8 +132,8 @@ def users_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client,
     stats = http.get("/_sandbox/stats").json()
     assert summary["status"] == "success" and summary["accepted"] == len(reference) - len(in_state)
     assert summary["extracted"] == summary["unchanged"] + summary["accepted"] + summary["rejected"]
-    assert sandbox_profiles(http) == reference  # exactly the warehouse's users, field by field
-    assert state_user_ids(warehouse) == set(reference)
+    assert profiles(http) == reference  # exactly the warehouse's users, field by field
+    assert user_state_ids(warehouse) == set(reference)
     assert stats["violations"] == 0
     unrecorded = len(in_sandbox - in_state)
     if overflow:
@@ -216,44 +145,8 @@ def users_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client,
 
 
 # -- events -------------------------------------------------------------------------------------------------
-def reference_events(warehouse: Path) -> Counter[bytes]:
-    """What one uninterrupted run must deliver: the window's rows transformed, first row per event id."""
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        con.execute("SET TimeZone='UTC'")
-        df = (
-            con.sql(
-                "SELECT * FROM main.events WHERE event_time >= ? AND event_time < ? ORDER BY event_id",
-                params=[WINDOW[0] - timedelta(hours=2), WINDOW[1]],
-            )
-            .to_arrow_table()
-            .to_pandas()
-        )
-    finally:
-        con.close()
-    df = df[~df["event_id"].duplicated()].reset_index(drop=True)
-    out = transform_events(df, EventMapping(), TypeRegistry(lambda _scope: {}))
-    return canonical(out.payloads)
-
-
-def canonical(payloads: list[dict[str, Any]]) -> Counter[bytes]:
-    return Counter(orjson.dumps(p, option=orjson.OPT_SORT_KEYS) for p in payloads)
-
-
-def ledger_request_ids(warehouse: Path) -> set[str]:
-    engine = make_engine(f"duckdb:///{warehouse}")
-    try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("we_event_ledger"):
-                return set()
-            rows = conn.execute(sa.select(ledger.LEDGER.c.request_id).where(ledger.LEDGER.c.status == "accepted"))
-            return {str(r[0]) for r in rows}
-    finally:
-        engine.dispose()
-
-
 def events_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client, warehouse: Path) -> str:
-    expected = reference_events(warehouse)
+    expected = reference_events(warehouse, WINDOW)
     target = rng.randint(1, 60)
     argv = ["etl.cli_events", "--start", WINDOW[0].isoformat(), "--end", WINDOW[1].isoformat()]
     proc = start(argv, sandbox, warehouse, WEBENGAGE_BULK_EVENTS_RPM=str(PACE["events"]["bulk_events_rpm"]),
@@ -270,7 +163,7 @@ def events_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client
     assert summary["status"] == "success"
     assert stats["duplicate_events"] == 0 and stats["violations"] == 0
     assert canonical(delivered) == expected  # nothing lost, nothing twice, every field as transformed
-    with StateStore(make_engine(f"duckdb:///{warehouse}")) as store:
+    with StateStore(make_engine(duck(warehouse))) as store:
         assert ledger.ledger_counts(store)["accepted"] == len(delivered)
         assert ledger.pending(store) == []
     return (f"killed at {seen} requests with {len(ingested)} events ingested; replayed "
@@ -322,7 +215,7 @@ def cohorts_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Clien
                  WEBENGAGE_BULK_USERS_RPM=str(PACE["cohorts"]["bulk_users_rpm"]),
                  WEBENGAGE_BULK_EVENTS_RPM=str(PACE["cohorts"]["bulk_events_rpm"]))  # fmt: skip
     seen = kill_at(proc, http, endpoint, target)
-    with StateStore(make_engine(f"duckdb:///{warehouse}")) as store:
+    with StateStore(make_engine(duck(warehouse))) as store:
         after_kill = cstate.snapshot(store, "k1")
     true_now = {u for u, v in attribute_values(http).items() if v}
     assert set(after_kill.members) - set(after_kill.in_doubt) <= true_now  # the snapshot never runs ahead
@@ -333,7 +226,7 @@ def cohorts_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Clien
     values = attribute_values(http)
     assert {u for u, v in values.items() if v} == set(final)
     assert {u for u, v in values.items() if not v} == set(first) - set(final)
-    with StateStore(make_engine(f"duckdb:///{warehouse}")) as store:
+    with StateStore(make_engine(duck(warehouse))) as store:
         snap = cstate.snapshot(store, "k1")
     assert snap.members == sorted(final) and snap.in_doubt == []
     entered = sorted(e["event"]["userId"] for e in events_named(http, "Cohort Entered"))
@@ -378,7 +271,4 @@ def test_the_valid_users_are_what_the_reference_holds(
     templates: dict[str, Path], reference_profiles: dict[str, Any]
 ) -> None:
     """The reference the users trials compare with is the warehouse's valid users (not a run's output only)."""
-    with duckdb.connect(str(templates["users"]), read_only=True) as con:
-        ids = pd.Series([r[0] for r in con.execute("SELECT user_id FROM users").fetchall()], dtype="string")
-    ids = ids.str.strip()
-    assert set(reference_profiles) == set(ids[ids.notna() & (ids != "") & (ids.str.len() <= 100)].tolist())
+    assert set(reference_profiles) == valid_user_ids(templates["users"])

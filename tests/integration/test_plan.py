@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from etl.config import Settings
 from etl.demo.mutate import change_users
-from etl.demo.warehouse import build_demo_warehouse
 from etl.pipelines import cohorts, users
 from etl.plan import effective_rpm, plan, render_plan, total_minutes
-from etl.sandbox import SandboxConfig, SandboxServer
+from tests.helpers.sandbox import sandbox_server, sandbox_settings
+from tests.helpers.warehouse import AS_OF, DemoTemplates
 
-AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "plan-test-key-123456"
 
 
-def test_plan_matches_the_real_runs(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
-    build_demo_warehouse(path, users=800, as_of=AS_OF)
-    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
-        settings = Settings.from_mapping(
-            {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{path}",
-             "bulk_users_rpm": 60_000, "expected_latency_s": 0.05}
-        )  # fmt: skip
+def test_plan_matches_the_real_runs(demo_templates: DemoTemplates, tmp_path: Path) -> None:
+    path = demo_templates.copy(tmp_path, users=800)
+    with sandbox_server(KEY, bulk_users_rpm=60_000) as sandbox:
+        settings = sandbox_settings(sandbox, path, KEY, bulk_users_rpm=60_000, expected_latency_s=0.05)
         for step in ("first", "after a change"):
             if step == "after a change":
                 change_users(path, share=0.05, seed=5, as_of=AS_OF)
@@ -61,11 +55,10 @@ def test_eta_arithmetic_and_warning() -> None:
     assert total_minutes([line, events], shared) > total_minutes([line, events], settings)
 
 
-def test_eta_warning_before_a_long_sync(tmp_path: Path) -> None:
+def test_eta_warning_before_a_long_sync(demo_templates: DemoTemplates, tmp_path: Path) -> None:
     from etl.plan import eta_warning
 
-    path = tmp_path / "w.duckdb"
-    build_demo_warehouse(path, users=300, as_of=AS_OF)
+    path = demo_templates.copy(tmp_path, users=300)
     base = {"license_code": "~99199077", "api_key": KEY, "warehouse_url": f"duckdb:///{path}", "bulk_users_rpm": 6}
     # 300 users = 12 requests at 6 req/min (x 0.98 headroom): just over 2 minutes.
     assert eta_warning(Settings.from_mapping(base), as_of=AS_OF) is None  # check off

@@ -17,8 +17,9 @@ from etl.config import Settings
 from etl.demo.warehouse import build_demo_warehouse, demo_as_of
 from etl.pipelines import cohorts, users
 from etl.sandbox import SandboxConfig, SandboxServer
+from tests.helpers.sandbox import sandbox_server, sandbox_settings
+from tests.helpers.warehouse import AS_OF, DemoTemplates
 
-AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "real-account-key-0123456789"
 #: Codes as WebEngage shows them: a leading "~" (seed 003, the dashboard), all digits, and the "in~" / "ksa~~"
 #: forms seen in public integrations.
@@ -26,10 +27,8 @@ REAL_CODES = ["~99199077", "in~58adcc11", "ksa~~47b66537", "82617894"]
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("real") / "w.duckdb"
-    build_demo_warehouse(path, users=200, as_of=AS_OF)
-    return path
+def warehouse(demo_templates: DemoTemplates) -> Path:
+    return demo_templates.template(200)  # read only: a test that writes copies it
 
 
 @pytest.fixture
@@ -78,11 +77,8 @@ def synced_state(warehouse: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
     copy = tmp_path / "w.duckdb"
     copy.write_bytes(warehouse.read_bytes())
     url = f"duckdb:///{copy}"
-    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
-        settings = Settings.from_mapping(
-            {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": url,
-             "bulk_users_rpm": 60_000, "expected_latency_s": 0.05}
-        )  # fmt: skip
+    with sandbox_server(KEY, bulk_users_rpm=60_000) as sandbox:
+        settings = sandbox_settings(sandbox, url, KEY, bulk_users_rpm=60_000, expected_latency_s=0.05)
         summary = users.run(settings, run_id="real__users__1")
     assert summary["accepted"] > 0
     yield url, summary["run_id"]

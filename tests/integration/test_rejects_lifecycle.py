@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,10 +10,11 @@ import sqlalchemy as sa
 
 from etl.config import Settings
 from etl.pipelines import users
-from etl.sandbox import SandboxConfig, SandboxServer
+from etl.sandbox import SandboxServer
 from etl.state.store import StateStore
 from etl.transform.mapping import user_mapping_from_dict
 from etl.warehouse.engine import make_engine
+from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "rejects-test-key-1234"
@@ -37,15 +37,11 @@ def warehouse(tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as server:
-        yield server
+sandbox = sandbox_fixture(KEY, bulk_users_rpm=60_000)
 
 
 def settings_for(sandbox: SandboxServer, url: str, **extra: object) -> Settings:
-    return Settings.from_mapping({"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url,
-                                  "warehouse_url": url, "bulk_users_rpm": 60_000, **extra})  # fmt: skip
+    return sandbox_settings(sandbox, url, KEY, **({"bulk_users_rpm": 60_000} | extra))
 
 
 def open_reasons(url: str) -> set[tuple[str, str, str]]:

@@ -11,6 +11,7 @@ import pytest
 
 from etl.sandbox import SandboxConfig, SandboxServer
 from etl.sandbox.runner import SandboxProcess
+from tests.helpers.sandbox import quiesce
 
 KEY = "test-key"
 LICENSE = "~2024bb40"
@@ -25,6 +26,9 @@ def server() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def sandbox(server: SandboxServer) -> SandboxServer:
+    # An earlier test's request may still be answering (one stored, then sleeping through a simulated
+    # timeout): its answer would land in the counters after the reset. Wait for every answer first.
+    quiesce(server)
     server.update_config(**DEFAULTS.to_dict())
     server.reset()
     return server

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ import pytest
 
 from etl.config import Settings
 from etl.pipelines import users
-from etl.sandbox import SandboxConfig, SandboxServer
+from etl.sandbox import SandboxServer
 from etl.state.store import ROW, StateStore
 from etl.transform.formats import sanitize_attribute_name
 from etl.warehouse.engine import make_engine
+from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "bad-input-key-not-logged-7"
@@ -172,10 +172,7 @@ def create_bad_users(path: Path) -> None:
         con.executemany(f"INSERT INTO bad_users VALUES ({', '.join('?' for _ in names)})", rows)
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as server:
-        yield server
+sandbox = sandbox_fixture(KEY, bulk_users_rpm=60_000)
 
 
 @pytest.fixture
@@ -186,10 +183,7 @@ def settings(tmp_path: Path, sandbox: SandboxServer) -> Settings:
     query.write_text("SELECT * FROM bad_users\n", encoding="utf-8")
     mapping = tmp_path / "bad_users.toml"
     mapping.write_text(MAPPING.replace("{query}", str(query)), encoding="utf-8")
-    return Settings.from_mapping(
-        {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{warehouse}",
-         "bulk_users_rpm": 60_000, "users_mapping": str(mapping)}
-    )  # fmt: skip
+    return sandbox_settings(sandbox, warehouse, KEY, bulk_users_rpm=60_000, users_mapping=str(mapping))
 
 
 def open_rejects(settings: Settings) -> list[dict[str, Any]]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,42 +13,25 @@ import sqlalchemy as sa
 
 from etl.config import Settings
 from etl.demo.mutate import change_users
-from etl.demo.warehouse import build_demo_warehouse
 from etl.errors import TerminalAPIError
 from etl.pipelines import users
-from etl.sandbox import SandboxConfig, SandboxServer
+from etl.sandbox import SandboxServer
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
+from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
+from tests.helpers.warehouse import AS_OF, warehouse_fixture
 
-AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "test-key-do-not-log-123"
 
 
-@pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("demo") / "template.duckdb"
-    build_demo_warehouse(path, users=1500, as_of=AS_OF)
-    return path
+warehouse = warehouse_fixture(1500)
 
 
-@pytest.fixture
-def warehouse(demo_template: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "warehouse.duckdb"
-    path.write_bytes(demo_template.read_bytes())
-    return path
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as server:
-        yield server
+sandbox = sandbox_fixture(KEY, bulk_users_rpm=60_000)
 
 
 def settings_for(sandbox: SandboxServer, warehouse: Path, **extra: Any) -> Settings:
-    return Settings.from_mapping(
-        {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{warehouse}",
-         "bulk_users_rpm": 60_000, "expected_latency_s": 0.05, **extra}
-    )  # fmt: skip
+    return sandbox_settings(sandbox, warehouse, KEY, **({"bulk_users_rpm": 60_000, "expected_latency_s": 0.05} | extra))
 
 
 def valid_user_count(warehouse: Path) -> int:
@@ -146,10 +127,7 @@ def test_rejected_item_is_isolated_by_bisection(warehouse: Path) -> None:
             return httpx.Response(400, json={"response": {"status": "error", "message": "bad user"}})
         return httpx.Response(201, json={"response": {"status": "queued"}})
 
-    settings = Settings.from_mapping(
-        {"license_code": "~99199077", "api_key": KEY, "api_url": "http://we.test", "warehouse_url": f"duckdb:///{warehouse}",
-         "bulk_users_rpm": 600_000}
-    )  # fmt: skip
+    settings = sandbox_settings("http://we.test", warehouse, KEY, bulk_users_rpm=600_000)
     summary = users.run(settings, run_id="b1", clock=lambda: AS_OF, transport=httpx.MockTransport(handler))
     assert summary["rejected_by_reason"].get("api_rejected") == 1
     assert summary["accepted"] == valid_user_count(warehouse) - 1

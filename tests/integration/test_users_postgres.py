@@ -4,23 +4,22 @@ PostgreSQL state): every valid user accepted, no violation, nothing re-sent, the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pytest
 import sqlalchemy as sa
 
 from etl.config import Settings
 from etl.demo.mutate import change_users
 from etl.demo.warehouse import build_demo_warehouse
 from etl.pipelines import users
-from etl.sandbox import SandboxConfig, SandboxServer
+from etl.sandbox import SandboxServer
 from etl.state.store import StateStore
 from etl.transform.mapping import user_mapping_from_dict
 from etl.warehouse.engine import make_engine
+from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "pg-test-key-not-logged-9"
@@ -77,17 +76,11 @@ MAPPING = {
 }  # fmt: skip
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as server:
-        yield server
+sandbox = sandbox_fixture(KEY, bulk_users_rpm=60_000)
 
 
 def settings_for(sandbox: SandboxServer, *, warehouse: str, state: str, **extra: Any) -> Settings:
-    return Settings.from_mapping(
-        {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": warehouse,
-         "state_url": state, "bulk_users_rpm": 60_000, **extra}
-    )  # fmt: skip
+    return sandbox_settings(sandbox, warehouse, KEY, **({"state_url": state, "bulk_users_rpm": 60_000} | extra))
 
 
 def pg_execute(url: str, *statements: str, **params: Any) -> None:

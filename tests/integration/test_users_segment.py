@@ -4,24 +4,21 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pytest
 import sqlalchemy as sa
 
 from etl.config import Settings
-from etl.demo.warehouse import build_demo_warehouse
 from etl.pipelines import users
-from etl.sandbox import SandboxConfig, SandboxServer
+from etl.sandbox import SandboxServer
 from etl.transform.mapping import user_mapping_from_dict
 from etl.warehouse.engine import make_engine
 from etl.warehouse.presets import SEGMENT_BOOKKEEPING
+from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
+from tests.helpers.warehouse import AS_OF, warehouse_fixture
 
-AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "segment-test-key-not-logged-3"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 # Latest identify per user, as the preset must pick it (Segment's own bookkeeping decides the order).
@@ -31,31 +28,14 @@ QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY "timestamp" DESC, recei
 """
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("segment") / "demo.duckdb"
-    build_demo_warehouse(path, users=300, as_of=AS_OF)
-    return path
+warehouse = warehouse_fixture(300)
 
 
-@pytest.fixture
-def warehouse(demo: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "warehouse.duckdb"
-    path.write_bytes(demo.read_bytes())
-    return path
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as server:
-        yield server
+sandbox = sandbox_fixture(KEY, bulk_users_rpm=60_000)
 
 
 def settings_for(sandbox: SandboxServer, warehouse_url: str) -> Settings:
-    return Settings.from_mapping(
-        {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": warehouse_url,
-         "bulk_users_rpm": 60_000}
-    )  # fmt: skip
+    return sandbox_settings(sandbox, warehouse_url, KEY, bulk_users_rpm=60_000)
 
 
 def preset(table: str, **options: Any) -> Any:

@@ -4,29 +4,24 @@ lane on against the sandbox (every user once, both budgets used, checkpoints onl
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import sqlalchemy as sa
 
 from etl.config import Settings
-from etl.demo.warehouse import build_demo_warehouse
 from etl.errors import TerminalAPIError
 from etl.load.batching import Batch, Item, batch_requests
 from etl.pipelines import users
-from etl.sandbox import SandboxConfig, SandboxServer
-from etl.state.store import USER_STATE
-from etl.warehouse.engine import make_engine
+from etl.sandbox import SandboxServer
 from etl.webengage import OverflowLane, SendRequest, SystemClock, WebEngageClient, deterministic_request_id
+from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
+from tests.helpers.warehouse import AS_OF, user_state_ids, warehouse_fixture
 
 from .fakes import make_settings
 
-AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "overflow-test-key-not-logged"
 
 
@@ -175,46 +170,17 @@ def test_stream_width_adds_the_overflow_lane_only_while_attached() -> None:
 
 
 # -- the profile sync with the lane on ----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("overflow") / "template.duckdb"
-    build_demo_warehouse(path, users=800, as_of=AS_OF)
-    return path
+warehouse = warehouse_fixture(800)
 
 
-@pytest.fixture
-def warehouse(template: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "warehouse.duckdb"
-    path.write_bytes(template.read_bytes())
-    return path
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    # Independent budgets: bulk 1,200/min (20/s x 25) is the bottleneck, single 6,000/min takes the overflow.
-    config = SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=1200, users_rpm=6000, latency_ms=5)
-    with SandboxServer(config) as server:
-        yield server
+# Independent budgets: bulk 1,200/min (20/s x 25) is the bottleneck, single 6,000/min takes the overflow.
+sandbox = sandbox_fixture(KEY, bulk_users_rpm=1200, users_rpm=6000, latency_ms=5)
 
 
 def settings_for(sandbox: SandboxServer | str, warehouse: Path, **extra: Any) -> Settings:
-    url = sandbox if isinstance(sandbox, str) else sandbox.url
-    return Settings.from_mapping(
-        {"license_code": "~99199077", "api_key": KEY, "api_url": url, "warehouse_url": f"duckdb:///{warehouse}",
-         "bulk_users_rpm": 1200, "users_rpm": 6000, "expected_latency_s": 0.05, "burst_seconds": 0.2,
-         "overflow_lane": True, **extra}
-    )  # fmt: skip
-
-
-def state_ids(warehouse: Path) -> set[str]:
-    engine = make_engine(f"duckdb:///{warehouse}")
-    try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("we_user_state"):
-                return set()
-            return {r[0] for r in conn.execute(sa.select(USER_STATE.c.user_id))}
-    finally:
-        engine.dispose()
+    values = {"bulk_users_rpm": 1200, "users_rpm": 6000, "expected_latency_s": 0.05, "burst_seconds": 0.2,
+              "overflow_lane": True}  # fmt: skip
+    return sandbox_settings(sandbox, warehouse, KEY, **(values | extra))
 
 
 def test_profile_sync_uses_both_budgets_and_sends_every_user_once(sandbox: SandboxServer, warehouse: Path) -> None:
@@ -222,7 +188,7 @@ def test_profile_sync_uses_both_budgets_and_sends_every_user_once(sandbox: Sandb
     stats = sandbox.stats()
     assert summary["status"] == "success" and stats["violations"] == 0 and stats["throttled"] == 0
     assert summary["extracted"] == summary["unchanged"] + summary["accepted"] + summary["rejected"]
-    assert stats["users"] == summary["accepted"] == len(state_ids(warehouse))
+    assert stats["users"] == summary["accepted"] == len(user_state_ids(warehouse))
     singles_sent = int(stats["requests"].get("users", 0))
     assert singles_sent > 80  # the single budget carried a real share of the users (ideal: 1/6)
     assert stats["deduplicated_requests"] == 0  # ... and nobody went twice
@@ -258,10 +224,10 @@ def test_checkpoints_never_run_ahead_and_a_stopped_run_keeps_what_was_accepted(
         users.run(settings_for(sandbox, warehouse), run_id="stop", clock=lambda: AS_OF,
                   transport=httpx.MockTransport(handler))  # fmt: skip
     in_sandbox = {u["id"] for u in sandbox.store.list_users(limit=100_000)[1]}
-    checkpointed = state_ids(warehouse)
+    checkpointed = user_state_ids(warehouse)
     assert checkpointed and checkpointed == in_sandbox  # accepted in flight at the stop were still recorded
     resumed = users.run(settings_for(sandbox, warehouse), run_id="resume", clock=lambda: AS_OF)
     stats = sandbox.stats()
     assert resumed["status"] == "success" and resumed["accepted"] + len(checkpointed) == stats["users"]
-    assert state_ids(warehouse) == {u["id"] for u in sandbox.store.list_users(limit=100_000)[1]}
+    assert user_state_ids(warehouse) == {u["id"] for u in sandbox.store.list_users(limit=100_000)[1]}
     assert stats["violations"] == 0 and stats["deduplicated_requests"] == 0

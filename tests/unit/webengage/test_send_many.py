@@ -1,7 +1,8 @@
 """send_many: bounded concurrency, completion order, lazy pulling, terminal stop, no leaked threads.
 
 These use real threads and the system clock with a huge budget, so no pacing sleeps happen; every wait
-is bounded by short timeouts.
+is bounded by a timeout (a generous one: it only ends a test that is failing, and a busy machine may take
+a while to schedule a thread).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from etl.webengage import SendRequest, SystemClock, WebEngageClient
 from .fakes import FakeAPI, a_user, error_body, make_client, make_settings, reply
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 1.0) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -52,7 +53,7 @@ class GatedAPI:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             if self.gated:
-                assert self.gate(n).wait(timeout=2), f"gate {n} never opened"
+                assert self.gate(n).wait(timeout=10), f"gate {n} never opened"
             return httpx.Response(self.status_for(n), json={"response": {"status": "queued"}})
         finally:
             with self.lock:
