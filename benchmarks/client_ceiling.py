@@ -10,6 +10,7 @@ import argparse
 import time
 
 from etl.config import Settings
+from etl.engine.frame import client_options
 from etl.load.batching import Item, batch_requests
 from etl.sandbox import SandboxConfig, SandboxProcess
 from etl.webengage.client import WebEngageClient
@@ -47,7 +48,7 @@ def main() -> None:
             batch_requests(payloads(args.users), endpoint="bulk-users", batch_size=25, max_bytes=512_000, oversize=[])
         )
         accepted = 0
-        with WebEngageClient(settings) as client:
+        with WebEngageClient(client_options(settings)) as client:
             started = time.monotonic()
             for result in client.send_many(requests):
                 accepted += result.request.items if result.accepted else 0

@@ -38,6 +38,7 @@ import orjson
 from _common import load, machine
 
 from etl.config import Settings
+from etl.engine.frame import client_options
 from etl.load.batching import Item, batch_requests
 from etl.sandbox import SandboxConfig, SandboxProcess
 from etl.webengage.client import WebEngageClient, user_request
@@ -106,7 +107,7 @@ def run_peer_client(settings: Settings, users: list[dict[str, Any]], ceiling: fl
 
 def _drive(name: str, settings: Settings, requests: list[Any], ceiling: float, items: int) -> Outcome:
     accepted = 0
-    with WebEngageClient(settings) as client:
+    with WebEngageClient(client_options(settings)) as client:
         started = time.monotonic()
         for result in client.send_many(requests):
             accepted += result.request.items if result.accepted else 0

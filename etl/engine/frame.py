@@ -4,6 +4,7 @@ dry run), the warehouse engine, and one log line at the end."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from etl.report import RunReport
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
 from etl.webengage.client import WebEngageClient
+from etl.webengage.options import ClientOptions
 
 log = logging.getLogger("etl.pipelines")
 
@@ -40,6 +42,13 @@ def default_run_id(now: datetime, prefix: str = "manual") -> str:
 def naive_utc(value: datetime) -> datetime:
     """The database's form of an instant: naive UTC (naive input is taken to be UTC already)."""
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def client_options(settings: Settings) -> ClientOptions:
+    """The client's options from the application's settings (same names), checked for credentials first."""
+    settings.require_credentials()  # settings for read-only commands may lack them; sending may not
+    names = {f.name for f in dataclasses.fields(ClientOptions)} - {"base_url"}
+    return ClientOptions(base_url=settings.base_url, **{name: getattr(settings, name) for name in names})
 
 
 class Run:
@@ -78,7 +87,7 @@ class Run:
         if self.dry_run:
             raise RuntimeError("a dry run sends nothing")
         if self._client is None:
-            self._client = WebEngageClient(self.settings, transport=self._transport)
+            self._client = WebEngageClient(client_options(self.settings), transport=self._transport)
         return self._client
 
     @property

@@ -6,13 +6,13 @@ from collections.abc import Generator
 
 import httpx
 
-from etl.config import Secret
+from etl.webengage.options import SecretValue
 
 
 class BearerAuth(httpx.Auth):
     """Sets ``Authorization: Bearer <key>`` on each request; the key is revealed only there."""
 
-    def __init__(self, key: Secret) -> None:
+    def __init__(self, key: SecretValue) -> None:
         self._key = key
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:

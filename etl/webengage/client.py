@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import orjson
 
-from etl.config import MAX_BULK_ITEMS, Settings
 from etl.errors import TerminalAPIError
 from etl.webengage.auth import BearerAuth
 from etl.webengage.clock import Clock, SystemClock
@@ -32,6 +31,7 @@ from etl.webengage.models import (
     SendResult,
     UserPayload,
 )
+from etl.webengage.options import MAX_BULK_ITEMS, ClientOptions
 from etl.webengage.ratelimit import RateBudgets
 from etl.webengage.retry import RetryPolicy, Verdict
 from etl.webengage.shared_budget import BudgetStore
@@ -50,15 +50,15 @@ class WebEngageClient:
 
     def __init__(
         self,
-        settings: Settings,
+        options: ClientOptions,
         *,
         transport: httpx.BaseTransport | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
         budget_store: BudgetStore | None = None,
     ) -> None:
-        settings.require_credentials()  # settings for read-only commands may lack them; sending may not
-        self._settings = settings
+        settings = options
+        self._settings = options
         self._clock: Clock = clock or SystemClock()
         self._policy = RetryPolicy(settings, rng)
         # A shared budget (settings.shared_budget_url, or an injected store) paces every worker together.

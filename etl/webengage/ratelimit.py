@@ -15,9 +15,9 @@ import math
 import threading
 from typing import Protocol
 
-from etl.config import Settings
 from etl.webengage.clock import Clock, seconds_to_next_minute
 from etl.webengage.models import Endpoint
+from etl.webengage.options import ClientOptions
 from etl.webengage.shared_budget import BudgetStore, PostgresBudgetStore, SharedTokenBucket
 
 # Float slack so a sleep of exactly the computed wait is never followed by a sub-nanosecond re-sleep.
@@ -137,7 +137,7 @@ class RateBudgets:
     ``store`` injects a :class:`~etl.webengage.shared_budget.BudgetStore` (tests).
     """
 
-    def __init__(self, settings: Settings, clock: Clock, *, store: BudgetStore | None = None) -> None:
+    def __init__(self, settings: ClientOptions, clock: Clock, *, store: BudgetStore | None = None) -> None:
         if store is None and settings.shared_budget_url:
             store = PostgresBudgetStore(settings.shared_budget_url)
         self._store = store

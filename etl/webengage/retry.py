@@ -18,8 +18,8 @@ from typing import Final, Literal
 import httpx
 import orjson
 
-from etl.config import Settings
 from etl.webengage.clock import seconds_to_next_minute
+from etl.webengage.options import ClientOptions
 
 Classification = Literal["accepted", "rejected", "transient", "terminal", "throttled"]
 
@@ -60,13 +60,13 @@ class Verdict:
 
 
 class RetryPolicy:
-    """Classification, backoff and 429 waits from :class:`~etl.config.Settings`.
+    """Classification, backoff and 429 waits from :class:`~etl.webengage.options.ClientOptions`.
 
     ``max_retries`` counts retries after the first attempt, so a request is attempted at most
     ``max_retries + 1`` times; 429 answers are never attempts.
     """
 
-    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
+    def __init__(self, settings: ClientOptions, rng: random.Random | None = None) -> None:
         self.max_retries = settings.max_retries
         self.backoff_base_s = settings.backoff_base_s
         self.backoff_max_s = settings.backoff_max_s

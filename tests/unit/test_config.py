@@ -140,10 +140,10 @@ def test_settings_without_credentials_for_read_only_commands() -> None:
     assert s.license_code == "" and s.effective_state_url == "duckdb:///x.duckdb"
     with pytest.raises(ConfigError, match="WEBENGAGE_LICENSE_CODE"):
         s.require_credentials()
-    from etl.webengage.client import WebEngageClient
+    from etl.engine.frame import client_options
 
     with pytest.raises(ConfigError, match="license_code"):
-        WebEngageClient(s)  # nothing can be sent without them
+        client_options(s)  # nothing can be sent without them: no client is built
     with pytest.raises(ConfigError, match="WEBENGAGE_API_KEY"):
         Settings.from_env({"WEBENGAGE_LICENSE_CODE": "~99199077"}, credentials=False).require_credentials()
     with pytest.raises(ConfigError, match="license_code"):  # given ones are still checked

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from etl.config import Settings
+from etl.engine.frame import client_options
 from etl.webengage import Clock, FakeClock, SendRequest, WebEngageClient, user_request
 
 KEY = "sk-test-SECRET-0001"
@@ -81,7 +82,7 @@ def make_client(
     **overrides: Any,
 ) -> WebEngageClient:
     return WebEngageClient(
-        make_settings(**overrides),
+        client_options(make_settings(**overrides)),
         transport=httpx.MockTransport(api),
         clock=clock or FakeClock(),
         rng=rng or random.Random(1),

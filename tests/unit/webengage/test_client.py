@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from etl.config import Secret
 from etl.errors import TerminalAPIError
 from etl.webengage import (
     FakeClock,
@@ -20,6 +21,8 @@ from etl.webengage import (
     deterministic_request_id,
     event_request,
 )
+from etl.webengage.client import WebEngageClient
+from etl.webengage.options import ClientOptions
 from etl.webengage.retry import AUTH_HINT, HOST_HINT, NOT_FOUND_HINT
 
 from .fakes import KEY, FakeAPI, a_user, error_body, fail, make_client, reply
@@ -329,3 +332,15 @@ def test_a_connect_timeout_before_any_verdict_is_terminal_and_after_one_transien
     client = make_client(later, max_retries=2)
     assert client.send(a_user()).outcome == "accepted"
     assert client.send(a_user()).outcome == "transient" and len(later.requests) == 4
+
+
+def test_the_client_stands_alone_on_keyword_options() -> None:
+    """No application settings: the account, a limit and the transport, by keyword."""
+    api = FakeAPI(reply(201))
+    options = ClientOptions(license_code="~2024bb40", api_key=Secret(KEY), base_url="http://we.test", users_rpm=60_000)
+    with WebEngageClient(options, transport=httpx.MockTransport(api), clock=FakeClock()) as client:
+        assert client.send(a_user()).outcome == "accepted"
+    assert str(api.requests[0].url) == "http://we.test/v1/accounts/~2024bb40/users"
+    assert KEY not in repr(options) and api.requests[0].headers["authorization"] == f"Bearer {KEY}"
+    with pytest.raises(ValueError, match="license code and an API key"):
+        ClientOptions(license_code="", api_key=Secret(KEY))
