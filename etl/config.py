@@ -1,21 +1,40 @@
 """Typed settings, built from environment variables or from the Airflow connection's fields.
 
-Validation happens here, once, before any request: a bad value raises :class:`ConfigError` naming the
-setting. The API key is held in :class:`Secret`, whose repr and str never show it.
+A pydantic-settings model (:class:`etl.settings_base.SettingsModel`, shared with the webhook and sandbox
+settings). Validation happens here, once, before any request: a bad value raises :class:`ConfigError` naming the
+setting, never echoing the value. The API key is held in :class:`Secret`, whose repr and str never show it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, cast, get_args
+from typing import Annotated, Any, Final, Literal, Self, cast
+
+from pydantic import AliasGenerator, BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from etl.errors import ConfigError
+from etl.settings_base import Flag, Int, Number, Secret, SettingsModel, Text, TextList, checked, stripped
+
+__all__ = [
+    "DATA_CENTER_HOSTS",
+    "DEFAULT_DEMO_DIR",
+    "DEFAULT_WAREHOUSE_URL",
+    "MAX_BULK_ITEMS",
+    "ConfigError",
+    "DataCenter",
+    "Secret",
+    "Settings",
+    "check_api_key",
+    "check_license_code",
+    "data_center_hint",
+    "env_values",
+    "env_var_for",
+]
 
 log = logging.getLogger("etl.config")
 
@@ -34,98 +53,99 @@ DEFAULT_DEMO_DIR: Final = Path(".demo")
 DEFAULT_WAREHOUSE_URL: Final = f"duckdb:///{DEFAULT_DEMO_DIR / 'warehouse.duckdb'}"
 
 
-class Secret:
-    """An opaque credential. ``repr``/``str`` print a mask; only :meth:`reveal` gives the value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Pickling (e.g. to a subprocess) keeps the value; it is still never printed.
-        return (Secret, (self._value,))
+def _env_var(name: str) -> str:
+    # WAREHOUSE_URL and STATE_URL are shared with the webhook loader and other tools; every other setting is
+    # WEBENGAGE_<NAME>, e.g. WEBENGAGE_BULK_USERS_RPM.
+    return {"warehouse_url": "WAREHOUSE_URL", "state_url": "STATE_URL"}.get(name, f"WEBENGAGE_{name.upper()}")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Settings:
-    """Everything a run needs. Limits default to WebEngage's documented account defaults."""
+def _as_text(value: object) -> object:
+    # A license code is text, never a number: 82618947.0 from a spreadsheet or YAML is refused with the fix.
+    return value if isinstance(value, str | SecretStr) or value is None else str(value)
+
+
+def _check_license_code_if_set(code: str) -> None:
+    if code:
+        check_license_code(code)
+
+
+def _check_api_key(key: Secret) -> None:
+    check_api_key(key)  # defined below, with the other checks
+
+
+class Settings(SettingsModel):
+    """Everything a run needs. Limits default to WebEngage's documented account defaults.
+
+    Each field is read from the environment variable :func:`env_var_for` names (its validation alias)."""
+
+    model_config = SettingsConfigDict(alias_generator=AliasGenerator(validation_alias=_env_var))
 
     #: Empty only for commands that send nothing (``runs``, ``rejects``, ``plan``, dry runs); the client
-    #: refuses to start without it (:meth:`require_credentials`).
-    license_code: str = ""
-    api_key: Secret = field(repr=False, default_factory=lambda: Secret(""))
-    data_center: DataCenter = "global"
-    api_url: str = ""  # resolved from data_center when empty
-    warehouse_url: str = DEFAULT_WAREHOUSE_URL
-    state_url: str = ""  # empty: the warehouse holds the state too
+    #: refuses to start without it (:meth:`require_credentials`). Not stripped: whitespace is refused.
+    license_code: Annotated[str, BeforeValidator(_as_text), checked(_check_license_code_if_set)] = ""
+    #: Not stripped: a key with whitespace or a newline is refused by :func:`check_api_key` with the fix.
+    api_key: Annotated[Secret, BeforeValidator(_as_text), checked(_check_api_key)] = Field(
+        default_factory=lambda: Secret(""), repr=False
+    )
+    data_center: Annotated[DataCenter, BeforeValidator(stripped)] = "global"
+    api_url: Text = ""  # resolved from data_center when empty
+    warehouse_url: Text = DEFAULT_WAREHOUSE_URL
+    state_url: Text = ""  # empty: the warehouse holds the state too
     #: The user mapping file (TOML); empty: ``mappings/users.toml`` of this repository.
-    users_mapping: str = ""
+    users_mapping: Text = ""
     #: The event source and name/property mapping (TOML); empty: ``mappings/events.toml``.
-    events_mapping: str = ""
+    events_mapping: Text = ""
     #: The cohort definitions (TOML); empty: ``mappings/cohorts.toml``.
-    cohorts_config: str = ""
+    cohorts_config: Text = ""
 
     # Rate budgets in requests per minute; WebEngage can raise them per account, so never constants.
-    bulk_users_rpm: float = 500
-    bulk_events_rpm: float = 500
-    users_rpm: float = 5000
-    events_rpm: float = 5000
+    bulk_users_rpm: Number = 500
+    bulk_events_rpm: Number = 500
+    users_rpm: Number = 5000
+    events_rpm: Number = 5000
     #: Whether /bulk-users and /bulk-events draw from one budget (unconfirmed by WebEngage).
-    shared_bulk_budget: bool = False
+    shared_bulk_budget: Flag = False
     #: This process's share of the account budget when several Airflow tasks send at once (e.g. 1/slots of
     #: the ``webengage_api`` pool); the client paces at rpm × budget_share × rate_headroom.
-    budget_share: float = 1.0
+    budget_share: Number = 1.0
     #: PostgreSQL URL holding the rate budgets shared by every worker of the account (table
     #: ``we_rate_budget``); empty: each process paces on its own buckets (see ``budget_share``).
-    shared_budget_url: str = ""
+    shared_budget_url: Text = ""
     #: Profile sync: while /bulk-users is saturated, also send users one per request through /users on its
     #: own budget. Safe only if WebEngage keeps the two budgets apart (unconfirmed).
-    overflow_lane: bool = False
+    overflow_lane: Flag = False
     #: Pace at this share of each budget, so a sliding-window limiter never sees us over it.
-    rate_headroom: float = 0.98
+    rate_headroom: Number = 0.98
     #: Seconds of budget a client may spend in one burst (token-bucket capacity).
-    burst_seconds: float = 1.0
+    burst_seconds: Number = 1.0
 
-    batch_size: int = MAX_BULK_ITEMS
-    max_batch_bytes: int = 512_000
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 30.0
+    batch_size: Int = MAX_BULK_ITEMS
+    max_batch_bytes: Int = 512_000
+    connect_timeout_s: Number = 10.0
+    read_timeout_s: Number = 30.0
     #: Attempts for 5xx/transport failures (429 waits are not attempts).
-    max_retries: int = 6
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 60.0
+    max_retries: Int = 6
+    backoff_base_s: Number = 0.5
+    backoff_max_s: Number = 60.0
     #: Longest total time one request may spend waiting out 429s before it counts as transient.
-    max_throttle_wait_s: float = 900.0
+    max_throttle_wait_s: Number = 900.0
     #: Requests in flight; 0 = derived from the budget and ``expected_latency_s``.
-    concurrency: int = 0
-    expected_latency_s: float = 1.0
-    max_concurrency: int = 64
+    concurrency: Int = 0
+    expected_latency_s: Number = 1.0
+    max_concurrency: Int = 64
     #: Send x-request-id on bulk calls too (honoured by WebEngage only on /users and /events: unconfirmed).
-    request_id_on_bulk: bool = True
+    request_id_on_bulk: Flag = True
     #: Warn before a sync whose planned duration at the configured rates exceeds this (0: no check).
-    max_run_minutes: float = 0.0
+    max_run_minutes: Number = 0.0
     #: Runs that re-drive a transient or API-rejected row before it is marked dead.
-    max_reject_attempts: int = 5
-    #: ``response.status`` values of a 2xx body that count as accepted.
-    accepted_statuses: tuple[str, ...] = ("queued", "success")
+    max_reject_attempts: Int = 5
+    #: ``response.status`` values of a 2xx body that count as accepted (``queued,success`` in the environment).
+    accepted_statuses: TextList = ("queued", "success")
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
         _validate(self)
+        return self
 
     # -- derived ---------------------------------------------------------------------------------
     @property
@@ -140,24 +160,23 @@ class Settings:
     def effective_state_url(self) -> str:
         return self.state_url or self.warehouse_url
 
-    def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
-
     def require_credentials(self) -> None:
         """Raise :class:`ConfigError` unless both credentials are set (anything that sends calls this)."""
-        for name in ("license_code", "api_key"):
-            value = getattr(self, name)
-            if not (value.reveal() if isinstance(value, Secret) else value):
-                raise ConfigError(name, f"missing (set {_ENV_VARS[name]} or the Airflow connection)")
+        if not self.license_code:
+            raise ConfigError("license_code", f"missing (set {_ENV_VARS['license_code']} or the Airflow connection)")
+        if not self.api_key.reveal():
+            raise ConfigError("api_key", f"missing (set {_ENV_VARS['api_key']} or the Airflow connection)")
 
     # -- constructors ----------------------------------------------------------------------------
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, credentials: bool = True, **overrides: Any) -> Settings:
-        """Build from ``WEBENGAGE_*``, ``WAREHOUSE_URL`` and ``STATE_URL`` variables. ``credentials=False``
-        for commands that only read the state or the warehouse (the credentials are checked if given)."""
-        raw: dict[str, Any] = dict(env_values(env))
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(raw, credentials=credentials)
+        """Build from ``WEBENGAGE_*``, ``WAREHOUSE_URL`` and ``STATE_URL`` variables (``os.environ`` unless
+        ``env`` is given; empty ones count as unset); ``overrides`` (by setting name, None ignored) win.
+        ``credentials=False`` for commands that only read the state or the warehouse (the credentials are
+        checked if given)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings = cls._load(given, env=os.environ if env is None else env)
+        return settings._loaded(credentials=credentials)
 
     @classmethod
     def from_connection(
@@ -173,8 +192,8 @@ class Settings:
         login = license code, password = REST API key, extras = any other setting by name."""
         raw: dict[str, Any] = {}
         for key, value in (extra or {}).items():
-            if key not in _FIELDS or key in ("api_key", "license_code"):
-                raise ConfigError(f"extra.{key}", f"unknown extra; allowed: {', '.join(sorted(_EXTRAS))}")
+            if key not in _EXTRAS:
+                raise ConfigError(f"extra.{key}", f"unknown extra; allowed: {', '.join(_EXTRAS)}")
             raw[key] = value
         host = (host or "").strip()
         if host:
@@ -191,41 +210,25 @@ class Settings:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], *, credentials: bool = True) -> Settings:
-        """Coerce loosely typed values (strings from env or JSON extras) to the declared types."""
-        values: dict[str, Any] = {}
-        for name, value in raw.items():
-            if name not in _FIELDS:
-                raise ConfigError(name, "unknown setting")
-            values[name] = _coerce(name, value)
-        settings = cls(**values)
+        """Build from settings by name, loosely typed (strings from env or JSON extras) as well as typed."""
+        return cls._load(raw)._loaded(credentials=credentials)
+
+    def _loaded(self, *, credentials: bool) -> Settings:
         if credentials:
-            settings.require_credentials()
-        hinted = data_center_hint(settings.license_code)
-        if hinted and not values.get("data_center") and not values.get("api_url"):
+            self.require_credentials()
+        hinted = data_center_hint(self.license_code)
+        if hinted and "data_center" not in self.model_fields_set and not self.api_url:
             # WebEngage does not document the prefix, so it is a hint, never a rewrite of the code or the host.
             log.warning(
                 "license code starts with %r: the account is probably in the %r data centre, but data_center "
                 "is not set (requests go to %s); set %s=%s or the connection host to %r if so",
-                f"{hinted}~", hinted, settings.base_url, _ENV_VARS["data_center"], hinted, hinted,
+                f"{hinted}~", hinted, self.base_url, _ENV_VARS["data_center"], hinted, hinted,
             )  # fmt: skip
-        return settings
+        return self
 
 
-_FIELDS: Final = {f.name: f for f in dataclasses.fields(Settings)}
-_EXTRAS: Final = sorted(set(_FIELDS) - {"api_key", "license_code"})
-_ENV_VARS: Final = {
-    "license_code": "WEBENGAGE_LICENSE_CODE",
-    "api_key": "WEBENGAGE_API_KEY",
-    "data_center": "WEBENGAGE_DATA_CENTER",
-    "api_url": "WEBENGAGE_API_URL",
-    "warehouse_url": "WAREHOUSE_URL",
-    "state_url": "STATE_URL",
-}
-# Every other setting: WEBENGAGE_<NAME>, e.g. WEBENGAGE_BULK_USERS_RPM.
-_ENV_VARS.update({name: f"WEBENGAGE_{name.upper()}" for name in _EXTRAS if name not in _ENV_VARS})
-
-_TRUE = {"1", "true", "yes", "y", "on"}
-_FALSE = {"0", "false", "no", "n", "off"}
+_ENV_VARS: Final = Settings.env_vars()
+_EXTRAS: Final = sorted(set(Settings.model_fields) - {"api_key", "license_code"})
 
 
 def env_values(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -237,44 +240,6 @@ def env_values(env: Mapping[str, str] | None = None) -> dict[str, str]:
 def env_var_for(setting: str) -> str:
     """The environment variable that sets ``setting`` (for messages and docs)."""
     return _ENV_VARS[setting]
-
-
-def _coerce(name: str, value: Any) -> Any:
-    kind = _FIELDS[name].type
-    try:
-        if name == "api_key":
-            # Not stripped: a key with whitespace or a newline is refused by _validate with the fix.
-            return value if isinstance(value, Secret) else Secret(str(value))
-        if name == "license_code":
-            # Read as text, never as a number; checked (not silently cleaned) by check_license_code.
-            return value if isinstance(value, str) else str(value)
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError("expected a boolean (true/false)")
-        if kind == "int":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError("expected an integer")
-            return int(str(value).strip()) if not isinstance(value, int | float) else int(value)
-        if kind == "float":
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            number = float(str(value).strip()) if not isinstance(value, int | float) else float(value)
-            if number != number or number in (float("inf"), float("-inf")):
-                raise ValueError("expected a finite number")
-            return number
-        if kind == "tuple[str, ...]":
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(str(v).strip() for v in items if str(v).strip())
-        return str(value).strip()
-    except (TypeError, ValueError) as exc:
-        # Never echo the value: it might be the key pasted into the wrong variable.
-        raise ConfigError(name, f"not a valid {kind}: {exc.__class__.__name__}") from None
 
 
 #: Characters a license code may hold: RFC 3986 "unreserved" without the dot, so the code goes into the URL
@@ -324,13 +289,7 @@ def check_api_key(key: Secret) -> None:
 
 
 def _validate(s: Settings) -> None:
-    if not isinstance(s.api_key, Secret):
-        object.__setattr__(s, "api_key", Secret(str(s.api_key)))
-    if s.license_code:
-        check_license_code(s.license_code)
-    check_api_key(s.api_key)
-    if s.data_center not in get_args(DataCenter):
-        raise ConfigError("data_center", f"unknown data centre; expected one of {', '.join(DATA_CENTER_HOSTS)}")
+    """Checks of values against each other and ranges (the types are checked by then)."""
     if s.api_url and not s.api_url.startswith(("http://", "https://")):
         raise ConfigError("api_url", "must start with http:// or https://")
     if not 1 <= s.batch_size <= MAX_BULK_ITEMS:

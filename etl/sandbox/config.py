@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import model_validator
+
+from etl.errors import ConfigError
+from etl.settings_base import Flag, Int, Number, SettingsModel
 
 OversizeBulk = Literal["reject", "accept"]
 BulkInvalidItem = Literal["drop", "reject_batch"]
@@ -21,78 +24,68 @@ _RPM_FIELDS = ("users_rpm", "events_rpm", "bulk_users_rpm", "bulk_events_rpm")
 _NON_NEGATIVE = ("latency_ms", "jitter_ms", "timeout_sleep_s", "max_body_bytes")
 
 
-@dataclass(frozen=True, kw_only=True)
-class SandboxConfig:
+class SandboxConfigError(ConfigError, ValueError):
+    """A bad sandbox setting: a :class:`ConfigError`, and the ValueError the sandbox's callers catch."""
+
+
+class SandboxConfig(SettingsModel):
     """How the sandbox behaves. Limits are requests per minute; 0 or None means unlimited.
 
     Fault rates are probabilities per admitted request, drawn from one seeded RNG so a run is repeatable.
     """
 
+    config_error: ClassVar[type[ConfigError]] = SandboxConfigError
+
     license_code: str = "~99199077"  # WebEngage codes often start with "~": the sandbox default is one
     api_key: str = "sandbox-key"
-    users_rpm: int | None = 5000
-    events_rpm: int | None = 5000
-    bulk_users_rpm: int | None = 500
-    bulk_events_rpm: int | None = 500
+    users_rpm: Int | None = 5000
+    events_rpm: Int | None = 5000
+    bulk_users_rpm: Int | None = 500
+    bulk_events_rpm: Int | None = 500
     # WebEngage does not say whether the two bulk endpoints share a budget; when shared, the
     # bulk-users limit is the budget of both.
-    shared_bulk_budget: bool = False
-    retry_after: bool = True
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    seed: int = 0
-    error_5xx_rate: float = 0.0
-    timeout_rate: float = 0.0
-    timeout_sleep_s: float = 30.0
-    timeout_after_store_rate: float = 0.0
-    error_body_2xx_rate: float = 0.0
-    throttle_storm_rate: float = 0.0
+    shared_bulk_budget: Flag = False
+    retry_after: Flag = True
+    latency_ms: Number = 0.0
+    jitter_ms: Number = 0.0
+    seed: Int = 0
+    error_5xx_rate: Number = 0.0
+    timeout_rate: Number = 0.0
+    timeout_sleep_s: Number = 30.0
+    timeout_after_store_rate: Number = 0.0
+    error_body_2xx_rate: Number = 0.0
+    throttle_storm_rate: Number = 0.0
     oversize_bulk: OversizeBulk = "reject"
     bulk_invalid_item: BulkInvalidItem = "drop"
-    dedupe_request_ids: bool = True
-    dedupe_bulk_request_ids: bool = True
-    max_body_bytes: int = 5_000_000
+    dedupe_request_ids: Flag = True
+    dedupe_bulk_request_ids: Flag = True
+    max_body_bytes: Int = 5_000_000
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
         for name in _RATE_FIELDS:
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise self.invalid(name, "must be between 0 and 1")
         for name in _RPM_FIELDS:
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise ValueError(f"{name} must be >= 0 or None, got {value!r}")
+                raise self.invalid(name, "must be >= 0 or None")
         for name in _NON_NEGATIVE:
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.oversize_bulk not in get_args(OversizeBulk):
-            raise ValueError(f"oversize_bulk must be one of {get_args(OversizeBulk)}")
-        if self.bulk_invalid_item not in get_args(BulkInvalidItem):
-            raise ValueError(f"bulk_invalid_item must be one of {get_args(BulkInvalidItem)}")
-
-    def replace(self, **changes: Any) -> SandboxConfig:
-        """A copy with ``changes`` applied; unknown names raise ValueError."""
-        _reject_unknown(changes)
-        return dataclasses.replace(self, **changes)
+                raise self.invalid(name, "must be >= 0")
+        return self
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> SandboxConfig:
-        """Build from a JSON-like mapping (e.g. ``--config-json``); unknown keys raise ValueError."""
-        _reject_unknown(data)
-        return cls(**dict(data))
+        """Build from a JSON-like mapping (e.g. ``--config-json``); unknown keys or bad values raise
+        :class:`SandboxConfigError` (a ValueError)."""
+        return cls._load(data)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, JSON-serialisable; the inverse of :meth:`from_mapping`."""
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
     def rpm_for(self, endpoint: str) -> int | None:
         """Per-minute limit of an endpoint (``users``, ``events``, ``bulk-users``, ``bulk-events``)."""
         value: int | None = getattr(self, endpoint.replace("-", "_") + "_rpm")
         return value or None
-
-
-def _reject_unknown(keys: Mapping[str, Any]) -> None:
-    known = {f.name for f in dataclasses.fields(SandboxConfig)}
-    unknown = sorted(set(keys) - known)
-    if unknown:
-        raise ValueError(f"unknown sandbox setting(s): {', '.join(unknown)}")

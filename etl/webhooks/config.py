@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Annotated, ClassVar, Final, Literal, Self
+
+from pydantic import BeforeValidator, Field, model_validator
 
 from etl.config import DEFAULT_DEMO_DIR, DEFAULT_WAREHOUSE_URL, Secret, check_license_code
 from etl.errors import ConfigError
+from etl.settings_base import Int, Number, SettingsModel, Text, checked, stripped
 
 DEFAULT_LANDING_DIR: Final = DEFAULT_DEMO_DIR / "webhooks"
 
@@ -35,51 +37,52 @@ SECRET_VAR: Final = "WEBENGAGE_WEBHOOK_SECRET"  # noqa: S105 - a variable name
 DIR_VAR: Final = "WEBENGAGE_WEBHOOK_DIR"
 WAREHOUSE_VAR: Final = "WAREHOUSE_URL"
 MAX_BODY_VAR: Final = "WEBENGAGE_WEBHOOK_MAX_BODY"
-#: Optional tuning variables -> field name.
-_INT_VARS: Final = {
-    MAX_BODY_VAR: "max_body_bytes",
-    "WEBENGAGE_WEBHOOK_SEGMENT_BYTES": "segment_max_bytes",
-    "WEBENGAGE_WEBHOOK_SEEN_IDS": "seen_ids_max",
-    "WEBENGAGE_WEBHOOK_LOAD_CHUNK": "load_chunk_rows",
-}
-_FLOAT_VARS: Final = {
-    "WEBENGAGE_WEBHOOK_SEGMENT_SECONDS": "segment_max_age_s",
-    "WEBENGAGE_WEBHOOK_RETAIN_HOURS": "retain_hours",
-}
 
 
-@dataclass(frozen=True, kw_only=True)
-class WebhookSettings:
-    """What the receiver (``serve``) and the loader (``load``, the DAG) need."""
+def _check_license_code_if_set(code: str) -> None:
+    if code:
+        check_license_code(code)  # the same rule as the sync's: codes are compared as text
+
+
+class WebhookSettings(SettingsModel):
+    """What the receiver (``serve``) and the loader (``load``, the DAG) need. Errors name the variable."""
+
+    error_names: ClassVar[Literal["field", "env"]] = "env"
 
     #: Empty only for the loader, which never checks credentials.
-    license_code: str = ""
-    secret_key: Secret = field(default_factory=lambda: Secret(""), repr=False)
-    landing_dir: Path = DEFAULT_LANDING_DIR
-    warehouse_url: str = DEFAULT_WAREHOUSE_URL
-    max_body_bytes: int = 1_000_000
-    segment_max_bytes: int = 64 * 2**20
-    segment_max_age_s: float = 600.0
+    license_code: Annotated[str, checked(_check_license_code_if_set)] = Field("", validation_alias=LICENSE_VAR)
+    #: Taken as given (no strip): it is hashed byte for byte, as WebEngage does.
+    secret_key: Secret = Field(default_factory=lambda: Secret(""), repr=False, validation_alias=SECRET_VAR)
+    landing_dir: Annotated[Path, BeforeValidator(stripped)] = Field(DEFAULT_LANDING_DIR, validation_alias=DIR_VAR)
+    warehouse_url: Text = Field(DEFAULT_WAREHOUSE_URL, validation_alias=WAREHOUSE_VAR)
+    #: Largest accepted body in bytes (larger: 413).
+    max_body_bytes: Int = Field(1_000_000, validation_alias=MAX_BODY_VAR)
+    #: A segment is closed once it is this big ...
+    segment_max_bytes: Int = Field(64 * 2**20, validation_alias="WEBENGAGE_WEBHOOK_SEGMENT_BYTES")
+    #: ... or this old (checked when writing).
+    segment_max_age_s: Number = Field(600.0, validation_alias="WEBENGAGE_WEBHOOK_SEGMENT_SECONDS")
     #: Size bound of the receiver's in-memory request-id set (about 150 bytes per id).
-    seen_ids_max: int = 1_000_000
-    retain_hours: float = 24.0
-    load_chunk_rows: int = 5_000
+    seen_ids_max: Int = Field(1_000_000, validation_alias="WEBENGAGE_WEBHOOK_SEEN_IDS")
+    #: Fully loaded, closed segments are deleted after this.
+    retain_hours: Number = Field(24.0, validation_alias="WEBENGAGE_WEBHOOK_RETAIN_HOURS")
+    #: Landed deliveries per loader transaction.
+    load_chunk_rows: Int = Field(5_000, validation_alias="WEBENGAGE_WEBHOOK_LOAD_CHUNK")
     #: Deliveries waiting for a group commit before the receiver answers 503 (back-pressure on a slow disk).
-    max_pending: int = 50_000
+    max_pending: Int = 50_000
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.secret_key, Secret):
-            object.__setattr__(self, "secret_key", Secret(str(self.secret_key)))
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
         if "://" not in self.warehouse_url:
-            raise ConfigError(WAREHOUSE_VAR, "must be an SQLAlchemy URL such as duckdb:///path.duckdb")
-        for var, name in {**_INT_VARS, **_FLOAT_VARS, "max_pending": "max_pending"}.items():
-            value = getattr(self, name)
-            if name == "retain_hours" and value < 0:
-                raise ConfigError(var, "must not be negative")
-            if name != "retain_hours" and value <= 0:
-                raise ConfigError(var, "must be greater than 0")
+            raise self.invalid("warehouse_url", "must be an SQLAlchemy URL such as duckdb:///path.duckdb")
+        if self.retain_hours < 0:
+            raise self.invalid("retain_hours", "must not be negative")
+        for name in ("max_body_bytes", "segment_max_bytes", "segment_max_age_s", "seen_ids_max", "load_chunk_rows",
+                     "max_pending"):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise self.invalid(name, "must be greater than 0")
         if self.max_body_bytes > self.segment_max_bytes:
-            raise ConfigError(MAX_BODY_VAR, "must not exceed WEBENGAGE_WEBHOOK_SEGMENT_BYTES")
+            raise self.invalid("max_body_bytes", "must not exceed WEBENGAGE_WEBHOOK_SEGMENT_BYTES")
+        return self
 
     @property
     def can_serve(self) -> bool:
@@ -95,43 +98,7 @@ class WebhookSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_auth: bool = True) -> WebhookSettings:
-        """Read the variables above; ``require_auth=False`` for the loader (no credentials needed)."""
-        env = os.environ if env is None else env
-
-        def get(var: str) -> str:
-            return env.get(var, "").strip()
-
-        values: dict[str, object] = {}
-        license_code = env.get(LICENSE_VAR, "")
-        if license_code:
-            try:
-                check_license_code(license_code)  # the same rule as the sync's: codes are compared as text
-            except ConfigError as exc:
-                raise ConfigError(LICENSE_VAR, exc.reason) from None
-            values["license_code"] = license_code
-        # The secret is taken as given (no strip): it is hashed byte for byte, as WebEngage does.
-        secret = env.get(SECRET_VAR, "")
-        if secret:
-            values["secret_key"] = Secret(secret)
-        if get(DIR_VAR):
-            values["landing_dir"] = Path(get(DIR_VAR))
-        if get(WAREHOUSE_VAR):
-            values["warehouse_url"] = get(WAREHOUSE_VAR)
-        for var, name in _INT_VARS.items():
-            if get(var):
-                values[name] = _number(var, get(var), int)
-        for var, name in _FLOAT_VARS.items():
-            if get(var):
-                values[name] = _number(var, get(var), float)
-        settings = cls(**values)  # type: ignore[arg-type]
+        """Read the variables above (``os.environ`` unless ``env`` is given; empty ones count as unset);
+        ``require_auth=False`` for the loader (no credentials needed)."""
+        settings = cls._load(env=os.environ if env is None else env)
         return settings.require_auth() if require_auth else settings
-
-
-def _number(var: str, text: str, kind: type[int] | type[float]) -> int | float:
-    try:
-        value = kind(text.replace("_", ""))
-    except ValueError:
-        raise ConfigError(var, f"not a valid {kind.__name__}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ConfigError(var, "must be finite")
-    return value

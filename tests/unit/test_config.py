@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
+import logging
 import pickle
 
 import pytest
 
-from etl.config import Settings, env_var_for
+from etl.config import Secret, Settings, env_values, env_var_for
 from etl.errors import ConfigError
+from etl.sandbox.config import SandboxConfig
 
 KEY = "sk-live-VERY-SECRET-123"
 BASE = {"WEBENGAGE_LICENSE_CODE": "~2024bb40", "WEBENGAGE_API_KEY": KEY}
@@ -148,3 +151,136 @@ def test_settings_without_credentials_for_read_only_commands() -> None:
         Settings.from_env({"WEBENGAGE_LICENSE_CODE": "~99199077"}, credentials=False).require_credentials()
     with pytest.raises(ConfigError, match="license_code"):  # given ones are still checked
         Settings.from_env({"WEBENGAGE_LICENSE_CODE": "8.0"}, credentials=False)
+
+
+# -- the shared loading mechanism (etl/settings_base.py) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("true", True), ("TRUE", True), ("yes", True), ("On", True), ("1", True),
+     ("false", False), ("No", False), ("off", False), (" 0 ", False)],
+)  # fmt: skip
+def test_one_boolean_rule(text: str, expected: bool) -> None:
+    assert Settings.from_env({**BASE, "WEBENGAGE_OVERFLOW_LANE": text}).overflow_lane is expected
+    assert Settings.from_mapping({**MAPPING, "overflow_lane": text}).overflow_lane is expected
+    assert SandboxConfig.from_mapping({"retry_after": text}).retry_after is expected
+
+
+@pytest.mark.parametrize("bad", ["maybe", "2", "enabled", ""])
+def test_booleans_outside_the_rule_are_refused_everywhere(bad: str) -> None:
+    with pytest.raises(ConfigError, match="overflow_lane"):
+        Settings.from_mapping({**MAPPING, "overflow_lane": bad})
+    with pytest.raises(ValueError, match="retry_after"):
+        SandboxConfig.from_mapping({"retry_after": bad})
+
+
+MAPPING = {"license_code": "~2024bb40", "api_key": KEY}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("data_center", KEY), ("batch_size", KEY), ("batch_size", 2.5), ("batch_size", True), ("users_rpm", KEY),
+     ("users_rpm", float("inf")), ("accepted_statuses", 5), ("shared_bulk_budget", KEY), ("warehouse_url", KEY)],
+)  # fmt: skip
+def test_type_errors_name_the_setting_and_never_echo_the_value(name: str, value: object) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_mapping({**MAPPING, name: value})
+    assert err.value.setting == name
+    assert KEY not in str(err.value) and "VERY-SECRET" not in repr(err.value)
+    # No ValidationError (which would print the input) in the chain that a traceback shows.
+    assert err.value.__cause__ is None and (err.value.__context__ is None or err.value.__suppress_context__)
+
+
+def test_every_bad_setting_is_listed() -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "WEBENGAGE_BATCH_SIZE": "x", "WEBENGAGE_USERS_RPM": "y"})
+    assert {err.value.setting, *str(err.value).split("also invalid: ")[1].rstrip(")").split(", ")} == {
+        "batch_size",
+        "users_rpm",
+    }
+
+
+def test_unknown_setting_by_name() -> None:
+    with pytest.raises(ConfigError, match="colour: unknown setting"):
+        Settings.from_mapping({**MAPPING, "colour": "red"})
+    with pytest.raises(ConfigError, match="unknown setting"):
+        Settings.from_env(BASE, colour="red")
+    with pytest.raises(ConfigError, match="_env_file"):  # pydantic-settings' own options are not settings
+        Settings.from_mapping({**MAPPING, "_env_file": ".env"})
+
+
+def test_overrides_win_over_the_environment_and_empty_variables_are_unset() -> None:
+    env = {**BASE, "WEBENGAGE_BATCH_SIZE": "5", "WEBENGAGE_USERS_RPM": "", "STATE_URL": ""}
+    s = Settings.from_env(env, batch_size=3, read_timeout_s=None)
+    assert (s.batch_size, s.users_rpm, s.state_url, s.read_timeout_s) == (3, 5000, "", 30.0)
+
+
+def test_only_the_documented_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A variable named like the field (or in another case) is not a setting; neither is os.environ read
+    # when Settings is built directly.
+    s = Settings.from_env({**BASE, "batch_size": "3", "webengage_batch_size": "4"})
+    assert s.batch_size == 25
+    monkeypatch.setenv("WEBENGAGE_BATCH_SIZE", "7")
+    assert Settings().batch_size == 25 and Settings.from_mapping(MAPPING).batch_size == 25
+    assert Settings.from_env(credentials=False).batch_size == 7
+
+
+def test_text_is_stripped_lists_split_and_numbers_read_loosely() -> None:
+    env = {**BASE, "WAREHOUSE_URL": " duckdb:///x.duckdb\n", "WEBENGAGE_ACCEPTED_STATUSES": "queued, ok ,",
+           "WEBENGAGE_MAX_BATCH_BYTES": "1_000_000", "WEBENGAGE_DATA_CENTER": " in "}  # fmt: skip
+    s = Settings.from_env(env)
+    assert (s.warehouse_url, s.accepted_statuses, s.max_batch_bytes) == ("duckdb:///x.duckdb", ("queued", "ok"), 10**6)
+    assert s.data_center == "in"
+    assert Settings.from_mapping({**MAPPING, "accepted_statuses": ["a", " b"], "batch_size": 10.0}).batch_size == 10
+
+
+def test_settings_are_frozen_hashable_and_replace_validates() -> None:
+    s = Settings.from_env(BASE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.batch_size = 3  # type: ignore[misc]
+    assert s == Settings.from_env(BASE) and hash(s) == hash(Settings.from_env(BASE))
+    changed = s.replace(batch_size=10, shared_bulk_budget="yes")
+    assert (changed.batch_size, changed.shared_bulk_budget, s.batch_size) == (10, True, 25)
+    assert changed.api_key.reveal() == KEY
+    with pytest.raises(ConfigError, match="batch_size"):
+        s.replace(batch_size=26)
+    with pytest.raises(ConfigError, match="unknown setting"):
+        s.replace(colour="red")
+
+
+def test_secret_is_pydantic_secret_that_reveals_and_pickles() -> None:
+    from pydantic import SecretStr
+
+    key = Settings.from_env(BASE).api_key
+    assert isinstance(key, Secret) and isinstance(key, SecretStr)
+    assert repr(key) == str(key) == "Secret('**********')" and repr(Secret("")) == "Secret('**********')"
+    assert pickle.loads(pickle.dumps(key)) == key and key == Secret(KEY) and key != Secret("other")
+    assert Settings.from_mapping({**MAPPING, "api_key": Secret(KEY)}).api_key == key
+
+
+def test_connection_extras_list_the_allowed_settings() -> None:
+    for extra in ({"colour": "red"}, {"api_key": KEY}, {"license_code": "x"}):
+        with pytest.raises(ConfigError) as err:
+            Settings.from_connection(host="global", login="l", password="p", extra=extra)
+        assert err.value.setting.startswith("extra.") and "bulk_users_rpm" in err.value.reason
+        assert "api_key" not in err.value.reason and KEY not in str(err.value)
+    s = Settings.from_connection(host="ksa", login="l", password="p", extra={"overflow_lane": "on"}, batch_size=5)
+    assert s.overflow_lane and s.batch_size == 5 and s.data_center == "ksa"
+
+
+def test_env_values_and_env_var_for_cover_every_setting() -> None:
+    env = {env_var_for(name): "x" for name in Settings.model_fields}
+    assert set(env_values(env)) == set(Settings.model_fields)
+    assert env_values({"WEBENGAGE_BATCH_SIZE": "", "STATE_URL": "duckdb:///s"}) == {"state_url": "duckdb:///s"}
+
+
+def test_data_centre_hint_only_when_nothing_chose_the_host(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="etl.config"):
+        Settings.from_mapping({"license_code": "in~58adcc11", "api_key": KEY})
+    assert "'in' data centre" in caplog.text and KEY not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="etl.config"):
+        Settings.from_env({**BASE, "WEBENGAGE_LICENSE_CODE": "in~58adcc11", "WEBENGAGE_DATA_CENTER": "global"})
+        Settings.from_mapping({"license_code": "in~58adcc11", "api_key": KEY, "api_url": "http://127.0.0.1:9"})
+    assert caplog.text == ""

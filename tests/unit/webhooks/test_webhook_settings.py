@@ -65,3 +65,43 @@ def test_bad_values_name_the_variable_without_echoing_it(var: str, value: str) -
         WebhookSettings.from_env({**BASE, var: value})
     assert caught.value.setting == var
     assert value not in str(caught.value)
+
+
+def test_direct_construction_is_checked_and_names_the_variable() -> None:
+    from etl.config import Secret
+
+    s = WebhookSettings(license_code="~99199077", secret_key=Secret(SECRET), landing_dir=Path("/l"))
+    assert s.can_serve and s.secret_key.reveal() == SECRET
+    with pytest.raises(ConfigError) as caught:
+        WebhookSettings(max_body_bytes=0)
+    assert caught.value.setting == "WEBENGAGE_WEBHOOK_MAX_BODY"
+    with pytest.raises(ConfigError) as caught:
+        WebhookSettings(max_pending=0)  # no variable: named by field
+    assert caught.value.setting == "max_pending"
+    with pytest.raises(ConfigError) as caught:
+        WebhookSettings(max_body_bytes=10, segment_max_bytes=5)
+    assert caught.value.setting == "WEBENGAGE_WEBHOOK_MAX_BODY"
+
+
+def test_secret_is_taken_as_given_and_other_values_stripped() -> None:
+    s = WebhookSettings.from_env({**BASE, "WEBENGAGE_WEBHOOK_SECRET": " s p ", "WEBENGAGE_WEBHOOK_DIR": " /srv/x\n",
+                                  "WEBENGAGE_WEBHOOK_SEGMENT_SECONDS": " 60 "})  # fmt: skip
+    assert (s.secret_key.reveal(), s.landing_dir, s.segment_max_age_s) == (" s p ", Path("/srv/x"), 60.0)
+
+
+def test_empty_variables_are_unset_and_only_the_documented_ones_are_read() -> None:
+    s = WebhookSettings.from_env({"WEBENGAGE_WEBHOOK_DIR": "", "max_body_bytes": "5", "landing_dir": "/x"},
+                                 require_auth=False)  # fmt: skip
+    assert s.landing_dir == Path(".demo/webhooks") and s.max_body_bytes == 1_000_000
+
+
+def test_settings_are_frozen_and_replace_validates() -> None:
+    import dataclasses
+
+    s = WebhookSettings.from_env(BASE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.max_body_bytes = 5  # type: ignore[misc]
+    assert s.replace(retain_hours=1).retain_hours == 1.0 and s.replace().secret_key.reveal() == SECRET
+    with pytest.raises(ConfigError) as caught:
+        s.replace(retain_hours=-1)
+    assert caught.value.setting == "WEBENGAGE_WEBHOOK_RETAIN_HOURS"
