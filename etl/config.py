@@ -19,6 +19,7 @@ from pydantic_settings import SettingsConfigDict
 
 from etl.errors import ConfigError
 from etl.settings_base import Flag, Int, Number, Secret, SettingsModel, Text, TextList, checked, stripped
+from etl.webengage.options import MAX_BULK_ITEMS  # WebEngage's per-call item cap
 
 __all__ = [
     "DATA_CENTER_HOSTS",
@@ -45,9 +46,6 @@ DATA_CENTER_HOSTS: Final[dict[str, str]] = {
     "in": "https://api.in.webengage.com",
     "ksa": "https://api.ksa.webengage.com",
 }
-
-#: WebEngage's hard per-call item cap on the bulk endpoints.
-MAX_BULK_ITEMS: Final = 25
 
 DEFAULT_DEMO_DIR: Final = Path(".demo")
 DEFAULT_WAREHOUSE_URL: Final = f"duckdb:///{DEFAULT_DEMO_DIR / 'warehouse.duckdb'}"
