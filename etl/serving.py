@@ -125,7 +125,25 @@ def _already_handled(signum: int, frame: FrameType | None) -> None:
     """Signal handler for after uvicorn's graceful shutdown: nothing left to do."""
 
 
-class ThreadedServer:
+class _Started:
+    """``with server:`` starts it and stops it, whatever happens inside."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class ThreadedServer(_Started):
     """An ASGI app on loopback in a background thread: ``with Server(...) as s: s.url``."""
 
     name = "server"
@@ -179,16 +197,8 @@ class ThreadedServer:
             self._sock.close()
         self._server = self._thread = self._sock = None
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class ServerProcess:
+class ServerProcess(_Started):
     """``python -m <module> --host H --port P [args]`` in a subprocess. With port 0 the child prints the port
     it bound on its first stdout line; ready once ``health_path`` answers 200."""
 
@@ -294,11 +304,3 @@ class ServerProcess:
         self.returncode = proc.returncode
         if proc.stdout is not None:
             proc.stdout.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
