@@ -85,10 +85,10 @@ def user(i: int) -> dict[str, Any]:
 
 
 def settings_for(url: str, *, scale: float, latency_s: float) -> Settings:
-    # max_concurrency is lifted so the single-item peer can keep rate x latency requests in flight.
+    # max_in_flight is lifted so the single-item peer can keep rate x latency requests in flight.
     return Settings.from_mapping(
         {"license_code": LICENSE, "api_key": KEY, "api_url": url, "users_rpm": USERS_RPM * scale,
-         "bulk_users_rpm": BULK_USERS_RPM * scale, "expected_latency_s": latency_s, "max_concurrency": 1024}
+         "bulk_users_rpm": BULK_USERS_RPM * scale, "expected_latency_s": latency_s, "max_in_flight": 1024}
     )  # fmt: skip
 
 

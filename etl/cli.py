@@ -180,11 +180,11 @@ app.add_typer(runs_app, name="runs")
 
 
 def _store() -> Any:
+    from etl.engine.frame import state_engine_for
     from etl.state.store import StateStore
-    from etl.warehouse.engine import make_engine
 
     settings = load_settings(credentials=False)  # reads the state database only
-    return StateStore(make_engine(settings.effective_state_url, setting="state_url"))
+    return StateStore(state_engine_for(settings))
 
 
 @runs_app.callback()

@@ -39,6 +39,9 @@ def setup_logging(verbose: bool) -> None:
 def fail(what: str, exc: BaseException) -> typer.Exit:
     """Print one line for a failed command (the message escaped: ids and SQL may hold "[...]") and return the
     exit to raise: 2 for what the user must fix (configuration, a query), 1 for a failed run."""
+    summary = getattr(exc, "summary", None)
+    if summary:  # a run that finished but failed (DeliveryError): its counts first
+        console.print(render(summary), highlight=False, soft_wrap=True)
     console.print(f"[red]{escape(what)} failed:[/red] {escape(str(exc))}", soft_wrap=True)
     return typer.Exit(2 if isinstance(exc, ConfigError | QueryError) else 1)
 

@@ -130,13 +130,22 @@ class Settings(SettingsModel):
     #: Requests in flight; 0 = derived from the budget and ``expected_latency_s``.
     concurrency: Int = 0
     expected_latency_s: Number = 1.0
-    max_concurrency: Int = 64
+    #: At most this many requests in flight (caps ``concurrency``). It is also a crash's cost: a run killed
+    #: mid-send re-sends at most this many batches (de-duplicated by WebEngage only where it honours
+    #: x-request-id, which for bulk calls is unconfirmed).
+    max_in_flight: Int = 64
     #: Send x-request-id on bulk calls too (honoured by WebEngage only on /users and /events: unconfirmed).
     request_id_on_bulk: Flag = True
     #: Warn before a sync whose planned duration at the configured rates exceeds this (0: no check).
     max_run_minutes: Number = 0.0
     #: Runs that re-drive a transient or API-rejected row before it is marked dead.
     max_reject_attempts: Int = 5
+    #: A run whose share of rows sent but not accepted (refused, or failed after retries) is above this fails
+    #: once it has finished (a red task, an alert); a run that had rows to send and got none accepted always
+    #: fails. 1.0 turns the share check off.
+    max_reject_share: Number = 0.5
+    #: Seconds to wait for another process's DuckDB file lock before giving up with a clear error.
+    lock_timeout_s: Number = 120.0
     #: ``response.status`` values of a 2xx body that count as accepted (``queued,success`` in the environment).
     accepted_statuses: TextList = ("queued", "success")
 
@@ -304,7 +313,8 @@ def _validate(s: Settings) -> None:
         "backoff_max_s",
         "expected_latency_s",
         "max_batch_bytes",
-        "max_concurrency",
+        "max_in_flight",
+        "lock_timeout_s",
     )
     for name in positive:
         if cast(float, getattr(s, name)) <= 0:
@@ -323,6 +333,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("max_run_minutes", "must not be negative")
     if s.max_reject_attempts < 1:
         raise ConfigError("max_reject_attempts", "must be at least 1")
+    if not 0 < s.max_reject_share <= 1:
+        raise ConfigError("max_reject_share", "must be in (0, 1] (1 turns the check off)")
     if s.max_retries < 0 or s.concurrency < 0 or s.max_throttle_wait_s < 0:
         raise ConfigError("max_retries/concurrency/max_throttle_wait_s", "must not be negative")
     if s.max_batch_bytes < 1024:

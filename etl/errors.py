@@ -48,3 +48,13 @@ class QueryError(WebEngageSyncError):
             f"{query}: the warehouse refused the query: {first[:500]}. Fix: check the table and column names "
             f"in {query} against the warehouse (run it in a SQL client)"
         )
+
+
+class DeliveryError(WebEngageSyncError):
+    """The run finished its work, but WebEngage accepted none of what it sent, or refused more than
+    ``max_reject_share`` of it: the run is failed (red task, non-zero exit) so that someone looks. Carries the
+    run's summary (also stored in ``we_runs``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.summary: dict[str, object] = {}

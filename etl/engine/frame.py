@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from etl.config import Settings
+from etl.errors import DeliveryError
 from etl.report import RunReport
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
@@ -42,6 +43,28 @@ def default_run_id(now: datetime, prefix: str = "manual") -> str:
 def naive_utc(value: datetime) -> datetime:
     """The database's form of an instant: naive UTC (naive input is taken to be UTC already)."""
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def state_engine_for(settings: Settings) -> Engine:
+    """The state database's engine (the warehouse's unless ``state_url`` is set)."""
+    return make_engine(settings.effective_state_url, setting="state_url", lock_timeout_s=settings.lock_timeout_s)
+
+
+def delivery_failure(report: RunReport, max_share: float) -> str | None:
+    """Why a finished run counts as failed, or None: it sent rows and WebEngage accepted none of them, or the
+    share it did not accept (refused, or failed after retries) is above ``max_share``."""
+    if report.dry_run or report.sent == 0:
+        return None
+    missed = report.sent - report.accepted
+    if missed <= 0:
+        return None
+    why = ", ".join(f"{r} {n:,}" for r, n in report.rejected.most_common(3) if n)
+    if report.accepted == 0:
+        return f"delivered nothing: {report.sent:,} rows sent, none accepted ({why})"
+    if missed / report.sent > max_share:
+        return (f"{missed:,} of {report.sent:,} rows sent were not accepted ({why}): above "
+                f"max_reject_share={max_share:g}")  # fmt: skip
+    return None
 
 
 def client_options(settings: Settings) -> ClientOptions:
@@ -96,7 +119,7 @@ class Run:
 
     def warehouse(self) -> Engine:
         if self._warehouse is None:
-            self._warehouse = make_engine(self.settings.warehouse_url)
+            self._warehouse = make_engine(self.settings.warehouse_url, lock_timeout_s=self.settings.lock_timeout_s)
         return self._warehouse
 
     def tick(self) -> None:
@@ -140,7 +163,7 @@ def execute(
     now = clock()
     report = RunReport(pipeline=pipeline, run_id=run_id or default_run_id(now), dry_run=dry_run,
                        window_start=window[0], window_end=window[1], renamed=dict(renamed or {}))  # fmt: skip
-    state_engine = make_engine(settings.effective_state_url, setting="state_url")
+    state_engine = state_engine_for(settings)
     store_clock = lambda: naive_utc(clock())  # noqa: E731 - the store's timestamps follow the run's clock
     with StateStore(state_engine, clock=store_clock, max_reject_attempts=settings.max_reject_attempts) as store:
         store.start_run(run_id=report.run_id, pipeline=pipeline, window=window, dry_run=dry_run)
@@ -155,12 +178,18 @@ def execute(
             if settle is not None:
                 settle(report)
             report.check()
+            failure = delivery_failure(report, settings.max_reject_share)
+            if failure:
+                raise DeliveryError(failure)
         except BaseException as exc:
             report.status = "failed"
             report.duration_s = time.monotonic() - started
             report.message = f"{exc.__class__.__name__}: {exc}" if isinstance(exc, Exception) else ""
-            store.finish_run(run_id=report.run_id, pipeline=pipeline, status="failed", counts=summarize(report),
+            counts = summarize(report)
+            store.finish_run(run_id=report.run_id, pipeline=pipeline, status="failed", counts=counts,
                              message=report.message)  # fmt: skip
+            if isinstance(exc, DeliveryError):
+                exc.summary = counts
             raise
         summary = summarize(report)
         store.finish_run(run_id=report.run_id, pipeline=pipeline, status="success", counts=summary)

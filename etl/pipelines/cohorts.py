@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from etl.config import Settings
 from etl.engine.delivery import Checkpoints, Request, Result, count_only, counted, deliver, keys_of
-from etl.engine.frame import Run, WallClock, execute, naive_utc, system_now
+from etl.engine.frame import Run, WallClock, execute, naive_utc, state_engine_for, system_now
 from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, Verdict, classify, too_large
 from etl.errors import ConfigError, WebEngageSyncError
 from etl.load.batching import Item, batch_requests
@@ -35,7 +35,6 @@ from etl.state import cohorts as cstate
 from etl.state.store import StateStore
 from etl.transform import cohorts as tx
 from etl.transform.cohorts import CohortConfig, CohortSpec, GuardError, Transition
-from etl.warehouse.engine import make_engine
 from etl.warehouse.queries import load_sql, read_chunks
 
 __all__ = ["GuardError", "export", "list_cohorts", "load_config", "render_summary", "retire", "retire_removed"]
@@ -138,7 +137,7 @@ def retire(
     some members could not be updated (run it again)."""
     config = config or load_config(settings)
     spec = config.find(cohort)
-    state_engine = make_engine(settings.effective_state_url, setting="state_url")
+    state_engine = state_engine_for(settings)
     with StateStore(state_engine) as store:
         record = cstate.get_cohort(store, cohort)
     state_engine.dispose()
@@ -168,7 +167,7 @@ def retire_removed(
     """Retire every active cohort that is no longer in the config. Guarded: a config listing no cohorts
     at all (a truncated file?) would retire everything, so that needs ``override_guard``."""
     config = config or load_config(settings)
-    state_engine = make_engine(settings.effective_state_url, setting="state_url")
+    state_engine = state_engine_for(settings)
     with StateStore(state_engine) as store:
         removed = [s.cohort for s in cstate.all_cohorts(store) if s.status == "active" and not config.find(s.cohort)]
     state_engine.dispose()
@@ -184,7 +183,7 @@ def retire_removed(
 def list_cohorts(settings: Settings) -> list[dict[str, Any]]:
     """Configured cohorts and cohorts known to the state store, with their sync status."""
     config = load_config(settings)
-    state_engine = make_engine(settings.effective_state_url, setting="state_url")
+    state_engine = state_engine_for(settings)
     rows: list[dict[str, Any]] = []
     with StateStore(state_engine) as store:
         known = {s.cohort: s for s in cstate.all_cohorts(store)}

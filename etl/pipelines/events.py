@@ -30,7 +30,7 @@ from etl.config import Settings
 from etl.engine.delivery import Checkpoints, Grouping, Request, Result, batch_of, count_only, counted, deliver
 from etl.engine.frame import Progress, Run, WallClock, Window, execute, system_now
 from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, classify, too_large
-from etl.errors import ConfigError, WebEngageSyncError
+from etl.errors import ConfigError, DeliveryError, WebEngageSyncError
 from etl.load.batching import Batch, Item, batch_requests
 from etl.report import RunReport
 from etl.resources import DEFAULT_EVENTS_MAPPING, user_file
@@ -136,6 +136,9 @@ def run(
         if not run.dry_run:
             sync.replay()
         sync.extract_and_send(event_sources(events, run.warehouse(), read_from=read_from, end=end))
+        if tally.replayed_requests and not tally.replayed_events and not run.report.sent:
+            raise DeliveryError(f"delivered nothing: {tally.replay_failed_events:,} journaled events were replayed, "
+                                "none accepted (they stay in the outbox)")  # fmt: skip
 
     return execute(settings, body, pipeline=PIPELINE, run_id=run_id, window=(start, end), dry_run=dry_run,
                    clock=clock, transport=transport, progress=progress,

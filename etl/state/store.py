@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from etl.engine.rejects import REDRIVEN, RejectRow
 from etl.engine.rejects import ROW as ROW  # re-exported: the rejects table's whole-row column
 from etl.resources import state_ddl
-from etl.warehouse.engine import connect_with_retry, retry_on_lock
+from etl.warehouse.engine import connect_with_retry, lock_timeout, retry_on_lock
 from etl.warehouse.queries import load_sql, split_statements
 
 Clock = Callable[[], datetime]
@@ -119,7 +119,7 @@ class StateStore:
     # -- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> StateStore:
         ensure_schema(self.engine)
-        self._conn = retry_on_lock(self.engine.connect)
+        self._conn = retry_on_lock(self.engine.connect, timeout_s=lock_timeout(self.engine))
         return self
 
     def __exit__(self, *exc: object) -> None:

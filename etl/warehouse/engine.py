@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,12 +20,27 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from etl.errors import ConfigError
+from etl.errors import ConfigError, WebEngageSyncError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked")
+DEFAULT_LOCK_TIMEOUT_S = 120.0
+#: Each engine's lock timeout (the ``lock_timeout_s`` setting it was made with).
+_LOCK_TIMEOUTS: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+
+
+class DatabaseLockedError(WebEngageSyncError):
+    """Another process held the database file's lock for longer than ``lock_timeout_s``."""
+
+    def __init__(self, waited_s: float, message: str) -> None:
+        first = message.strip().splitlines()[0][:300] if message.strip() else "locked"
+        super().__init__(
+            f"the database file is locked by another process (waited {waited_s:.0f}s): {first}. Fix: wait for the "
+            "other sync to finish, raise lock_timeout_s (WEBENGAGE_LOCK_TIMEOUT_S), or keep the state in "
+            "PostgreSQL (STATE_URL) so that several processes can write it"
+        )
 
 
 def is_duckdb(engine_or_url: Engine | str) -> bool:
@@ -32,8 +48,19 @@ def is_duckdb(engine_or_url: Engine | str) -> bool:
     return url.get_backend_name() == "duckdb"
 
 
-def make_engine(url: str, *, setting: str = "warehouse_url") -> Engine:
-    """An engine for ``url``; DuckDB files get their directory created and sessions pinned to UTC."""
+def make_engine(url: str, *, setting: str = "warehouse_url", lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Engine:
+    """An engine for ``url``; DuckDB files get their directory created and sessions pinned to UTC; connecting
+    waits up to ``lock_timeout_s`` for another process's file lock."""
+    engine = _make_engine(url, setting)
+    _LOCK_TIMEOUTS[engine] = lock_timeout_s
+    return engine
+
+
+def lock_timeout(engine: Engine) -> float:
+    return _LOCK_TIMEOUTS.get(engine, DEFAULT_LOCK_TIMEOUT_S)
+
+
+def _make_engine(url: str, setting: str) -> Engine:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
@@ -74,28 +101,31 @@ def is_lock_error(exc: BaseException) -> bool:
 def retry_on_lock(
     fn: Callable[[], T],
     *,
-    timeout_s: float = 120.0,
+    timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> T:
     """Run ``fn``; while another process holds the DuckDB file lock, wait and try again."""
-    deadline = monotonic() + timeout_s
+    started = monotonic()
+    deadline = started + timeout_s
     delay = 0.05
     while True:
         try:
             return fn()
         except Exception as exc:
-            if not is_lock_error(exc) or monotonic() >= deadline:
+            if not is_lock_error(exc):
                 raise
+            if monotonic() >= deadline:
+                raise DatabaseLockedError(monotonic() - started, str(exc)) from None
             log.info("database file is locked by another process; retrying in %.2fs", delay)
             sleep(delay)
             delay = min(delay * 2, 2.0)
 
 
 @contextmanager
-def connect_with_retry(engine: Engine, *, begin: bool = False, timeout_s: float = 120.0) -> Iterator[Connection]:
+def connect_with_retry(engine: Engine, *, begin: bool = False) -> Iterator[Connection]:
     """A connection (optionally in a transaction) that waits out another process's DuckDB lock."""
-    conn = retry_on_lock(engine.connect, timeout_s=timeout_s)
+    conn = retry_on_lock(engine.connect, timeout_s=lock_timeout(engine))
     try:
         if begin:
             with conn.begin():

@@ -127,14 +127,14 @@ class WebEngageClient:
 
         Enough to spend the whole budget when each call takes ``expected_latency_s`` (rate × latency,
         +50 % and one spare), never more: the token bucket sets the rate, this only stops latency from
-        starving it. ``settings.concurrency`` > 0 overrides; ``max_concurrency`` caps both.
+        starving it. ``settings.concurrency`` > 0 overrides; ``max_in_flight`` caps both.
         """
         s = self._settings
         if s.concurrency > 0:
             wanted = s.concurrency
         else:
             wanted = math.ceil(self._budgets.rate_per_s(endpoint) * s.expected_latency_s * 1.5) + 1
-        return max(1, min(wanted, s.max_concurrency))
+        return max(1, min(wanted, s.max_in_flight))
 
     def stream_width(self, endpoint: Endpoint) -> int:
         """Default width of a :meth:`send_many` stream whose first request goes to ``endpoint``: its

@@ -39,7 +39,7 @@ class ClientOptions:
     burst_seconds: float = 1.0
     concurrency: int = 0
     expected_latency_s: float = 1.0
-    max_concurrency: int = 64
+    max_in_flight: int = 64
     # requests
     max_batch_bytes: int = 512_000
     request_id_on_bulk: bool = True

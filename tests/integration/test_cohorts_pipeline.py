@@ -29,6 +29,7 @@ from etl.state.store import StateStore
 from etl.transform.cohorts import GuardError, load_cohort_config
 from etl.warehouse.engine import make_engine
 from tests.helpers.kill import kill_at, requests_to, start_cli
+from tests.helpers.runs import failed_delivery
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 from tests.helpers.warehouse import AS_OF, COHORT_TABLE, warehouse_fixture
 
@@ -443,7 +444,7 @@ def test_unconfirmed_flips_are_resent_with_their_current_value(
     flaky = settings_for(sandbox, warehouse, config_path, max_retries=0, read_timeout_s=0.2)
     set_members(warehouse, ids(range(1, 21)))
     sandbox.update_config(timeout_after_store_rate=1.0, timeout_sleep_s=0.5)
-    lost = cohorts.export(flaky, cohort="ctl", as_of=AS_OF)
+    lost = failed_delivery(cohorts.export, flaky, cohort="ctl", as_of=AS_OF)
     sandbox.update_config(timeout_after_store_rate=0.0)
     assert lost["accepted"] == 0 and lost["rejected_by_reason"] == {"transient_failure": 20}
     assert set(attribute_values(sandbox, ATTR).values()) == {True}  # stored although never acknowledged
@@ -460,7 +461,7 @@ def test_unconfirmed_flips_are_resent_with_their_current_value(
     # The same for a member whose false was lost: back in the cohort, it gets true again.
     set_members(warehouse, ids(range(1, 10)))
     sandbox.update_config(timeout_after_store_rate=1.0)
-    cohorts.export(flaky, cohort="ctl", as_of=AS_OF)
+    failed_delivery(cohorts.export, flaky, cohort="ctl", as_of=AS_OF)
     sandbox.update_config(timeout_after_store_rate=0.0)
     assert attribute_values(sandbox, ATTR)[uid(10)] is False
     set_members(warehouse, ids(range(1, 11)))

@@ -20,6 +20,7 @@ from etl.sandbox import SandboxConfig, SandboxServer
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
 from etl.webengage.models import SendRequest, SendResult
+from tests.helpers.runs import failed_delivery
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "engine-rules-key-0123456"
@@ -62,7 +63,7 @@ def test_cohort_updates_die_after_max_attempts_and_come_back_when_reopened(
 
     sandbox.update_config(error_5xx_rate=1.0)
     for attempt, status in ((1, "open"), (2, "dead")):
-        summary = cohorts.export(settings, cohort="vip", as_of=AS_OF)
+        summary = failed_delivery(cohorts.export, settings, cohort="vip", as_of=AS_OF)
         assert summary["rejected_by_reason"] == {"transient_failure": 3}, attempt
         assert statuses(url, pipeline) == {status}, attempt
     before = sum(sandbox.stats()["requests"].values())
@@ -89,11 +90,11 @@ def test_event_replays_die_after_max_attempts_and_come_back_when_reopened(
     window = (AS_OF - timedelta(hours=2), AS_OF)
 
     sandbox.update_config(error_5xx_rate=1.0)
-    first = events.run(settings, window=window)
+    first = failed_delivery(events.run, settings, window=window)
     sent = first["sent"]
     assert sent > 0 and first["rejected_by_reason"] == {"transient_failure": sent}
     assert statuses(url, "events") == {"open"}
-    second = events.run(settings, window=window)  # the outbox is replayed: its second attempt
+    second = failed_delivery(events.run, settings, window=window)  # the outbox is replayed: its second attempt
     assert second["replay_failed_events"] == sent and statuses(url, "events") == {"dead"}
     before = sum(sandbox.stats()["requests"].values())
     third = events.run(settings, window=window)

@@ -23,6 +23,7 @@ from etl.state.store import StateStore
 from etl.transform.events import EventMapping, event_mapping_from_dict
 from etl.warehouse.engine import make_engine
 from tests.helpers.events import canonical
+from tests.helpers.runs import failed_delivery
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 from tests.helpers.warehouse import AS_OF, duck, warehouse_fixture
 
@@ -184,11 +185,11 @@ def test_single_event_endpoint_uses_one_request_per_event(sandbox: SandboxServer
 def test_transient_failures_stay_journaled_and_are_replayed(sandbox: SandboxServer, warehouse: Path) -> None:
     sandbox.update_config(error_5xx_rate=1.0)
     settings = settings_for(sandbox.url, duck(warehouse), max_retries=0)
-    failed = events.run(settings, window=DAY, run_id="t1", clock=lambda: AS_OF)
+    failed = failed_delivery(events.run, settings, window=DAY, run_id="t1", clock=lambda: AS_OF)
     assert failed["accepted"] == 0 and failed["rejected_by_reason"]["transient_failure"] == failed["sent"] > 0
     assert ledger_state(duck(warehouse))[1] == failed["batches"]
     # While still failing, a new run does not re-batch journaled events: they wait for their replay.
-    waiting = events.run(settings, window=DAY, run_id="t2", clock=lambda: AS_OF)
+    waiting = failed_delivery(events.run, settings, window=DAY, run_id="t2", clock=lambda: AS_OF)
     assert waiting["rejected_by_reason"]["awaiting_replay"] == failed["sent"] and waiting["sent"] == 0
 
     sandbox.update_config(error_5xx_rate=0.0)

@@ -32,8 +32,7 @@ from etl.sandbox import SandboxServer
 from etl.state import ledger
 from etl.state.store import StateStore
 from etl.transform.mapping import user_mapping_from_dict
-from etl.warehouse import engine as engine_module
-from etl.warehouse.engine import make_engine
+from etl.warehouse.engine import DatabaseLockedError, make_engine
 from tests.helpers.events import WINDOW, canonical, reference_events
 from tests.helpers.sandbox import FAST, profiles, sandbox_server, sandbox_settings
 from tests.helpers.warehouse import duck, user_state_ids, valid_user_ids, warehouse_fixture
@@ -242,24 +241,17 @@ def test_k4_state_database_locked_fails_cleanly_then_resumes(
     healthy: SandboxServer, warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state_path = tmp_path / "state.duckdb"
-    settings = settings_for(healthy.url, duck(warehouse), state_url=duck(state_path))
-    # Wait 1 s for the lock instead of 120 s (a test knob: the timeout is not a setting today).
-    real = engine_module.retry_on_lock
-
-    def short(fn: Callable[[], Any], **kwargs: Any) -> Any:
-        return real(fn, **{**kwargs, "timeout_s": 1.0})
-
-    monkeypatch.setattr(engine_module, "retry_on_lock", short)
-    monkeypatch.setattr("etl.state.store.retry_on_lock", short)
+    # Wait 1 s for the lock instead of the default 120 s (the lock_timeout_s setting).
+    settings = settings_for(healthy.url, duck(warehouse), state_url=duck(state_path), lock_timeout_s=1.0)
     healthy.reset()
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(state_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
-        with pytest.raises(sa.exc.OperationalError) as info:
+        with pytest.raises(DatabaseLockedError) as info:
             users.run(settings, run_id="k4-locked")
         assert 1.0 <= time.monotonic() - started < 10  # waited out the timeout, then gave up
-        assert "lock" in str(info.value).lower()
+        assert "locked by another process" in str(info.value) and "lock_timeout_s" in str(info.value)
         assert sum(healthy.stats()["requests"].values()) == 0  # nothing sent without a state to record it
     finally:
         holder.kill()

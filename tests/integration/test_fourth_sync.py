@@ -24,6 +24,7 @@ from etl.sandbox import SandboxConfig, SandboxServer
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
 from etl.warehouse.queries import read_chunks
+from tests.helpers.runs import failed_delivery
 
 KEY = "fourth-sync-key-0123456"
 
@@ -95,11 +96,11 @@ def test_the_fourth_sync_gets_runs_dry_runs_and_rejects_from_the_engine(warehous
         assert (done["accepted"], done["requests"], done["status"]) == (60, 3, "success")
         assert sandbox.store.get_profile("u003")["attributes"]["tier"] == "gold"
         sandbox.update_config(error_5xx_rate=1.0)
-        flaky = sync_tiers(settings, run_id="tiers-2")
+        flaky = failed_delivery(sync_tiers, settings, run_id="tiers-2")  # nothing accepted: a red run, as for all
         assert flaky["rejected_by_reason"] == {"transient_failure": 60}
     with StateStore(make_engine(warehouse)) as store:
         runs = {r["run_id"]: r["status"] for r in store.runs(pipeline="tiers")}
         groups = store.reject_groups("tiers")
-    assert runs == {"tiers-dry": "success", "tiers-1": "success", "tiers-2": "success"}
+    assert runs == {"tiers-dry": "success", "tiers-1": "success", "tiers-2": "failed"}
     # The one max-attempts rule applies to a new sync too: with max_reject_attempts=1 they are dead at once.
     assert [(g["reason"], g["status"], g["rows"]) for g in groups] == [("transient_failure", "dead", 60)]

@@ -14,6 +14,7 @@ from etl.sandbox import SandboxServer
 from etl.state.store import StateStore
 from etl.transform.mapping import user_mapping_from_dict
 from etl.warehouse.engine import make_engine
+from tests.helpers.runs import failed_delivery
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
@@ -79,7 +80,7 @@ def test_transient_failures_are_redriven_then_dead_then_reopened(sandbox: Sandbo
     sandbox.update_config(error_5xx_rate=1.0)
     settings = settings_for(sandbox, warehouse, max_retries=0, max_reject_attempts=2)
     for attempt, status in ((1, "open"), (2, "dead")):
-        summary = run(settings)
+        summary = failed_delivery(run, settings)  # nothing accepted: the run is red
         assert summary["rejected_by_reason"] == {"transient_failure": 3}, attempt
         assert {s for _k, r, s in open_reasons(warehouse) if r == "transient_failure"} == {status}
     requests_before = sum(sandbox.stats()["requests"].values())

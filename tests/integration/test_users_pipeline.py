@@ -18,6 +18,7 @@ from etl.pipelines import users
 from etl.sandbox import SandboxServer
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
+from tests.helpers.runs import failed_delivery
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 from tests.helpers.warehouse import AS_OF, warehouse_fixture
 
@@ -105,7 +106,7 @@ def test_wrong_key_stops_after_one_request_with_state_untouched(sandbox: Sandbox
 def test_transient_failures_are_kept_and_redriven(sandbox: SandboxServer, warehouse: Path) -> None:
     sandbox.update_config(error_5xx_rate=1.0)
     settings = settings_for(sandbox, warehouse, max_retries=1, backoff_base_s=0.001, backoff_max_s=0.002)
-    failed = users.run(settings, run_id="f1", clock=lambda: AS_OF)
+    failed = failed_delivery(users.run, settings, run_id="f1", clock=lambda: AS_OF)  # nothing delivered: red
     assert failed["accepted"] == 0 and failed["rejected_by_reason"]["transient_failure"] == failed["sent"]
     assert state_count(warehouse) == 0
     sandbox.update_config(error_5xx_rate=0.0)

@@ -205,8 +205,8 @@ def test_empty_iterable_yields_nothing() -> None:
     [
         ({"bulk_users_rpm": 500, "expected_latency_s": 1.0}, "bulk-users", 14),  # ceil(8.17×1.5)+1
         ({"bulk_users_rpm": 500, "expected_latency_s": 0.3}, "bulk-users", 5),  # ceil(2.45×1.5)+1
-        ({"users_rpm": 5000}, "users", 64),  # capped by max_concurrency
-        ({"users_rpm": 5000, "max_concurrency": 10}, "users", 10),
+        ({"users_rpm": 5000}, "users", 64),  # capped by max_in_flight
+        ({"users_rpm": 5000, "max_in_flight": 10}, "users", 10),
         ({"concurrency": 3}, "users", 3),
         ({"bulk_events_rpm": 1, "expected_latency_s": 0.01}, "bulk-events", 2),
     ],
