@@ -28,11 +28,12 @@ from etl.cli_cohorts import cohort_app
 from etl.config import Settings
 from etl.demo.warehouse import build_demo_warehouse
 from etl.errors import ConfigError
+from etl.mappings.cohorts import load_cohort_config
 from etl.pipelines import cohorts
 from etl.sandbox import SandboxConfig, SandboxServer
 from etl.state import cohorts as cstate
 from etl.state.store import StateStore
-from etl.transform.cohorts import GuardError, load_cohort_config
+from etl.transform.cohorts import GuardError
 from etl.warehouse.engine import make_engine
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -32,13 +32,14 @@ import sqlalchemy as sa
 from etl.config import Settings
 from etl.demo.warehouse import build_demo_warehouse
 from etl.errors import TerminalAPIError
+from etl.mappings.events import EventMapping
+from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import events, users
 from etl.report import RunReport
 from etl.sandbox import SandboxConfig, SandboxServer
 from etl.state import ledger
 from etl.state.store import USER_STATE, StateStore
-from etl.transform.events import EventMapping, TypeRegistry, transform_events
-from etl.transform.mapping import user_mapping_from_dict
+from etl.transform.events import TypeRegistry, transform_events
 from etl.warehouse import engine as engine_module
 from etl.warehouse.engine import make_engine
 

@@ -35,12 +35,13 @@ import sqlalchemy as sa
 
 from etl.config import Settings
 from etl.demo.warehouse import build_demo_warehouse
+from etl.mappings.events import EventMapping
 from etl.pipelines import cohorts, events, users
 from etl.sandbox import SandboxConfig, SandboxProcess, SandboxServer
 from etl.state import cohorts as cstate
 from etl.state import ledger
 from etl.state.store import USER_STATE, StateStore
-from etl.transform.events import EventMapping, TypeRegistry, transform_events
+from etl.transform.events import TypeRegistry, transform_events
 from etl.warehouse.engine import make_engine
 
 ROOT = Path(__file__).resolve().parents[2]

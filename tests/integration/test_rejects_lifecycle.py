@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from etl.config import Settings
+from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import users
 from etl.sandbox import SandboxConfig, SandboxServer
 from etl.state.store import StateStore
-from etl.transform.mapping import user_mapping_from_dict
 from etl.warehouse.engine import make_engine
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 
 from etl.config import Settings
 from etl.demo.warehouse import build_demo_warehouse
+from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import users
 from etl.sandbox import SandboxConfig, SandboxServer
-from etl.transform.mapping import user_mapping_from_dict
 from etl.warehouse.engine import make_engine
 from etl.warehouse.presets import SEGMENT_BOOKKEEPING
 
