@@ -17,9 +17,9 @@ from pathlib import Path
 import duckdb
 
 from etl.config import Settings
+from etl.mappings.events import event_mapping_from_dict
 from etl.pipelines import events
 from etl.sandbox import SandboxConfig, SandboxProcess
-from etl.transform.events import event_mapping_from_dict
 
 _EVENTS_TABLE = """
 CREATE TABLE main.bench_events AS

@@ -212,7 +212,7 @@ MAPPING: dict[str, Any] = {
 
 
 def mapping_for(workdir: Path) -> Any:
-    from etl.transform.mapping import user_mapping_from_dict
+    from etl.mappings.users import user_mapping_from_dict
 
     query = workdir / "bench_users.sql"
     query.write_text("SELECT " + ", ".join(COLUMNS) + " FROM users\n", encoding="utf-8")
@@ -429,7 +429,7 @@ def _pg_batches(url: str, rows: int) -> Iterator[list[tuple[Any, ...]]]:
 def naive_rows_per_s(url: str, mapping: Any, rows: int) -> tuple[float, int]:
     """Read ``rows`` rows as tuples, coerce value by value, build the dict payload, hash its JSON with
     md5 and diff it against an in-memory dict of previous hashes (generous: no database round trip)."""
-    from etl.transform.mapping import SYSTEM_FIELDS
+    from etl.mappings.users import SYSTEM_FIELDS
 
     fields = [(f, c, SYSTEM_FIELDS[f], False) for f, c in mapping.system.items()]
     fields += [(a.name, a.column, a.type, True) for a in mapping.attributes]

@@ -29,7 +29,7 @@ from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import as_of_param, dry_run_param, flag, flag_param, run_as_of
 
-from etl.transform.cohorts import configured_names
+from etl.mappings.cohorts import configured_names
 
 # Read at parse time from the TOML (WEBENGAGE_COHORTS_CONFIG or mappings/cohorts.toml): no DB, no HTTP.
 DYNAMIC = configured_names(mode="dynamic")

@@ -28,13 +28,15 @@ from etl.engine.frame import Run, WallClock, execute, naive_utc, state_engine_fo
 from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, Verdict, classify, too_large
 from etl.errors import ConfigError, WebEngageSyncError
 from etl.load.batching import Item, batch_requests
+from etl.mappings import cohorts as cfg
+from etl.mappings.cohorts import CohortConfig, CohortSpec
 from etl.report import RunReport
 from etl.report import render as render_summary  # one renderer for every sync (kept name: DAGs use it)
 from etl.resources import DEFAULT_USERS_MAPPING, user_file
 from etl.state import cohorts as cstate
 from etl.state.store import StateStore
 from etl.transform import cohorts as tx
-from etl.transform.cohorts import CohortConfig, CohortSpec, GuardError, Transition
+from etl.transform.cohorts import GuardError, Transition
 from etl.warehouse.queries import load_sql, read_chunks
 
 __all__ = ["GuardError", "export", "list_cohorts", "load_config", "render_summary", "retire", "retire_removed"]
@@ -83,7 +85,7 @@ class _Counts:
 
 
 def load_config(settings: Settings) -> CohortConfig:
-    return tx.load_cohort_config(tx.config_path(settings.cohorts_config))
+    return cfg.load_cohort_config(cfg.config_path(settings.cohorts_config))
 
 
 def _wire_time(value: datetime) -> str:
@@ -231,7 +233,7 @@ def _execute(
     clock: WallClock,
     transport: httpx.BaseTransport | None,
 ) -> dict[str, Any]:
-    return execute(settings, body, pipeline=tx.pipeline_of(counts.cohort), run_id=run_id,
+    return execute(settings, body, pipeline=cfg.pipeline_of(counts.cohort), run_id=run_id,
                    window=(None, counts.as_of), dry_run=dry_run, clock=clock, transport=transport,
                    settle=lambda report: _check(report, counts),
                    summarize=lambda report: _summary(report, counts))  # fmt: skip
@@ -333,12 +335,12 @@ def _export(run: Run, spec: CohortSpec, counts: _Counts, *, as_of: datetime, ove
 
 def _read_members(warehouse: Engine, spec: CohortSpec, as_of: datetime, counts: _Counts) -> list[str]:
     """The cohort's identified users, deduplicated and sorted; exclusions counted by reason."""
-    sql = load_sql(spec.sql)
+    sql = load_sql(spec.query)
     params: dict[str, Any] = dict(spec.params)
-    if "as_of" in tx.sql_binds(sql):
+    if "as_of" in cfg.sql_binds(sql):
         params["as_of"] = naive_utc(as_of)
     parts: list[np.ndarray[Any, Any]] = []
-    for chunk in read_chunks(warehouse, sql, params, label=spec.sql):
+    for chunk in read_chunks(warehouse, sql, params, label=spec.query):
         if spec.user_id not in chunk:
             raise ConfigError(f"cohorts.{spec.name}.user_id", f"column {spec.user_id!r} is not in the query result")
         counts.extracted += len(chunk)
@@ -355,7 +357,7 @@ def _read_members(warehouse: Engine, spec: CohortSpec, as_of: datetime, counts: 
 
 def _profile_attributes(settings: Settings) -> dict[str, str | None]:
     """Custom attributes of the profile mapping: name -> WebEngage type (None: inferred at its first run)."""
-    from etl.transform.mapping import WIRE_TYPE, load_user_mapping
+    from etl.mappings.users import WIRE_TYPE, load_user_mapping
 
     path = user_file(settings.users_mapping, DEFAULT_USERS_MAPPING)
     if not path.is_file():
@@ -380,11 +382,11 @@ def _check_slot(store: StateStore, spec: CohortSpec, profile: dict[str, str | No
         raise ConfigError(where, f"{spec.attribute} is also an attribute of the profile mapping; choose another name")
     used = sum(1 for data_type, _ in registry.values() if data_type == "boolean")
     used += sum(1 for name, kind in profile.items() if kind == "boolean" and name not in registry)
-    if used + 1 > tx.MAX_BOOLEANS:
+    if used + 1 > cfg.MAX_BOOLEANS:
         raise ConfigError(
             f"cohorts.{spec.name}",
             f"cohort {spec.name} needs a new boolean attribute ({spec.attribute}) but {used} of WebEngage's "
-            f"{tx.MAX_BOOLEANS} boolean user attributes are taken (profile mapping and cohorts); retire a cohort "
+            f"{cfg.MAX_BOOLEANS} boolean user attributes are taken (profile mapping and cohorts); retire a cohort "
             "(webengage-sync cohort retire NAME) or drop a boolean from the profile mapping",
         )
     return True
@@ -413,7 +415,7 @@ def _retire(run: Run, counts: _Counts, *, still_configured: bool) -> None:
             f"cohort {counts.cohort}: {len(left.members) + len(left.in_doubt):,} users could not be set to false; "
             "the attribute slot stays taken; run retire again"
         )
-    released = store.release_attributes(USERS_SCOPE, tx.owner_of(counts.cohort))
+    released = store.release_attributes(USERS_SCOPE, cfg.owner_of(counts.cohort))
     counts.slot = "released" if released else "none held"
     if cstate.get_cohort(store, counts.cohort) is not None:
         cstate.mark_retired(store, cohort=counts.cohort, run_id=report.run_id, now=store.clock())
@@ -424,7 +426,7 @@ def _retire(run: Run, counts: _Counts, *, still_configured: bool) -> None:
 def _without_dead(run: Run, counts: _Counts, flips: list[FlipKey]) -> list[FlipKey]:
     """Users whose updates were re-driven max_reject_attempts times are skipped (counted), as in every sync,
     until `webengage-sync rejects retry` reopens them."""
-    dead = run.store.dead_reject_keys(tx.pipeline_of(counts.cohort))
+    dead = run.store.dead_reject_keys(cfg.pipeline_of(counts.cohort))
     if not dead:
         return flips
     kept = [k for k in flips if k[0] not in dead]
@@ -470,7 +472,7 @@ def _send_all(run: Run, counts: _Counts, flips: list[FlipKey], *, mode: str) -> 
 
 def _send_flips(run: Run, counts: _Counts, flips: list[FlipKey], *, version: int) -> None:
     store, report = run.store, run.report
-    cohort, pipeline = counts.cohort, tx.pipeline_of(counts.cohort)
+    cohort, pipeline = counts.cohort, cfg.pipeline_of(counts.cohort)
     # Only users with an open reject need the rejects table touched when accepted (saves a statement per batch).
     open_rejects = store.open_reject_keys(pipeline)
     oversize: list[Item[FlipKey]] = []
@@ -508,7 +510,7 @@ def _record_failed(run: Run, counts: _Counts, keys: list[FlipKey], reject: Verdi
         if kind != RejectKind.TRANSIENT:  # refused or never sent: WebEngage's last accepted state stands
             cstate.clear_pending(conn, cohort=counts.cohort, user_ids=[k[0] for k in keys])
         # transient: the value may or may not have landed; the row stays pending and is re-sent next run
-        run.store.record_rejects(conn, tx.pipeline_of(counts.cohort), rejects, run.run_id)
+        run.store.record_rejects(conn, cfg.pipeline_of(counts.cohort), rejects, run.run_id)
     counts.send_rejected[reason] += len(keys)
 
 

@@ -32,18 +32,11 @@ from etl.engine.frame import Progress, Run, WallClock, Window, execute, system_n
 from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, classify, too_large
 from etl.errors import ConfigError, DeliveryError, WebEngageSyncError
 from etl.load.batching import Batch, Item, batch_requests
+from etl.mappings.events import EventMapping, load_event_mapping
 from etl.report import RunReport
 from etl.resources import DEFAULT_EVENTS_MAPPING, user_file
 from etl.state import ledger
-from etl.transform.events import (
-    EventMapping,
-    NameCache,
-    Transformed,
-    TypeRegistry,
-    load_event_mapping,
-    name_cache,
-    transform_events,
-)
+from etl.transform.events import NameCache, Transformed, TypeRegistry, name_cache, transform_events
 from etl.transform.users import normalise_keys
 from etl.warehouse.event_sources import Source, custom_source, segment_sources
 from etl.warehouse.queries import read_chunks

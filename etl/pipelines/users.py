@@ -24,11 +24,11 @@ from etl.engine.delivery import Checkpoints, Grouping, Request, Result, batch_of
 from etl.engine.frame import Progress, Run, WallClock, Window, execute, naive_utc, system_now
 from etl.engine.rejects import ROW, Reason, RejectRow, Verdict, classify, too_large
 from etl.load.batching import Batch, Item, batch_requests
+from etl.mappings.users import AttrType, UserMapping, complete_mapping, load_user_mapping
 from etl.report import RunReport
 from etl.resources import DEFAULT_USERS_MAPPING, user_file
 from etl.state.store import StateStore
 from etl.transform import users as tx
-from etl.transform.mapping import AttrType, UserMapping, complete_mapping, load_user_mapping
 from etl.warehouse.presets import segment_user_fields, segment_users_source, source_columns
 from etl.warehouse.queries import load_sql, ordered_by, read_chunks
 from etl.webengage.models import SendRequest, deterministic_request_id

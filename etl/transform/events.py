@@ -23,31 +23,23 @@ import datetime as dt
 import decimal
 import math
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
-from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal
 
 import numpy as np
 import orjson
 import pandas as pd
 
 from etl.errors import ConfigError
+from etl.mappings.events import EventMapping
 from etl.transform import formats
-from etl.transform.event_names import (
-    DEFAULT_PROPERTY_RENAMES,
-    NameTable,
-    camel_case,
-    default_name_table,
-)
+from etl.transform.event_names import camel_case
+from etl.transform.formats.json_objects import all_finite
 from etl.transform.users import normalise_keys
 
 WireType = Literal["string", "number", "boolean", "date", "object"]
-EventsEndpoint = Literal["bulk-events", "events"]
-Preset = Literal["sql", "segment"]
 
 MAX_ID_LENGTH: Final = 100  # WebEngage userId / anonymousId
 MAX_EVENT_ID_LENGTH: Final = 255  # the ledger's key
@@ -57,112 +49,6 @@ RESERVED_COLUMNS: Final = frozenset(
     {"event_id", "user_id", "anonymous_id", "event_name", "event_time", "received_at", "properties"}
 )
 _DATE_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{4}", re.ASCII)
-_LOOKBACK_RE: Final = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-_TRUE: Final = frozenset({"true", "t", "yes", "y", "1"})
-_FALSE: Final = frozenset({"false", "f", "no", "n", "0"})
-
-
-# -- mapping --------------------------------------------------------------------------------------
-@dataclass(frozen=True, kw_only=True)
-class EventMapping:
-    """Where events come from and how their names and properties become WebEngage's."""
-
-    query: str = "events/events.sql"
-    preset: Preset = "sql"
-    segment_schema: str = "segment"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    lookback: timedelta = timedelta(hours=2)
-    chunk_rows: int = 50_000
-    json_columns: tuple[str, ...] = ()
-    endpoint: EventsEndpoint = "bulk-events"
-    drop_unmapped: bool = False
-    camel_case: bool = True
-    source_timezone: str = "UTC"
-    max_string_length: int = formats.STRING_MAX_LEN
-    names: NameTable = field(default_factory=default_name_table)
-    property_renames: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PROPERTY_RENAMES))
-    exclude_properties: frozenset[str] = frozenset()
-
-
-_SOURCE_KEYS: Final = {"query", "preset", "segment_schema", "params", "lookback", "chunk_rows", "json_columns"}
-_OPTION_KEYS: Final = {"endpoint", "drop_unmapped", "camel_case", "source_timezone", "max_string_length"}
-_PROPERTY_KEYS: Final = {"rename", "exclude"}
-
-
-def parse_lookback(value: Any) -> timedelta:
-    """``"2h"``, ``"90m"``, ``"1d"``, ``"30s"`` or a number of minutes."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return timedelta(minutes=value)
-    match = _LOOKBACK_RE.match(str(value))
-    if match is None:
-        raise ConfigError("source.lookback", 'expected a duration such as "2h", "90m" or "1d"')
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-
-
-def load_event_mapping(path: str | Path) -> EventMapping:
-    """Parse and validate an events mapping file (TOML)."""
-    path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("events_mapping", f"mapping file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("events_mapping", f"{path}: invalid TOML: {exc}") from None
-    return event_mapping_from_dict(doc, origin=str(path))
-
-
-def event_mapping_from_dict(doc: Mapping[str, Any], *, origin: str = "events mapping") -> EventMapping:
-    unknown = set(doc) - {"source", "options", "event_names", "properties"}
-    if unknown:
-        raise ConfigError(origin, f"unknown sections: {', '.join(sorted(unknown))}")
-    source = dict(doc.get("source", {}))
-    options = dict(doc.get("options", {}))
-    props = dict(doc.get("properties", {}))
-    for section, allowed, values in (
-        ("source", _SOURCE_KEYS, source),
-        ("options", _OPTION_KEYS, options),
-        ("properties", _PROPERTY_KEYS, props),
-    ):
-        bad = set(values) - allowed
-        if bad:
-            raise ConfigError(f"{origin} [{section}]", f"unknown keys: {', '.join(sorted(bad))}")
-    names = {str(k): str(v) for k, v in dict(doc.get("event_names", {})).items()}
-    for source_name, target in names.items():
-        if not target.strip():
-            raise ConfigError(f"{origin} [event_names].{source_name}", "the WebEngage name must not be empty")
-    renames = {**DEFAULT_PROPERTY_RENAMES, **{str(k): str(v) for k, v in dict(props.get("rename", {})).items()}}
-    for source_name, target in renames.items():
-        problem = formats.attribute_name_problem(target)
-        if problem is not None:
-            raise ConfigError(f"{origin} [properties.rename].{source_name}", f"{target!r}: {problem}")
-    if "lookback" in source:
-        source["lookback"] = parse_lookback(source["lookback"])
-    if "json_columns" in source:
-        source["json_columns"] = tuple(str(c) for c in source["json_columns"])
-    try:
-        mapping = EventMapping(
-            **source,
-            **options,
-            names=default_name_table(names),
-            property_renames=renames,
-            exclude_properties=frozenset(str(p) for p in props.get("exclude", ())),
-        )
-    except TypeError as exc:
-        raise ConfigError(origin, str(exc)) from None
-    if mapping.preset not in get_args(Preset):
-        raise ConfigError(f"{origin} [source].preset", "expected sql or segment")
-    if mapping.endpoint not in get_args(EventsEndpoint):
-        raise ConfigError(f"{origin} [options].endpoint", "expected bulk-events or events")
-    if not 1 <= mapping.max_string_length <= formats.STRING_MAX_LEN:
-        raise ConfigError(f"{origin} [options].max_string_length", "must be 1..999 (WebEngage: < 1,000 chars)")
-    if mapping.chunk_rows < 1:
-        raise ConfigError(f"{origin} [source].chunk_rows", "must be positive")
-    try:
-        formats.to_datetime_str(pd.Series([], dtype=object), source_tz=mapping.source_timezone)
-    except ValueError:
-        raise ConfigError(f"{origin} [options].source_timezone", "unknown IANA time zone") from None
-    return mapping
 
 
 # -- attribute types per event name ---------------------------------------------------------------
@@ -222,19 +108,6 @@ class _Wire:
 _MISSING: Final = _Wire(None)
 
 
-def _finite(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, float) and not math.isfinite(x):
-            return False
-        if isinstance(x, dict):
-            stack.extend(x.values())
-        elif isinstance(x, list):
-            stack.extend(x)
-    return True
-
-
 def _date_of(value: Any, source_tz: str) -> _Wire:
     result = formats.to_datetime_str(pd.Series([value], dtype=object), source_tz=source_tz)
     text = result.values.iloc[0]
@@ -279,7 +152,7 @@ def wire_value(value: Any, *, max_len: int = formats.STRING_MAX_LEN, source_tz: 
             orjson.dumps(value)
         except TypeError:
             return _Wire(None, reason=formats.INVALID_JSON)
-        if not _finite(value):
+        if not all_finite(value):
             return _Wire(None, reason=formats.NON_FINITE_NUMBER)
         return _Wire("object", value)
     return _Wire(None, reason="unsupported_value")
@@ -310,8 +183,8 @@ def convert(wire: _Wire, to: str, *, max_len: int = formats.STRING_MAX_LEN, sour
             return int(number) if number.is_integer() and abs(number) < 2**53 else number
         return None
     if to == "boolean":
-        if kind == "string" and str(value).strip().lower() in _TRUE | _FALSE:
-            return str(value).strip().lower() in _TRUE
+        if kind == "string":
+            return formats.bool_word(str(value))
         if kind == "number" and value in (0, 1):
             return bool(value)
         return None
@@ -325,7 +198,7 @@ def convert(wire: _Wire, to: str, *, max_len: int = formats.STRING_MAX_LEN, sour
             parsed_json = orjson.loads(str(value))
         except orjson.JSONDecodeError:
             return None
-        return parsed_json if isinstance(parsed_json, dict | list) and _finite(parsed_json) else None
+        return parsed_json if isinstance(parsed_json, dict | list) and all_finite(parsed_json) else None
     return None
 
 

@@ -31,8 +31,8 @@ import xxhash
 
 from etl.engine.rejects import RejectRow
 from etl.errors import ConfigError
+from etl.mappings.users import MAX_PER_TYPE, SYSTEM_FIELDS, WIRE_TYPE, AttrType, UserMapping
 from etl.transform import formats
-from etl.transform.mapping import MAX_PER_TYPE, SYSTEM_FIELDS, WIRE_TYPE, AttrType, UserMapping
 
 MAX_ID_LENGTH: Final = 100
 

@@ -77,7 +77,7 @@ def test_default_config_parses_into_both_dags(dagbag: Any) -> None:
     assert export.schedule is None
     assert set(export.params) == {"cohort", "dry_run", "emit_events", "override_guard", "as_of"}
     enum = export.params.get_param("cohort").schema["enum"]
-    assert enum == cohorts.tx.configured_names() and len(enum) >= 3
+    assert enum == cohorts.cfg.configured_names() and len(enum) >= 3
     sync = dagbag.get_dag("webengage_cohorts_sync")
     assert {t.task_id for t in sync.tasks} == {"sync_cohort", "retire_removed_cohorts"}
 

@@ -12,8 +12,9 @@ import duckdb
 import orjson
 import sqlalchemy as sa
 
+from etl.mappings.events import EventMapping
 from etl.state import ledger
-from etl.transform.events import EventMapping, TypeRegistry, transform_events
+from etl.transform.events import TypeRegistry, transform_events
 from etl.warehouse.engine import make_engine
 
 from .warehouse import AS_OF, duck

@@ -22,11 +22,12 @@ from typer.testing import CliRunner
 from etl.cli_cohorts import cohort_app
 from etl.config import Settings
 from etl.errors import ConfigError
+from etl.mappings.cohorts import load_cohort_config
 from etl.pipelines import cohorts
 from etl.sandbox import SandboxServer
 from etl.state import cohorts as cstate
 from etl.state.store import StateStore
-from etl.transform.cohorts import GuardError, load_cohort_config
+from etl.transform.cohorts import GuardError
 from etl.warehouse.engine import make_engine
 from tests.helpers.kill import kill_at, requests_to, start_cli
 from tests.helpers.runs import failed_delivery

@@ -16,11 +16,11 @@ import sqlalchemy as sa
 
 from etl.config import Settings
 from etl.demo.mutate import add_events
+from etl.mappings.events import EventMapping, event_mapping_from_dict
 from etl.pipelines import events
 from etl.sandbox import SandboxConfig, SandboxServer
 from etl.state import ledger
 from etl.state.store import StateStore
-from etl.transform.events import EventMapping, event_mapping_from_dict
 from etl.warehouse.engine import make_engine
 from tests.helpers.events import canonical
 from tests.helpers.runs import failed_delivery

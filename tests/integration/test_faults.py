@@ -26,12 +26,12 @@ import sqlalchemy as sa
 
 from etl.config import Settings
 from etl.errors import TerminalAPIError
+from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import events, users
 from etl.report import RunReport
 from etl.sandbox import SandboxServer
 from etl.state import ledger
 from etl.state.store import StateStore
-from etl.transform.mapping import user_mapping_from_dict
 from etl.warehouse.engine import DatabaseLockedError, make_engine
 from tests.helpers.events import WINDOW, canonical, reference_events
 from tests.helpers.sandbox import FAST, profiles, sandbox_server, sandbox_settings

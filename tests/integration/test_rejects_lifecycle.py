@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from etl.config import Settings
+from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import users
 from etl.sandbox import SandboxServer
 from etl.state.store import StateStore
-from etl.transform.mapping import user_mapping_from_dict
 from etl.warehouse.engine import make_engine
 from tests.helpers.runs import failed_delivery
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings

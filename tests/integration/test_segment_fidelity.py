@@ -14,10 +14,10 @@ import sqlalchemy as sa
 
 from etl.config import Settings
 from etl.errors import ConfigError
+from etl.mappings.events import event_mapping_from_dict
+from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import events, users
 from etl.sandbox import SandboxConfig, SandboxServer
-from etl.transform.events import event_mapping_from_dict
-from etl.transform.mapping import user_mapping_from_dict
 from etl.warehouse.engine import make_engine
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from etl.config import Settings
 from etl.demo.mutate import change_users
 from etl.demo.warehouse import build_demo_warehouse
+from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import users
 from etl.sandbox import SandboxServer
 from etl.state.store import StateStore
-from etl.transform.mapping import user_mapping_from_dict
 from etl.warehouse.engine import make_engine
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 

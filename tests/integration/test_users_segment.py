@@ -11,9 +11,9 @@ import duckdb
 import sqlalchemy as sa
 
 from etl.config import Settings
+from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import users
 from etl.sandbox import SandboxServer
-from etl.transform.mapping import user_mapping_from_dict
 from etl.warehouse.engine import make_engine
 from etl.warehouse.presets import SEGMENT_BOOKKEEPING
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from etl.errors import ConfigError, WebEngageSyncError
+from etl.mappings import cohorts as cfg
 from etl.transform import cohorts as tx
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -21,28 +22,28 @@ def query(tmp_path: Path) -> Path:
     return path
 
 
-def config(query: Path, **entry: Any) -> tx.CohortConfig:
-    base: dict[str, Any] = {"sql": str(query), "mode": "dynamic", "params": {"min_amount": 10}}
+def config(sql_file: Path, **entry: Any) -> cfg.CohortConfig:
+    base: dict[str, Any] = {"query": str(sql_file), "mode": "dynamic", "params": {"min_amount": 10}}
     base.update(entry)
-    return tx.cohort_config_from_dict({"cohorts": {"vip": {k: v for k, v in base.items() if v is not None}}})
+    return cfg.cohort_config_from_dict({"cohorts": {"vip": {k: v for k, v in base.items() if v is not None}}})
 
 
 def test_repository_config_is_valid_and_ships_realistic_cohorts() -> None:
-    loaded = tx.load_cohort_config(ROOT / "etl/defaults/mappings/cohorts.toml")
+    loaded = cfg.load_cohort_config(ROOT / "etl/defaults/mappings/cohorts.toml")
     assert len(loaded.cohorts) >= 3
     assert loaded.names_by_mode("dynamic") and loaded.names_by_mode("one_time")
     for spec in loaded.cohorts:
         assert (ROOT / "etl/defaults/sql" / spec.sql).is_file() and spec.sql.startswith("cohorts/")
         assert len(spec.attribute) < 50 and not spec.attribute.lower().startswith("we_")
-        assert "as_of" in tx.sql_binds((ROOT / "etl/defaults/sql" / spec.sql).read_text())
+        assert "as_of" in cfg.sql_binds((ROOT / "etl/defaults/sql" / spec.sql).read_text())
 
 
 def test_defaults_apply_and_attribute_defaults_to_cohort_prefix(query: Path) -> None:
     doc = {
         "defaults": {"events": True, "max_exit_share": 0.3},
-        "cohorts": {"vip": {"sql": str(query), "mode": "one_time", "params": {"min_amount": 5}}},
+        "cohorts": {"vip": {"query": str(query), "mode": "one_time", "params": {"min_amount": 5}}},
     }
-    [spec] = tx.cohort_config_from_dict(doc).cohorts
+    [spec] = cfg.cohort_config_from_dict(doc).cohorts
     assert (spec.attribute, spec.events, spec.max_exit_share, spec.mode) == ("cohort_vip", True, 0.3, "one_time")
     assert spec.owner == "cohort:vip" and spec.params == {"min_amount": 5}
 
@@ -60,7 +61,7 @@ def test_defaults_apply_and_attribute_defaults_to_cohort_prefix(query: Path) -> 
         ({"max_exit_share": 1.5}, "(0, 1]"),
         ({"max_exit_share": True}, "(0, 1]"),
         ({"events": "yes"}, "true or false"),
-        ({"sql": "cohorts/missing.sql"}, "not found"),
+        ({"query": "cohorts/missing.sql"}, "not found"),
         ({"params": {}}, "needs values for: min_amount"),
         ({"params": {"min_amount": 1, "extra": 2}}, "not used"),
         ({"params": {"min_amount": 1, "as_of": "2026-01-01"}}, "set by the sync"),
@@ -77,30 +78,34 @@ def test_invalid_entries_are_refused_naming_the_cohort(query: Path, entry: dict[
 @pytest.mark.parametrize("name", ["VIP", "1vip", "vip-buyers", "x" * 61, "vip;drop"])
 def test_cohort_names_are_plain_identifiers(query: Path, name: str) -> None:
     with pytest.raises(ConfigError, match="cohort names"):
-        tx.cohort_config_from_dict({"cohorts": {name: {"sql": str(query), "mode": "dynamic"}}})
+        cfg.cohort_config_from_dict({"cohorts": {name: {"query": str(query), "mode": "dynamic"}}})
 
 
 def test_long_name_needs_an_explicit_attribute(query: Path) -> None:
     name = "a" * 45  # cohort_ + 45 = 52 characters: over WebEngage's limit
     with pytest.raises(ConfigError, match="set it explicitly"):
-        tx.cohort_config_from_dict(
-            {"cohorts": {name: {"sql": str(query), "mode": "dynamic", "params": {"min_amount": 1}}}}
+        cfg.cohort_config_from_dict(
+            {"cohorts": {name: {"query": str(query), "mode": "dynamic", "params": {"min_amount": 1}}}}
         )
-    ok = tx.cohort_config_from_dict(
-        {"cohorts": {name: {"sql": str(query), "mode": "dynamic", "attribute": "c_long", "params": {"min_amount": 1}}}}
+    ok = cfg.cohort_config_from_dict(
+        {
+            "cohorts": {
+                name: {"query": str(query), "mode": "dynamic", "attribute": "c_long", "params": {"min_amount": 1}}
+            }
+        }
     )
     assert ok.cohorts[0].attribute == "c_long"
 
 
 def test_two_cohorts_cannot_share_an_attribute_and_at_most_25_cohorts(query: Path) -> None:
-    entry = {"sql": str(query), "mode": "dynamic", "params": {"min_amount": 1}}
+    entry = {"query": str(query), "mode": "dynamic", "params": {"min_amount": 1}}
     with pytest.raises(ConfigError, match="same attribute: c_x"):
-        tx.cohort_config_from_dict(
+        cfg.cohort_config_from_dict(
             {"cohorts": {"a": {**entry, "attribute": "c_x"}, "b": {**entry, "attribute": "C_X"}}}
         )
     many = {f"c{i}": entry for i in range(26)}
     with pytest.raises(ConfigError, match="25 boolean"):
-        tx.cohort_config_from_dict({"cohorts": many})
+        cfg.cohort_config_from_dict({"cohorts": many})
 
 
 def test_unknown_cohort_lookup_never_echoes_odd_text(query: Path) -> None:
@@ -113,15 +118,15 @@ def test_unknown_cohort_lookup_never_echoes_odd_text(query: Path) -> None:
 
 def test_load_reports_missing_file_and_bad_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
-        tx.load_cohort_config(tmp_path / "nope.toml")
+        cfg.load_cohort_config(tmp_path / "nope.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[cohorts.x\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
-        tx.load_cohort_config(bad)
+        cfg.load_cohort_config(bad)
 
 
 def test_sql_binds_ignore_casts_and_escapes() -> None:
-    assert tx.sql_binds("SELECT a::INT, :b, x = :c_d, '\\:e' FROM t WHERE f = :as_of") == {"b", "c_d", "as_of"}
+    assert cfg.sql_binds("SELECT a::INT, :b, x = :c_d, '\\:e' FROM t WHERE f = :as_of") == {"b", "c_d", "as_of"}
 
 
 def test_screen_ids_excludes_and_counts_by_reason() -> None:
@@ -182,8 +187,8 @@ def test_payloads_carry_only_the_attribute_or_the_cohort_name() -> None:
 def test_configured_names_by_mode(query: Path, tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(
-        f'[cohorts.a]\nsql = "{query}"\nmode = "dynamic"\nparams = {{ min_amount = 1 }}\n'
-        f'[cohorts.b]\nsql = "{query}"\nmode = "one_time"\nparams = {{ min_amount = 1 }}\n'
+        f'[cohorts.a]\nquery = "{query}"\nmode = "dynamic"\nparams = {{ min_amount = 1 }}\n'
+        f'[cohorts.b]\nquery = "{query}"\nmode = "one_time"\nparams = {{ min_amount = 1 }}\n'
     )
-    assert tx.configured_names(path) == ["a", "b"]
-    assert tx.configured_names(path, mode="dynamic") == ["a"]
+    assert cfg.configured_names(path) == ["a", "b"]
+    assert cfg.configured_names(path, mode="dynamic") == ["a"]

@@ -15,16 +15,9 @@ import pandas as pd
 import pytest
 
 from etl.errors import ConfigError
+from etl.mappings.events import EventMapping, event_mapping_from_dict, load_event_mapping, parse_lookback
 from etl.transform.event_names import DATAFLY_EVENT_NAMES, camel_case, default_name_table, name_key
-from etl.transform.events import (
-    EventMapping,
-    TypeRegistry,
-    event_mapping_from_dict,
-    load_event_mapping,
-    parse_lookback,
-    transform_events,
-    wire_value,
-)
+from etl.transform.events import TypeRegistry, transform_events, wire_value
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from etl.errors import ConfigError
+from etl.mappings.users import user_mapping_from_dict
 from etl.transform import users as tx
-from etl.transform.mapping import user_mapping_from_dict
 
 MAPPING = user_mapping_from_dict(
     {

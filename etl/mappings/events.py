@@ -1,0 +1,143 @@
+"""The events mapping (``mappings/events.toml``): where events come from and how their names and properties
+become WebEngage's. Every table reads ``source name = WebEngage name`` (``[event_names]``,
+``[properties.rename]``), as in the users mapping."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import ConfigDict, Field
+
+from etl.errors import ConfigError
+from etl.mappings.base import ChunkRows, FileModel, MaxStringLength, Preset, QuerySource, TimeZone, read_toml, validate
+from etl.resources import DEFAULT_EVENTS_MAPPING, user_file
+from etl.transform.event_names import DEFAULT_PROPERTY_RENAMES, NameTable, default_name_table
+from etl.transform.formats.core import STRING_MAX_LEN
+from etl.transform.formats.names import attribute_name_problem
+
+EventsEndpoint = Literal["bulk-events", "events"]
+
+_LOOKBACK_RE: Final = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventMapping:
+    """Where events come from and how their names and properties become WebEngage's."""
+
+    query: str = "events/events.sql"
+    preset: Preset = "sql"
+    segment_schema: str = "segment"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    lookback: timedelta = timedelta(hours=2)
+    chunk_rows: int = 50_000
+    json_columns: tuple[str, ...] = ()
+    endpoint: EventsEndpoint = "bulk-events"
+    drop_unmapped: bool = False
+    camel_case: bool = True
+    source_timezone: str = "UTC"
+    max_string_length: int = STRING_MAX_LEN
+    names: NameTable = field(default_factory=default_name_table)
+    property_renames: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PROPERTY_RENAMES))
+    exclude_properties: frozenset[str] = frozenset()
+
+
+def parse_lookback(value: Any) -> timedelta:
+    """``"2h"``, ``"90m"``, ``"1d"``, ``"30s"`` or a number of minutes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return timedelta(minutes=value)
+    match = _LOOKBACK_RE.match(str(value))
+    if match is None:
+        raise ConfigError("source.lookback", 'expected a duration such as "2h", "90m" or "1d"')
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+# -- the file -------------------------------------------------------------------------------------------
+class EventsSource(QuerySource):
+    """``[source]``: where event rows come from."""
+
+    query: str = Field(default="events/events.sql", description="a file under sql/ (bound :start and :end), or a path")
+    lookback: str | Annotated[int, Field(ge=0)] = Field(
+        default="2h", description='the window starts this much earlier: "30s", "90m", "2h", "1d", or minutes'
+    )
+    chunk_rows: ChunkRows = 50_000
+    json_columns: list[str] = Field(default_factory=list, description="property columns holding JSON text")
+
+
+class EventsOptions(FileModel):
+    """``[options]``: how events are sent."""
+
+    endpoint: EventsEndpoint = Field(
+        default="bulk-events", description="bulk-events: 25 per call; events: one per call"
+    )
+    drop_unmapped: bool = Field(default=False, description="true: events not in [event_names] are not sent")
+    camel_case: bool = Field(default=True, description="top-level property names: order_id -> orderId")
+    source_timezone: TimeZone = "UTC"
+    max_string_length: MaxStringLength = STRING_MAX_LEN
+
+
+class EventsProperties(FileModel):
+    """``[properties]``: which properties are left out, and which are renamed."""
+
+    exclude: list[str] = Field(default_factory=list, description="source property names never sent")
+    rename: dict[str, str] = Field(
+        default_factory=dict, description="source property name = eventData name (used as written)"
+    )
+
+
+class EventsFile(FileModel):
+    """``mappings/events.toml``: every table reads ``source name = WebEngage name``."""
+
+    model_config = ConfigDict(title="webengage-sync events mapping")
+
+    source: EventsSource = EventsSource()
+    options: EventsOptions = EventsOptions()
+    event_names: dict[str, str] = Field(
+        default_factory=dict, description="source event name = WebEngage event name (extends the defaults)"
+    )
+    properties: EventsProperties = EventsProperties()
+
+
+_REASONS: Final = {
+    "lookback": 'expected a duration such as "2h", "90m" or "1d"',
+    "chunk_rows": "must be positive",
+    "max_string_length": "must be 1..999 (WebEngage: < 1,000 chars)",
+}
+
+
+# -- loading --------------------------------------------------------------------------------------------
+def load_event_mapping(path: str | Path = "") -> EventMapping:
+    """Parse and validate an events mapping file (a path, a name under ``etl/defaults``, or "")."""
+    path = user_file(path, DEFAULT_EVENTS_MAPPING)
+    doc = read_toml(path, setting="events_mapping", missing="mapping file not found")
+    return event_mapping_from_dict(doc, origin=str(path))
+
+
+def event_mapping_from_dict(doc: Mapping[str, Any], *, origin: str = "events mapping") -> EventMapping:
+    file = validate(EventsFile, doc, origin, reasons=_REASONS, nested=frozenset({"properties"}))
+    for source_name, target in file.event_names.items():
+        if not target.strip():
+            raise ConfigError(f"{origin} [event_names].{source_name}", "the WebEngage name must not be empty")
+    renames = {**DEFAULT_PROPERTY_RENAMES, **file.properties.rename}
+    for source_name, target in renames.items():
+        problem = attribute_name_problem(target)
+        if problem is not None:
+            raise ConfigError(f"{origin} [properties.rename].{source_name}", f"{target!r}: {problem}")
+    try:
+        lookback = parse_lookback(file.source.lookback)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin} [source].lookback", exc.reason) from None
+    return EventMapping(
+        **file.source.model_dump(exclude={"lookback", "json_columns"}),
+        lookback=lookback,
+        json_columns=tuple(file.source.json_columns),
+        **file.options.model_dump(),
+        names=default_name_table(file.event_names),
+        property_renames=renames,
+        exclude_properties=frozenset(file.properties.exclude),
+    )
