@@ -34,6 +34,7 @@ SHIPPED = (
     "etl/defaults/mappings/users.toml",
     "etl/defaults/mappings/events.toml",
     "etl/defaults/mappings/cohorts.toml",
+    "etl/defaults/mappings/schema/users.schema.json",
 )
 
 
