@@ -50,6 +50,20 @@ def state_engine_for(settings: Settings) -> Engine:
     return make_engine(settings.effective_state_url, setting="state_url", lock_timeout_s=settings.lock_timeout_s)
 
 
+def client_for(settings: Settings, *, transport: httpx.BaseTransport | None = None, **kwargs: Any) -> WebEngageClient:
+    """A client for the settings' account, with the shared rate budget when ``shared_budget_url`` names one
+    (connected here, so an unreachable budget database stops the run before anything is sent)."""
+    from etl.state.budget import PostgresBudgetStore  # only deployments with a shared budget need it
+
+    store = PostgresBudgetStore(settings.shared_budget_url) if settings.shared_budget_url else None
+    try:
+        return WebEngageClient(client_options(settings), transport=transport, budget_store=store, **kwargs)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
+
+
 def delivery_failure(report: RunReport, max_share: float) -> str | None:
     """Why a finished run counts as failed, or None: it sent rows and WebEngage accepted none of them, or the
     share it did not accept (refused, or failed after retries) is above ``max_share``."""
@@ -110,7 +124,7 @@ class Run:
         if self.dry_run:
             raise RuntimeError("a dry run sends nothing")
         if self._client is None:
-            self._client = WebEngageClient(client_options(self.settings), transport=self._transport)
+            self._client = client_for(self.settings, transport=self._transport)
         return self._client
 
     @property

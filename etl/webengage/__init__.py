@@ -27,7 +27,6 @@ from etl.webengage.retry import Classification, RetryPolicy, Verdict, parse_retr
 from etl.webengage.shared_budget import (
     BudgetStore,
     MemoryBudgetStore,
-    PostgresBudgetStore,
     SharedBudgetError,
     SharedTokenBucket,
 )
@@ -47,7 +46,6 @@ __all__ = [
     "MemoryBudgetStore",
     "Outcome",
     "OverflowLane",
-    "PostgresBudgetStore",
     "RateBudgets",
     "RetryPolicy",
     "SendRequest",

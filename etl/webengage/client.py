@@ -61,7 +61,7 @@ class WebEngageClient:
         self._settings = options
         self._clock: Clock = clock or SystemClock()
         self._policy = RetryPolicy(settings, rng)
-        # A shared budget (settings.shared_budget_url, or an injected store) paces every worker together.
+        # A shared budget store (the engine passes one when shared_budget_url is set) paces every worker together.
         self._budgets = RateBudgets(settings, self._clock, store=budget_store)
         # Requests submitted by send_many and not finished, per endpoint (read by the overflow lane).
         self._in_flight: dict[Endpoint, int] = dict.fromkeys(ENDPOINTS, 0)

@@ -33,7 +33,6 @@ class ClientOptions:
     events_rpm: float = 5000
     shared_bulk_budget: bool = False
     budget_share: float = 1.0
-    shared_budget_url: str = ""
     overflow_lane: bool = False
     rate_headroom: float = 0.98
     burst_seconds: float = 1.0

@@ -18,7 +18,7 @@ from typing import Protocol
 from etl.webengage.clock import Clock, seconds_to_next_minute
 from etl.webengage.models import Endpoint
 from etl.webengage.options import ClientOptions
-from etl.webengage.shared_budget import BudgetStore, PostgresBudgetStore, SharedTokenBucket
+from etl.webengage.shared_budget import BudgetStore, SharedTokenBucket
 
 # Float slack so a sleep of exactly the computed wait is never followed by a sub-nanosecond re-sleep.
 _EPSILON = 1e-9
@@ -132,14 +132,12 @@ class Bucket(Protocol):
 class RateBudgets:
     """Endpoint → bucket. The two bulk endpoints share one bucket when ``settings.shared_bulk_budget``.
 
-    With ``settings.shared_budget_url`` the buckets live in that PostgreSQL database and pace every worker
+    With a shared ``store`` (e.g. :class:`etl.state.budget.PostgresBudgetStore`) the buckets pace every worker
     of the account together (``budget_share`` is then 1); otherwise each process paces on its own.
     ``store`` injects a :class:`~etl.webengage.shared_budget.BudgetStore` (tests).
     """
 
     def __init__(self, settings: ClientOptions, clock: Clock, *, store: BudgetStore | None = None) -> None:
-        if store is None and settings.shared_budget_url:
-            store = PostgresBudgetStore(settings.shared_budget_url)
         self._store = store
 
         def bucket(name: str, rpm: float) -> Bucket:

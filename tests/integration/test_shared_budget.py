@@ -44,7 +44,7 @@ class RecordingStore:
     that database time lies between ``before`` and ``after`` (same machine, same clock)."""
 
     def __init__(self, url: str) -> None:
-        from etl.webengage.shared_budget import PostgresBudgetStore
+        from etl.state.budget import PostgresBudgetStore
 
         self._store = PostgresBudgetStore(url)
         self._lock = threading.Lock()
@@ -123,7 +123,7 @@ def most_in_window(times: list[float], window: float) -> int:
 @pytest.mark.postgres
 def test_four_processes_share_one_budget(pg_db: str) -> None:
     from etl.sandbox import SandboxConfig, SandboxProcess
-    from etl.webengage.shared_budget import BUDGETS
+    from etl.state.budget import BUDGETS
 
     config = SandboxConfig(license_code=LICENSE, api_key=KEY, events_rpm=N, retry_after=True)
     with SandboxProcess(config) as sandbox:
@@ -189,7 +189,7 @@ def test_four_processes_share_one_budget(pg_db: str) -> None:
 
 @pytest.mark.postgres
 def test_postgres_store_reserves_and_holds_like_the_reference(pg_db: str) -> None:
-    from etl.webengage.shared_budget import PostgresBudgetStore
+    from etl.state.budget import PostgresBudgetStore
 
     store = PostgresBudgetStore(pg_db)
     again = PostgresBudgetStore(pg_db)  # a second worker: the table exists, the budget is the same row

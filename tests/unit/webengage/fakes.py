@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from etl.config import Settings
-from etl.engine.frame import client_options
+from etl.engine.frame import client_for
 from etl.webengage import Clock, FakeClock, SendRequest, WebEngageClient, user_request
 
 KEY = "sk-test-SECRET-0001"
@@ -81,8 +81,8 @@ def make_client(
     rng: random.Random | None = None,
     **overrides: Any,
 ) -> WebEngageClient:
-    return WebEngageClient(
-        client_options(make_settings(**overrides)),
+    return client_for(
+        make_settings(**overrides),
         transport=httpx.MockTransport(api),
         clock=clock or FakeClock(),
         rng=rng or random.Random(1),

@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from etl.errors import ConfigError
+from etl.state.budget import PostgresBudgetStore
 from etl.webengage import (
     BudgetStore,
     FakeClock,
     MemoryBudgetStore,
-    PostgresBudgetStore,
     RateBudgets,
     SharedBudgetError,
     SharedTokenBucket,
