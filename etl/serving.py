@@ -125,6 +125,21 @@ def _already_handled(signum: int, frame: FrameType | None) -> None:
     """Signal handler for after uvicorn's graceful shutdown: nothing left to do."""
 
 
+def wait_healthy(url: str, proc: subprocess.Popen[Any], *, deadline: float, name: str, every_s: float = 0.5) -> None:
+    """Poll ``url`` until it answers 200; raise if the process exits or ``deadline`` (monotonic) passes."""
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} process exited with code {proc.returncode}; see its log")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} did not become healthy in time")
+        time.sleep(every_s)
+
+
 class _Started:
     """``with server:`` starts it and stops it, whatever happens inside."""
 
@@ -258,17 +273,8 @@ class ServerProcess(_Started):
         return line
 
     def _wait_healthy(self, deadline: float) -> None:
-        while True:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"{self.name} process exited with code {self._proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}{self.health_path}", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} process did not become healthy")
-            time.sleep(0.02)
+        assert self._proc is not None
+        wait_healthy(f"{self.url}{self.health_path}", self._proc, deadline=deadline, name=self.name, every_s=0.02)
 
     def stats(self) -> dict[str, Any]:
         response = httpx.get(f"{self.url}{self.stats_path}", timeout=10.0)

@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-
 from etl.demo.run import DEMO_LICENSE_CODE
 from etl.demo.warehouse import build_demo_warehouse, demo_as_of
 from etl.sandbox import SandboxConfig, SandboxProcess
+from etl.serving import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,20 +37,6 @@ class AirflowStack:
     sandbox_url: str
     home: Path
     env: dict[str, str] = field(repr=False)
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"airflow standalone exited with {proc.returncode}; see its log")
-        try:
-            if httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"Airflow did not become healthy within {timeout_s:.0f}s")
 
 
 def _password(home: Path, timeout_s: float = 30) -> str:
@@ -122,7 +107,8 @@ def airflow_stack(
         )
         try:
             url = f"http://localhost:{port}"
-            _wait_healthy(url, proc, timeout_s)
+            wait_healthy(f"{url}/api/v2/monitor/health", proc, deadline=time.monotonic() + timeout_s,
+                         name="airflow standalone", every_s=1.0)  # fmt: skip
             subprocess.run(  # noqa: S603 - fixed argv, no shell
                 [airflow, "pools", "set", "webengage_api", "4", "Shares the WebEngage API budget"],
                 env=env, check=False, capture_output=True,
