@@ -3,10 +3,6 @@
 from etl.webengage.auth import BearerAuth
 from etl.webengage.client import (
     WebEngageClient,
-    bulk_events_request,
-    bulk_users_request,
-    event_request,
-    user_request,
 )
 from etl.webengage.clock import Clock, FakeClock, SystemClock, seconds_to_next_minute
 from etl.webengage.models import (
@@ -57,11 +53,7 @@ __all__ = [
     "UserPayload",
     "Verdict",
     "WebEngageClient",
-    "bulk_events_request",
-    "bulk_users_request",
     "deterministic_request_id",
-    "event_request",
     "parse_retry_after",
     "seconds_to_next_minute",
-    "user_request",
 ]

@@ -8,13 +8,12 @@ import math
 import queue
 import random
 import threading
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
 
 import httpx
-import orjson
 
 from etl.errors import TerminalAPIError
 from etl.webengage.auth import BearerAuth
@@ -24,14 +23,12 @@ from etl.webengage.models import (
     ENDPOINTS,
     ClientStats,
     Endpoint,
-    EventPayload,
     K,
     Outcome,
     SendRequest,
     SendResult,
-    UserPayload,
 )
-from etl.webengage.options import MAX_BULK_ITEMS, ClientOptions
+from etl.webengage.options import ClientOptions
 from etl.webengage.ratelimit import RateBudgets
 from etl.webengage.retry import RetryPolicy, Verdict
 from etl.webengage.shared_budget import BudgetStore
@@ -361,34 +358,6 @@ class WebEngageClient:
             endpoint=f"POST {self._settings.account_url}/{request.endpoint}",
             hint=verdict.hint,
         )
-
-
-# -- request builders ----------------------------------------------------------------------------------
-def user_request(user: UserPayload, request_id: str | None = None, *, key: object = None) -> SendRequest[Any]:
-    return SendRequest[Any]("users", orjson.dumps(user), request_id, 1, key)
-
-
-def event_request(event: EventPayload, request_id: str | None = None, *, key: object = None) -> SendRequest[Any]:
-    return SendRequest[Any]("events", orjson.dumps(event), request_id, 1, key)
-
-
-def bulk_users_request(
-    users: Sequence[UserPayload], request_id: str | None = None, *, key: object = None
-) -> SendRequest[Any]:
-    _check_bulk(len(users))
-    return SendRequest[Any]("bulk-users", orjson.dumps({"users": list(users)}), request_id, len(users), key)
-
-
-def bulk_events_request(
-    events: Sequence[EventPayload], request_id: str | None = None, *, key: object = None
-) -> SendRequest[Any]:
-    _check_bulk(len(events))
-    return SendRequest[Any]("bulk-events", orjson.dumps({"events": list(events)}), request_id, len(events), key)
-
-
-def _check_bulk(count: int) -> None:
-    if not 1 <= count <= MAX_BULK_ITEMS:
-        raise ValueError(f"a bulk call takes 1 to {MAX_BULK_ITEMS} items, got {count}")
 
 
 def _header_number(response: httpx.Response, name: str) -> float | None:

@@ -28,71 +28,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
-from etl.resources import packaged
-from etl.warehouse.engine import connect_with_retry, is_duckdb, make_engine
-from etl.warehouse.queries import load_sql, split_statements
+from etl.warehouse import webhook_tables as tables
+from etl.warehouse.engine import make_engine
 from etl.webhooks.config import WebhookSettings
 from etl.webhooks.landing import LandedRecord, decode, list_segments, recover_orphans, segment_paths, utcnow
 from etl.webhooks.shapes import KNOWN_CATEGORIES, ShapeError, dumps, validate
 
 log = logging.getLogger(__name__)
 
-DDL_FILES: Final = ("sql/webhooks/webhooks.sql",)  # packaged (etl/defaults), never a user override
 CHUNK_BYTES: Final = 32 * 2**20
 _SUMMARY_COUNTS: Final = ("lines", "events_loaded", "duplicates", "quarantined", "chunks", "torn_bytes",
                           "orphans_closed", "segments_deleted")  # fmt: skip
-#: Arbitrary constant naming the loader's PostgreSQL advisory lock.
-_PG_LOCK_KEY: Final = 0x5745_4248_4F4F_4B53 & 0x7FFF_FFFF_FFFF_FFFF
-
-SEGMENTS = sa.table(
-    "we_webhook_segments",
-    sa.column("segment", sa.String),
-    sa.column("byte_offset", sa.BigInteger),
-    sa.column("lines", sa.BigInteger),
-    sa.column("loaded", sa.BigInteger),
-    sa.column("duplicates", sa.BigInteger),
-    sa.column("quarantined", sa.BigInteger),
-    sa.column("closed_at", sa.DateTime),
-    sa.column("updated_at", sa.DateTime),
-)
-
-
-def _arrays(*names: str) -> list[sa.BindParameter[Any]]:
-    return [sa.bindparam(n, type_=sa.ARRAY(sa.String)) for n in names]
-
-
-_EVENT_COLUMNS: Final = ("rid", "name", "time", "category", "user_id", "anon_id", "event_data", "system_data",
-                         "extra", "license", "event_type", "received")  # fmt: skip
-# unnest() over equal-length arrays zips them on DuckDB and PostgreSQL; text in, cast once in SQL.
-_INSERT_EVENTS = sa.text(
-    "INSERT INTO webengage_events (request_id, event_name, event_time, category, user_id, anonymous_id, "
-    "event_data, system_data, extra, license_code, event_type, received_at, loaded_at) "
-    "SELECT unnest(:rid), unnest(:name), CAST(unnest(:time) AS TIMESTAMPTZ), unnest(:category), "
-    "unnest(:user_id), unnest(:anon_id), CAST(unnest(:event_data) AS JSON), CAST(unnest(:system_data) AS JSON), "
-    "CAST(unnest(:extra) AS JSON), unnest(:license), unnest(:event_type), CAST(unnest(:received) AS TIMESTAMPTZ), "
-    "CAST(:now AS TIMESTAMPTZ) "
-    "ON CONFLICT (request_id) DO NOTHING"
-).bindparams(*_arrays(*_EVENT_COLUMNS))
-_QUARANTINE_COLUMNS: Final = ("rid", "reason", "body", "encoding", "license", "event_type", "received")
-_INSERT_QUARANTINE = sa.text(
-    "INSERT INTO webengage_webhook_quarantine (request_id, reason, body, body_encoding, license_code, "
-    "event_type, received_at, loaded_at) "
-    "SELECT unnest(:rid), unnest(:reason), unnest(:body), unnest(:encoding), unnest(:license), "
-    "unnest(:event_type), CAST(unnest(:received) AS TIMESTAMPTZ), CAST(:now AS TIMESTAMPTZ) "
-    "ON CONFLICT (request_id) DO NOTHING"
-).bindparams(*_arrays(*_QUARANTINE_COLUMNS))
-
-
-def ensure_tables(engine: Engine) -> None:
-    """Create the webhook tables if missing (idempotent)."""
-    with connect_with_retry(engine, begin=True) as conn:
-        for name in DDL_FILES:
-            for stmt in split_statements(load_sql(packaged(name))):
-                conn.execute(sa.text(stmt))
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,11 +174,7 @@ class _Loader:
     def checkpoints(self, names: list[str]) -> dict[str, _Checkpoint]:
         if not names:
             return {}
-        s = SEGMENTS.c
-        query = sa.select(s.segment, s.byte_offset, s.lines, s.loaded, s.duplicates, s.quarantined,
-                          s.closed_at).where(s.segment.in_(names))  # fmt: skip
-        rows = self.conn.execute(query).all()
-        self.conn.commit()
+        rows = tables.checkpoints(self.conn, names)
         return {r[0]: _Checkpoint(int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), r[6] is not None)
                 for r in rows}  # fmt: skip
 
@@ -266,11 +210,11 @@ class _Loader:
         with self.conn.begin():
             inserted = quarantined = 0
             if chunk.events:
-                cols = _columns(chunk.events, _EVENT_COLUMNS)
-                inserted = int(self.conn.execute(_INSERT_EVENTS, {**cols, "now": _instant(now)}).rowcount or 0)
+                cols = _columns(chunk.events, tables.EVENT_COLUMNS)
+                inserted = tables.insert_events(self.conn, cols, now=_instant(now))
             if chunk.quarantine:
-                cols = _columns(chunk.quarantine, _QUARANTINE_COLUMNS)
-                quarantined = int(self.conn.execute(_INSERT_QUARANTINE, {**cols, "now": _instant(now)}).rowcount or 0)
+                cols = _columns(chunk.quarantine, tables.QUARANTINE_COLUMNS)
+                quarantined = tables.insert_quarantine(self.conn, cols, now=_instant(now))
             duplicates = len(chunk.events) - inserted + chunk.duplicates_in_chunk
             new = _Checkpoint(offset, cp.lines + len(lines), cp.loaded + inserted, cp.duplicates + duplicates,
                               cp.quarantined + quarantined, finished)  # fmt: skip
@@ -278,9 +222,7 @@ class _Loader:
             values = {"segment": name, "byte_offset": new.offset, "lines": new.lines, "loaded": new.loaded,
                       "duplicates": new.duplicates, "quarantined": new.quarantined,
                       "closed_at": naive_now if finished else None, "updated_at": naive_now}  # fmt: skip
-            stmt = pg_insert(SEGMENTS).values(values)
-            self.conn.execute(stmt.on_conflict_do_update(
-                index_elements=["segment"], set_={k: stmt.excluded[k] for k in values if k != "segment"}))  # fmt: skip
+            tables.save_checkpoint(self.conn, values)
         self.counts["lines"] += len(lines)
         self.counts["events_loaded"] += inserted
         self.counts["duplicates"] += duplicates
@@ -290,36 +232,14 @@ class _Loader:
 
     def delete_expired(self, now: datetime) -> None:
         """Delete closed, fully loaded segment files older than the retention period."""
-        s = SEGMENTS.c
         cutoff = (now - timedelta(hours=self.settings.retain_hours)).astimezone(UTC).replace(tzinfo=None)
         names = [seg.name for seg in list_segments(self.settings.landing_dir) if seg.closed]
         if not names:
             return
-        query = sa.select(s.segment).where(s.segment.in_(names), s.closed_at.is_not(None), s.closed_at <= cutoff)
-        expired = [r[0] for r in self.conn.execute(query).all()]
-        self.conn.commit()
+        expired = tables.closed_before(self.conn, names, cutoff)
         for name in expired:
             segment_paths(self.settings.landing_dir, name)[0].unlink(missing_ok=True)
             self.counts["segments_deleted"] += 1
-
-
-@contextmanager
-def _exclusive(engine: Engine) -> Iterator[Connection]:
-    """One connection for the run, and the loader's lock (DuckDB: the file lock the connection holds)."""
-    with connect_with_retry(engine) as conn:
-        if is_duckdb(engine):
-            yield conn
-            return
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
-            conn.commit()
-            try:
-                yield conn
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
-                conn.commit()
-            return
-        yield conn
 
 
 def run(
@@ -334,10 +254,10 @@ def run(
     own_engine = engine is None
     engine = engine or make_engine(settings.warehouse_url)
     try:
-        ensure_tables(engine)
+        tables.ensure_tables(engine)
         recovered = recover_orphans(settings.landing_dir)
         segments = list_segments(settings.landing_dir)
-        with _exclusive(engine) as conn:
+        with tables.exclusive(engine) as conn:
             loader = _Loader(settings, conn, clock, chunk_rows or settings.load_chunk_rows)
             loader.counts["orphans_closed"] = recovered.segments
             loader.counts["torn_bytes"] += recovered.torn_bytes

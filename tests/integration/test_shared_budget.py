@@ -72,7 +72,8 @@ def worker(sandbox_url: str, budget_url: str, name: str, start_at: float, durati
     """Send one event per request from ``start_at`` (epoch) for ``duration_s``; print counts and the
     reservations as JSON."""
     from etl.config import Settings
-    from etl.webengage import WebEngageClient, event_request
+    from etl.webengage import WebEngageClient
+    from tests.helpers.requests import event_request
 
     settings = Settings.from_mapping(
         {"license_code": LICENSE, "api_key": KEY, "api_url": sandbox_url, "events_rpm": N,

@@ -11,7 +11,8 @@ import httpx
 
 from etl.config import Settings
 from etl.engine.frame import client_for
-from etl.webengage import Clock, FakeClock, SendRequest, WebEngageClient, user_request
+from etl.webengage import Clock, FakeClock, SendRequest, WebEngageClient
+from tests.helpers.requests import user_request
 
 KEY = "sk-test-SECRET-0001"
 BASE = {"license_code": "~2024bb40", "api_key": KEY, "api_url": "http://we.test"}

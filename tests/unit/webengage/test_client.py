@@ -16,14 +16,12 @@ from etl.webengage import (
     FakeClock,
     SendRequest,
     UserPayload,
-    bulk_events_request,
-    bulk_users_request,
     deterministic_request_id,
-    event_request,
 )
 from etl.webengage.client import WebEngageClient
 from etl.webengage.options import ClientOptions
 from etl.webengage.retry import AUTH_HINT, HOST_HINT, NOT_FOUND_HINT
+from tests.helpers.requests import bulk_events_request, bulk_users_request, event_request
 
 from .fakes import KEY, FakeAPI, a_user, error_body, fail, make_client, reply
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from etl.webengage import FakeClock, RateBudgets, TokenBucket, bulk_events_request, bulk_users_request
+from etl.webengage import FakeClock, RateBudgets, TokenBucket
+from tests.helpers.requests import bulk_events_request, bulk_users_request
 
 from .fakes import FakeAPI, a_user, make_client, make_settings, reply
 
