@@ -267,3 +267,15 @@ def test_lookback_durations(text: Any, delta: timedelta) -> None:
 def test_bad_mapping_is_refused_naming_the_setting(doc: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         event_mapping_from_dict(doc)
+
+
+def test_camel_case_and_revenue_as_amount_can_both_be_switched_off() -> None:
+    """Issue 14: the Datafly conventions are defaults, not laws: the mapping can keep the warehouse's names."""
+    kept = event_mapping_from_dict({"options": {"camel_case": False}, "properties": {"rename": {"revenue": "revenue"}}})
+    frame = pd.DataFrame({"event_id": ["e1"], "user_id": ["u1"], "event_name": ["Order Completed"],
+                          "event_time": [pd.Timestamp("2026-11-01T10:00:00Z")],
+                          "properties": ['{"order_id": "ORD-1", "revenue": 10.5}']})  # fmt: skip
+    default = transform_events(frame, event_mapping_from_dict({}), TypeRegistry(lambda scope: {}))
+    switched = transform_events(frame, kept, TypeRegistry(lambda scope: {}))
+    assert default.payloads[0]["eventData"] == {"orderId": "ORD-1", "amount": 10.5}
+    assert switched.payloads[0]["eventData"] == {"order_id": "ORD-1", "revenue": 10.5}
