@@ -148,6 +148,13 @@ class Settings(SettingsModel):
     lock_timeout_s: Number = 120.0
     #: ``response.status`` values of a 2xx body that count as accepted (``queued,success`` in the environment).
     accepted_statuses: TextList = ("queued", "success")
+    #: String values read as "no value" (upstream bugs: ``str(None)``, pandas' NaN as text, JavaScript's
+    #: undefined), compared case-insensitively after trimming: ids and event names that are one are rejected,
+    #: string values that are one are left out (unless the mapping keeps them). ``null,none`` in the environment.
+    null_tokens: TextList = ("null", "none", "nan", "undefined", "nil")
+    #: Events whose time is more than this many seconds after the run's clock are rejected
+    #: (``event_time_in_future``): WebEngage would keep them, dated years ahead, forever.
+    event_future_tolerance_s: Number = 86_400.0
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
@@ -339,6 +346,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("max_retries/concurrency/max_throttle_wait_s", "must not be negative")
     if s.max_batch_bytes < 1024:
         raise ConfigError("max_batch_bytes", "must be at least 1024 bytes")
+    if s.event_future_tolerance_s < 0:
+        raise ConfigError("event_future_tolerance_s", "must not be negative")
     if not s.accepted_statuses:
         raise ConfigError("accepted_statuses", "must list at least one status")
     for name in ("warehouse_url", "state_url"):

@@ -35,6 +35,7 @@ class RunReport:
     trimmed: int = 0
     coerced: int = 0
     cleared: int = 0
+    cleaned: int = 0  # values and keys that lost control characters
     batches: int = 0
     http: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -76,6 +77,7 @@ class RunReport:
             "trimmed": self.trimmed,
             "coerced": self.coerced,
             "cleared": self.cleared,
+            "cleaned": self.cleaned,
             "batches": self.batches,
             "requests": self.http.get("requests", 0),
             "throttled": self.http.get("throttled", 0),
@@ -101,7 +103,8 @@ def render(summary: dict[str, Any]) -> str:
         f"   {verb} {summary['sent']:,} rows in {summary['batches']:,} batches; HTTP requests "
         f"{summary['requests']:,}, 429s {summary['throttled']:,}, retries {summary['retries']:,}; "
         f"{summary['duration_s']:.1f}s",
-        f"   values trimmed {summary['trimmed']:,}, coerced {summary['coerced']:,}, cleared {summary['cleared']:,}",
+        f"   values trimmed {summary['trimmed']:,}, coerced {summary['coerced']:,}, cleared {summary['cleared']:,}"
+        + (f", cleaned of control characters {summary['cleaned']:,}" if summary.get("cleaned") else ""),
     ]
     for title, key in (
         ("rejected rows", "rejected_by_reason"),

@@ -42,6 +42,7 @@ class EventMapping:
     camel_case: bool = True
     source_timezone: str = "UTC"
     max_string_length: int = STRING_MAX_LEN
+    keep_null_like_values: bool = False
     names: NameTable = field(default_factory=default_name_table)
     property_renames: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PROPERTY_RENAMES))
     exclude_properties: frozenset[str] = frozenset()
@@ -79,6 +80,11 @@ class EventsOptions(FileModel):
     camel_case: bool = Field(default=True, description="top-level property names: order_id -> orderId")
     source_timezone: TimeZone = "UTC"
     max_string_length: MaxStringLength = STRING_MAX_LEN
+    keep_null_like_values: bool = Field(
+        default=False,
+        description='true: send property values such as "null", "None", "nan" as they are (default: left out, '
+        "reported as null_like_value; the tokens are the null_tokens setting)",
+    )
 
 
 class EventsProperties(FileModel):

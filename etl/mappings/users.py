@@ -111,6 +111,7 @@ class UserMapping:
     on_null: NullPolicy = "keep"
     duplicate_rule: DuplicateRule = "latest_updated_at"
     max_string_length: int = 999
+    keep_null_like_values: bool = False
     system: Mapping[str, str] = field(default_factory=dict)  # WebEngage field -> column
     attributes: tuple[AttributeSpec, ...] = ()
     renamed: Mapping[str, str] = field(default_factory=dict)  # source name -> WebEngage name
@@ -130,12 +131,14 @@ class UserMapping:
 
     def fingerprint(self) -> str:
         """Changes whenever a mapping change would change payloads, so a changed mapping re-sends."""
-        doc = {
+        doc: dict[str, Any] = {
             "system": dict(self.system),
             "attributes": [(a.name, a.column, a.type) for a in self.attributes],
             "opts": [self.source_timezone, self.default_phone_region, self.phone_region_column, self.on_null,
                      self.max_string_length],
         }  # fmt: skip
+        if self.keep_null_like_values:  # only when set: the default keeps earlier fingerprints (no re-send)
+            doc["opts"].append("keep_null_like_values")
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -161,6 +164,11 @@ class UsersOptions(FileModel):
     )
     duplicate_rule: DuplicateRule = "latest_updated_at"
     max_string_length: MaxStringLength = 999
+    keep_null_like_values: bool = Field(
+        default=False,
+        description='true: send string values such as "null", "None", "nan" as they are (default: left out, '
+        "reported as null_like_value; the tokens are the null_tokens setting)",
+    )
 
 
 class CustomAttribute(FileModel):

@@ -37,6 +37,7 @@ from etl.report import RunReport
 from etl.resources import DEFAULT_EVENTS_MAPPING, user_file
 from etl.state import ledger
 from etl.transform.events import NameCache, Transformed, TypeRegistry, name_cache, transform_events
+from etl.transform.formats import garbage
 from etl.transform.users import normalise_keys
 from etl.warehouse.event_sources import Source, custom_source, segment_sources
 from etl.warehouse.queries import read_chunks
@@ -165,6 +166,7 @@ class _Sync:
         self.dry_run = run.dry_run
         self.registry = TypeRegistry(run.store.registry)
         self.names: NameCache = name_cache(mapping)
+        self.null_tokens = garbage.null_tokens(run.settings.null_tokens)
         self.seen: set[str] = set()
         self.awaiting: set[str] = set()
         self.open_rejects = run.store.open_reject_keys(PIPELINE, column=ROW)  # whole-event rejects
@@ -243,9 +245,12 @@ class _Sync:
         # requests in flight drain and waste rate budget.
         for begin in range(0, len(kept), TRANSFORM_SLICE):
             out = transform_events(kept.iloc[begin : begin + TRANSFORM_SLICE], self.mapping, self.registry,
-                                   json_columns=source.json_columns, names=self.names)  # fmt: skip
+                                   json_columns=source.json_columns, names=self.names, null_tokens=self.null_tokens,
+                                   now=self.run.started_at,
+                                   future_tolerance_s=self.settings.event_future_tolerance_s)  # fmt: skip
             self._reject_rows([(r.event_id, r.reason, r.detail) for r in out.rejects], kind="data")
             self._account(out)
+            self._reject_values(out)
             pending = self.registry.take_pending()
             if pending and not self.dry_run:
                 for scope, types in pending.items():
@@ -257,6 +262,7 @@ class _Sync:
         report = self.report
         report.trimmed += out.trimmed
         report.coerced += out.coerced
+        report.cleaned += out.cleaned
         report.renamed.update(out.renamed)
         for drop in out.drops:
             report.values_dropped[drop.reason] += 1
@@ -280,6 +286,16 @@ class _Sync:
             if rejects:
                 self.store.record_rejects(conn, PIPELINE, rejects, self.run_id)
         self.open_rejects.update(r.row_key for r in rejects)
+
+    def _reject_values(self, out: Transformed) -> None:
+        """Record the values left out of events that still go (keyed by event id and column, kind data), so
+        ``webengage-sync rejects --pipeline events`` shows them as the profile sync's; unless a dry run."""
+        if self.dry_run or not out.drops:
+            return
+        rejects = [RejectRow(row_key=d.event_id, column=d.column, reason=d.reason, detail=d.detail,
+                             kind=RejectKind.DATA.value) for d in out.drops]  # fmt: skip
+        with self.store.transaction() as conn:
+            self.store.record_rejects(conn, PIPELINE, rejects, self.run_id)
 
     # -- requests ------------------------------------------------------------------------------
     def _requests(self, items: Iterator[Item[str]], oversize: list[Item[str]]) -> Iterator[Request]:

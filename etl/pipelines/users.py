@@ -29,6 +29,7 @@ from etl.report import RunReport
 from etl.resources import DEFAULT_USERS_MAPPING, user_file
 from etl.state.store import StateStore
 from etl.transform import users as tx
+from etl.transform.formats import garbage
 from etl.warehouse.presets import segment_user_fields, segment_users_source, source_columns
 from etl.warehouse.queries import load_sql, ordered_by, read_chunks
 from etl.webengage.models import SendRequest, deterministic_request_id
@@ -94,6 +95,7 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
     chunks = read_chunks(run.warehouse(), stmt, params, chunk_rows=mapping.chunk_rows, order_key=mapping.user_id,
                          label=label)  # fmt: skip
     registry = store.registry("users")
+    null_tokens = garbage.null_tokens(settings.null_tokens)
     types: dict[str, AttrType] | None = None
     salt = ""
     # Rejects of rows about to be sent wait for their batch's outcome: an acceptance resolves the
@@ -114,9 +116,9 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
                 types, new, notes = tx.resolve_types(mapping, chunk, registry)
                 report.notes.extend(notes)
                 unregistered.update(new)
-                salt = tx.types_salt(mapping, types)
+                salt = tx.types_salt(mapping, types, null_tokens=null_tokens)
             yield from _prepare(chunk, mapping, types, salt, store, report, held, dead, today=as_of.date(),
-                                full_refresh=full_refresh)  # fmt: skip
+                                full_refresh=full_refresh, null_tokens=null_tokens)  # fmt: skip
             run.tick()
 
     oversize: list[Item[UserKey]] = []
@@ -198,13 +200,14 @@ def _prepare(
     *,
     today: Any,
     full_refresh: bool,
+    null_tokens: frozenset[str] = tx.DEFAULT_NULL_TOKENS,
 ) -> Iterator[Item[UserKey]]:
     # Label rows by their position in the run's extract, not in the chunk: rejects of rows without a
     # usable id are keyed by that label, and chunk-local labels repeat (the carried-over tail restarts at 0).
     chunk = chunk.set_axis(pd.RangeIndex(report.extracted, report.extracted + len(chunk)))
     report.extracted += len(chunk)
     keys = tx.normalise_keys(chunk, mapping.user_id)
-    usable, rejects = tx.screen_keys(chunk, keys, mapping)
+    usable, rejects = tx.screen_keys(chunk, keys, mapping, null_tokens=null_tokens)
     chunk, keys = chunk[usable], keys[usable]
     hashes = tx.row_hashes(chunk, mapping, salt)
     keep, dup_rejects = tx.dedupe(chunk, keys, hashes, mapping)
@@ -229,11 +232,18 @@ def _prepare(
 
     chunk, keys, hashes = chunk[changed], keys[changed], hashes[changed]
     built = tx.build_payloads(
-        chunk, keys, mapping, types, [known.get(k, (0, None))[1] for k in keys.tolist()], today=today
+        chunk,
+        keys,
+        mapping,
+        types,
+        [known.get(k, (0, None))[1] for k in keys.tolist()],
+        today=today,
+        null_tokens=null_tokens,
     )
     report.trimmed += sum(built.stats.trimmed.values())
     report.coerced += sum(built.stats.coerced.values())
     report.cleared += built.stats.cleared
+    report.cleaned += built.stats.cleaned
     report.values_dropped.update(built.stats.dropped)
     if not report.dry_run:
         sending = set(keys.tolist())

@@ -21,6 +21,11 @@ ID_MAX = 100
 NAME_MAX = 49  # "fewer than 50 characters"
 STRING_MAX = 999  # "fewer than 1,000 characters"
 RESERVED_PREFIX = "we_"
+OBJECT_MAX_BYTES = 16 * 1024  # an event's map/array value (per profile for users: store.py)
+#: Garbage WebEngage keeps forever: ids and event names that are one of these (any case, trimmed) are
+#: upstream bugs (str(None), NaN written as text, JavaScript's undefined), as is any control character.
+NULL_TOKENS = frozenset({"null", "none", "nan", "undefined", "nil"})
+CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{4}", re.ASCII)
 PHONE_RE = re.compile(r"\+[1-9]\d{6,14}", re.ASCII)
@@ -96,6 +101,23 @@ def classify(value: object) -> AttrType | None:
     return None
 
 
+def garbage_text(value: str, what: str) -> str | None:
+    """The rule an id or a name (``what``: ``id``, ``event_name``) WebEngage should never get breaks: ``null_like_…``
+    or ``control_character_in_…``; None when it is fine."""
+    if CONTROL_RE.search(value):
+        return f"control_character_in_{what}"
+    if value.strip().lower() in NULL_TOKENS:
+        return f"null_like_{what}"
+    return None
+
+
+def object_bytes(value: object) -> int:
+    """Bytes of a map/array value as compact JSON (0 for anything else)."""
+    if not isinstance(value, dict | list):
+        return 0
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
 def has_non_finite(value: object) -> bool:
     """NaN or ±Infinity anywhere inside ``value`` (nested objects included)."""
     if isinstance(value, float):
@@ -142,6 +164,7 @@ def validate_user(
         if key == "attributes":
             if isinstance(value, dict):
                 clean["attributes"] = _check_attributes(value, "attributes", out)
+                # Map/array attributes over 16 KB per profile: checked by the store, against the stored profile.
             else:
                 out.add("invalid_attributes", key, "attributes must be a JSON object")
         elif key in USER_SYSTEM_FIELDS:
@@ -180,6 +203,9 @@ def validate_event(
     elif name.lower().startswith(RESERVED_PREFIX):
         out.add("event_name_reserved", "eventName", "names starting with we_ are reserved")
     else:
+        problem = garbage_text(name, "event_name")
+        if problem is not None:  # WebEngage keeps it: an event type of its own, forever
+            out.add(problem, "eventName", "an event name from an upstream bug")
         clean["eventName"] = name
     if "eventTime" in event:
         when = event["eventTime"]
@@ -193,6 +219,11 @@ def validate_event(
         data = event["eventData"]
         if isinstance(data, dict):
             clean["eventData"] = _check_attributes(data, "eventData", out)
+            for key, value in list(clean["eventData"].items()):
+                size = object_bytes(value)
+                if size > OBJECT_MAX_BYTES:  # WebEngage drops it silently
+                    out.add("object_too_large", f"eventData.{key}", f"{size} bytes; at most {OBJECT_MAX_BYTES}")
+                    del clean["eventData"][key]
         else:
             out.add("invalid_event_data", "eventData", "eventData must be a JSON object")
     for key in event:
@@ -238,6 +269,9 @@ def _check_ids(item: Mapping[str, Any], clean: dict[str, Any], out: _Collector) 
             rule = "user_id_too_long" if key == "userId" else "anonymous_id_too_long"
             out.add(rule, key, f"{len(value)} chars; at most {ID_MAX}")
         else:
+            problem = garbage_text(value, "id")
+            if problem is not None:  # WebEngage keeps it: a profile of its own, forever
+                out.add(problem, key, f"{key} from an upstream bug")
             clean[key] = value
     if not present:
         out.add("missing_id", None, "userId and anonymousId are both empty")
@@ -282,6 +316,8 @@ def _check_attributes(attrs: Mapping[str, Any], prefix: str, out: _Collector) ->
             out.add("attribute_name_too_long", field, f"{len(name)} chars; must be fewer than 50")
         elif name.lower().startswith(RESERVED_PREFIX):
             out.add("attribute_name_reserved", field, "names starting with we_ are reserved")
+        elif CONTROL_RE.search(name) or not name.strip():
+            out.add("attribute_name_garbage", field, "a blank attribute name or one with a control character")
         elif value is None:
             out.add("null_value", field, "WebEngage has no unset; send a same-typed value")
         elif has_non_finite(value):

@@ -8,7 +8,7 @@ who left).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -38,12 +38,18 @@ class GuardError(WebEngageSyncError):
 
 
 # -- membership ---------------------------------------------------------------------------------------
-def screen_ids(values: pd.Series) -> tuple[pd.Series, Counter[str]]:
+def screen_ids(values: pd.Series, *, null_tokens: Iterable[str] | None = None) -> tuple[pd.Series, Counter[str]]:
     """Usable user ids (stripped strings) and the count of excluded rows by reason.
 
     Only identified users are exported: a NULL id (anonymous-only row) is ``anonymous``; a blank one
-    ``empty_user_id``; one over 100 characters ``user_id_too_long`` (WebEngage's userId limit)."""
+    ``empty_user_id``; one over 100 characters ``user_id_too_long`` (WebEngage's userId limit); a null-like
+    token (``"null"``, ``"None"``, ``"nan"``: the ``null_tokens`` setting) ``null_like_id``; one with a
+    control character ``control_character_in_id`` (as the profile and event syncs refuse them)."""
     import pandas as pd
+
+    from etl.transform.formats import garbage  # pandas: imported when used (DAG files import this module)
+
+    tokens = garbage.null_tokens(garbage.DEFAULT_NULL_TOKENS if null_tokens is None else null_tokens)
 
     raw = values
     if pd.api.types.is_float_dtype(raw.dtype):
@@ -53,13 +59,16 @@ def screen_ids(values: pd.Series) -> tuple[pd.Series, Counter[str]]:
     missing = raw.isna()
     text = raw.astype("string").str.strip()
     empty = ~missing & (text == "")
-    too_long = ~missing & (text.str.len() > MAX_ID_LENGTH)
+    control = ~missing & garbage.control_mask(text)
+    null_like = ~missing & ~control & garbage.null_like_mask(text, tokens)
+    too_long = ~missing & ~control & ~null_like & (text.str.len() > MAX_ID_LENGTH)
     excluded: Counter[str] = Counter()
-    for reason, mask in (("anonymous", missing), ("empty_user_id", empty), ("user_id_too_long", too_long)):
+    for reason, mask in (("anonymous", missing), ("empty_user_id", empty), ("user_id_too_long", too_long),
+                         (garbage.NULL_LIKE_ID, null_like), (garbage.CONTROL_CHARACTER_IN_ID, control)):  # fmt: skip
         count = int(mask.sum())
         if count:
             excluded[reason] = count
-    keep = ~(missing | empty | too_long)
+    keep = ~(missing | empty | too_long | null_like | control)
     return text[keep].astype(str), excluded
 
 

@@ -36,8 +36,9 @@ from etl.errors import ConfigError
 from etl.mappings.events import EventMapping
 from etl.transform import formats
 from etl.transform.event_names import camel_case
+from etl.transform.formats import garbage
 from etl.transform.formats.json_objects import all_finite
-from etl.transform.users import normalise_keys
+from etl.transform.users import DEFAULT_NULL_TOKENS, normalise_keys
 
 WireType = Literal["string", "number", "boolean", "date", "object"]
 
@@ -230,6 +231,7 @@ class Transformed:
     drops: list[ValueDrop] = field(default_factory=list)
     trimmed: int = 0
     coerced: int = 0
+    cleaned: int = 0  # keys and string values (also inside objects) that lost control characters
     renamed: dict[str, str] = field(default_factory=dict)  # source name -> name sent (events and properties)
 
 
@@ -241,6 +243,7 @@ class NameCache:
         self.events: dict[str, tuple[str | None, str | None]] = {}
         self.props: dict[str, str | None] = {}
         self.renamed: dict[str, str] = {}
+        self.dirty: set[str] = set()  # source property names that lost control characters
 
     def event(self, raw: str) -> tuple[str | None, str | None]:
         """(WebEngage name, None) or (None, reject reason)."""
@@ -259,18 +262,30 @@ class NameCache:
         return found
 
     def prop(self, source: str) -> str | None:
-        """The eventData name of a top-level property; None for a name that cannot be sent."""
+        """The eventData name of a top-level property; None for a name that cannot be sent (excluded, or blank
+        once its control characters are removed: :meth:`blank` tells them apart)."""
         if source in self.props:
             return self.props[source]
         target: str | None = None
-        if source not in self.mapping.exclude_properties and source.strip():
-            renamed = self.mapping.property_renames.get(source)
-            wanted = renamed if renamed is not None else (camel_case(source) if self.mapping.camel_case else source)
+        base = garbage.clean_key(source)
+        if base != source:
+            self.dirty.add(source)
+        if (
+            source not in self.mapping.exclude_properties
+            and base not in self.mapping.exclude_properties
+            and base.strip()
+        ):
+            renamed = self.mapping.property_renames.get(base)
+            wanted = renamed if renamed is not None else (camel_case(base) if self.mapping.camel_case else base)
             target = formats.sanitize_attribute_name(wanted) if wanted.strip() else None
             if target is not None and target != wanted:
                 self.renamed[wanted] = target
         self.props[source] = target
         return target
+
+    def blank(self, source: str) -> bool:
+        """A property name with nothing left to send under (``""``, ``" "``, only control characters)."""
+        return not garbage.clean_key(source).strip()
 
 
 def _ids(df: pd.DataFrame, column: str) -> pd.Series:
@@ -315,11 +330,18 @@ def transform_events(
     *,
     json_columns: frozenset[str] = frozenset(),
     names: NameCache | None = None,
+    null_tokens: frozenset[str] = DEFAULT_NULL_TOKENS,
+    now: dt.datetime | None = None,
+    future_tolerance_s: float = 86_400.0,
 ) -> Transformed:
     """Screen, map and coerce one chunk of event rows into payloads (rows in input order).
 
     ``json_columns``: property columns holding JSON text to send as objects/arrays (``properties`` always is).
     ``names``: the run's name caches (see :func:`name_cache`), so renames are decided once per run.
+    ``null_tokens``: ids and event names that are one of these are rejected, property values left out
+    (unless the mapping's ``keep_null_like_values``); see :mod:`etl.transform.formats.garbage`.
+    ``now``: the run's clock; an event later than ``now`` + ``future_tolerance_s`` is rejected
+    (``event_time_in_future``). None: no such check.
     """
     for required in ("event_id", "event_name", "event_time"):
         if required not in df:
@@ -356,9 +378,24 @@ def transform_events(
          f"WebEngage allows {MAX_ID_LENGTH} characters")  # fmt: skip
     mark(anon_ids.str.len().fillna(0).to_numpy() > MAX_ID_LENGTH, "anonymous_id_too_long",
          f"WebEngage allows {MAX_ID_LENGTH} characters")  # fmt: skip
+    for id_col in (user_ids, anon_ids):
+        mark(garbage.control_mask(id_col).to_numpy(dtype=bool), garbage.CONTROL_CHARACTER_IN_ID,
+             "a user or anonymous id with a control character (an upstream bug?)")  # fmt: skip
+        mark(garbage.null_like_mask(id_col, null_tokens).to_numpy(dtype=bool), garbage.NULL_LIKE_ID,
+             "a user or anonymous id that is a null-like token (str(None), NaN as text?)")  # fmt: skip
     mark((raw_names.isna() | raw_names.eq("")).to_numpy(dtype=bool, na_value=True), "missing_event_name",
          "no event name")  # fmt: skip
+    mark(garbage.control_mask(raw_names).to_numpy(dtype=bool), garbage.CONTROL_CHARACTER_IN_EVENT_NAME,
+         "an event name with a control character (an upstream bug?)")  # fmt: skip
+    mark(garbage.null_like_mask(raw_names, null_tokens).to_numpy(dtype=bool), garbage.NULL_LIKE_EVENT_NAME,
+         "an event name that is a null-like token (str(None), NaN as text, undefined?)")  # fmt: skip
     mark(times.values.isna().to_numpy(dtype=bool), "invalid_event_time", "event time missing or not a date")
+    if now is not None:
+        limit = pd.Timestamp(now).tz_convert("UTC") if now.tzinfo else pd.Timestamp(now, tz="UTC")
+        limit += pd.Timedelta(seconds=future_tolerance_s)
+        when = pd.to_datetime(times.values.astype(object), format="%Y-%m-%dT%H:%M:%S%z", utc=True, errors="coerce")
+        mark(np.asarray(when > limit, dtype=bool), garbage.EVENT_TIME_IN_FUTURE,
+             f"event time over {future_tolerance_s:g} s after the run's clock (event_future_tolerance_s)")  # fmt: skip
 
     # Event names: decided once per distinct name.
     name_list: list[Any] = raw_names.astype(object).where(raw_names.notna(), None).tolist()
@@ -398,6 +435,7 @@ def transform_events(
     time_list = times.values.iloc[rows].astype(object).tolist()
     max_len = mapping.max_string_length
     tz = mapping.source_timezone
+    keep_null_like = mapping.keep_null_like_values
 
     for pos, i in enumerate(rows.tolist()):
         event_id = str(id_list[i])
@@ -406,7 +444,7 @@ def transform_events(
         chosen: dict[str, tuple[str, _Wire]] = {}
 
         def drop(column: str, code: str, text: str, _event_id: str = event_id) -> None:
-            out.drops.append(ValueDrop(_event_id, column, code, text))
+            out.drops.append(ValueDrop(_event_id, garbage.printable(column, 120), code, text))
 
         sources: list[tuple[str, Any]] = []
         blob = blobs[pos]
@@ -426,12 +464,35 @@ def transform_events(
         for source, value in sources:
             target = names.prop(source)
             if target is None:
+                if names.blank(source):
+                    drop(source or '""', garbage.EMPTY_PROPERTY_NAME, "a blank property name: value left out; "
+                         "event sent")  # fmt: skip
                 continue
+            if source in names.dirty:
+                out.cleaned += 1
+            if isinstance(value, str):
+                text = garbage.clean_text(value)
+                if text != value:
+                    out.cleaned += 1
+                    value = text
+                if not keep_null_like and garbage.is_null_like(text, null_tokens):
+                    drop(source, garbage.NULL_LIKE_VALUE, f"a null-like token left out of eventData.{target} "
+                         "(keep_null_like_values = false); event sent")  # fmt: skip
+                    continue
             wire = wire_value(value, max_len=max_len, source_tz=tz)
             if wire.kind is None:
                 if wire.reason is not None:
                     drop(source, wire.reason, f"value left out of eventData.{target}; event sent")
                 continue
+            if wire.kind == "object":
+                cleaned_value, n = garbage.clean_json(wire.value)
+                out.cleaned += n
+                size = garbage.json_size(cleaned_value)
+                if size > garbage.OBJECT_MAX_BYTES:
+                    drop(source, garbage.OBJECT_TOO_LARGE, f"{size:,} bytes left out of eventData.{target}: "
+                         f"WebEngage keeps objects up to {garbage.OBJECT_MAX_BYTES:,} bytes; event sent")  # fmt: skip
+                    continue
+                wire = _Wire("object", cleaned_value)
             previous = chosen.get(target)
             if previous is None or previous[0] == source:  # a column overrides the JSON key of its name
                 chosen[target] = (source, wire)

@@ -33,8 +33,11 @@ from etl.engine.rejects import RejectRow
 from etl.errors import ConfigError
 from etl.mappings.users import MAX_PER_TYPE, SYSTEM_FIELDS, WIRE_TYPE, AttrType, UserMapping
 from etl.transform import formats
+from etl.transform.formats import garbage
 
 MAX_ID_LENGTH: Final = 100
+#: The default ``null_tokens`` as compared (the pipeline passes the setting's).
+DEFAULT_NULL_TOKENS: Final = garbage.null_tokens()
 
 #: Value a "clear" null policy sends per field kind (WebEngage has no unset). Kinds absent here
 #: (phone, birth date, gender, date, json) have no valid empty value and are kept as they are.
@@ -49,12 +52,14 @@ class TransformStats:
     coerced: Counter[str] = field(default_factory=Counter)  # column -> values normalised
     dropped: Counter[str] = field(default_factory=Counter)  # reason -> invalid values left out
     cleared: int = 0
+    cleaned: int = 0  # values (and JSON keys/strings inside them) that lost control characters
 
     def merge(self, other: TransformStats) -> None:
         self.trimmed.update(other.trimmed)
         self.coerced.update(other.coerced)
         self.dropped.update(other.dropped)
         self.cleared += other.cleared
+        self.cleaned += other.cleaned
 
 
 # -- keys and duplicates --------------------------------------------------------------------------
@@ -69,11 +74,28 @@ def normalise_keys(df: pd.DataFrame, column: str) -> pd.Series:
     return keys.mask(keys == "")
 
 
-def screen_keys(df: pd.DataFrame, keys: pd.Series, mapping: UserMapping) -> tuple[pd.Series, list[RejectRow]]:
-    """A boolean mask of rows with a usable user id, and the rejects for the others."""
+def screen_keys(
+    df: pd.DataFrame, keys: pd.Series, mapping: UserMapping, *, null_tokens: frozenset[str] = DEFAULT_NULL_TOKENS
+) -> tuple[pd.Series, list[RejectRow]]:
+    """A boolean mask of rows with a usable user id, and the rejects for the others.
+
+    Besides missing and over-long ids, an id that is a null-like token (``"null"``, ``"None"``, ``"nan"``:
+    upstream bugs, see :mod:`etl.transform.formats.garbage`) or holds a control character is refused: WebEngage
+    would keep that profile forever. Those rows are keyed by their position (``row:N``), as missing ids are."""
     rejects: list[RejectRow] = []
     missing = keys.isna()
     too_long = keys.str.len().fillna(0) > MAX_ID_LENGTH
+    control = garbage.control_mask(keys) & ~missing
+    null_like = garbage.null_like_mask(keys, null_tokens) & ~missing & ~control
+    for mask, reason, what in ((null_like, garbage.NULL_LIKE_ID, "a null-like token"),
+                               (control, garbage.CONTROL_CHARACTER_IN_ID, "a control character")):  # fmt: skip
+        for idx in df.index[mask]:
+            shown = garbage.printable(str(keys.at[idx]))
+            rejects.append(
+                RejectRow(row_key=f"row:{idx}", column=mapping.user_id, reason=reason,
+                          detail=f"user id {shown!r} is {what} (an upstream bug?); not sent as a profile")
+            )  # fmt: skip
+    too_long &= ~(null_like | control)
     for idx in df.index[missing]:
         rejects.append(
             RejectRow(row_key=f"row:{idx}", column=mapping.user_id, reason="missing_user_id",
@@ -85,7 +107,7 @@ def screen_keys(df: pd.DataFrame, keys: pd.Series, mapping: UserMapping) -> tupl
             RejectRow(row_key=key[:60] + "…", column=mapping.user_id, reason="user_id_too_long",
                       detail=f"{len(key)} characters; WebEngage allows {MAX_ID_LENGTH}")
         )  # fmt: skip
-    return ~(missing | too_long), rejects
+    return ~(missing | too_long | null_like | control), rejects
 
 
 def dedupe(
@@ -360,8 +382,13 @@ def resolve_types(
     return types, new, notes
 
 
-def types_salt(mapping: UserMapping, types: Mapping[str, AttrType]) -> str:
-    return mapping.fingerprint() + "|" + ",".join(f"{k}:{v}" for k, v in sorted(types.items()))
+def types_salt(
+    mapping: UserMapping, types: Mapping[str, AttrType], *, null_tokens: frozenset[str] = DEFAULT_NULL_TOKENS
+) -> str:
+    salt = mapping.fingerprint() + "|" + ",".join(f"{k}:{v}" for k, v in sorted(types.items()))
+    if null_tokens != DEFAULT_NULL_TOKENS:  # other tokens change payloads; the default keeps earlier hashes
+        salt += "|null_tokens:" + ",".join(sorted(null_tokens))
+    return salt
 
 
 # -- coercion and payloads ------------------------------------------------------------------------
@@ -497,15 +524,31 @@ def build_payloads(
     previous_masks: Sequence[str | None],
     *,
     today: dt.date,
+    null_tokens: frozenset[str] = DEFAULT_NULL_TOKENS,
 ) -> Built:
-    """Coerce the mapped columns of ``df`` (changed rows only) and assemble one payload per row."""
+    """Coerce the mapped columns of ``df`` (changed rows only) and assemble one payload per row.
+
+    String values lose their control characters (counted in ``stats.cleaned``); one that is a null-like
+    token is left out (``null_like_value``) unless the mapping's ``keep_null_like_values``. The JSON
+    attributes of one profile together stay within WebEngage's 16 KB (``object_too_large``, largest left out
+    first)."""
     stats = TransformStats()
     rejects: list[RejectRow] = []
     targets: list[tuple[str, str, str]] = [(f, c, SYSTEM_FIELDS[f]) for f, c in mapping.system.items()]
     targets += [(f"attributes.{a.name}", a.column, types[a.name]) for a in mapping.attributes]
     columns: list[list[Any]] = []
     for fieldname, column, kind in targets:
-        result = _coerce(kind, df[column], df, mapping, today)
+        source, null_like, cleaned = garbage.clean_values(df[column], null_tokens,
+                                                          keep_null_like=mapping.keep_null_like_values)  # fmt: skip
+        stats.cleaned += int(cleaned.sum())
+        if null_like.any():
+            for i in null_like.to_numpy(dtype=bool).nonzero()[0].tolist():
+                stats.dropped[garbage.NULL_LIKE_VALUE] += 1
+                rejects.append(
+                    RejectRow(row_key=str(keys.iloc[i]), column=column, reason=garbage.NULL_LIKE_VALUE,
+                              detail=f"a null-like token left out of {fieldname} (keep_null_like_values = false)")
+                )  # fmt: skip
+        result = _coerce(kind, source, df, mapping, today)
         if result.invalid.any():
             invalid = result.invalid.to_numpy(dtype=bool)
             reasons = result.reasons.to_numpy(dtype=object) if result.reasons is not None else None
@@ -522,7 +565,14 @@ def build_payloads(
         if result.changed is not None and result.changed.any():
             altered = result.changed if trimmed is None else (result.changed & ~trimmed)
             stats.coerced[column] += int(altered.sum())
-        columns.append(_plain_list(result.values))
+        values = _plain_list(result.values)
+        if kind == "json":
+            for i, value in enumerate(values):
+                if value is not None:
+                    values[i], n = garbage.clean_json(value)
+                    stats.cleaned += n
+        columns.append(values)
+    _fit_objects(targets, columns, keys, stats, rejects)
 
     fields = [f for f, _c, _k in targets]
     key_list = keys.tolist()
@@ -532,6 +582,37 @@ def build_payloads(
     else:
         payloads, masks = _assemble(key_list, fields, columns)
     return Built(payloads=payloads, masks=masks, rejects=rejects, stats=stats)
+
+
+def _fit_objects(
+    targets: Sequence[tuple[str, str, str]],
+    columns: list[list[Any]],
+    keys: pd.Series,
+    stats: TransformStats,
+    rejects: list[RejectRow],
+) -> None:
+    """WebEngage keeps a profile's map/array attributes up to 16 KB together and drops the rest silently:
+    leave the largest out until the rest fits, each reported as ``object_too_large``."""
+    positions = [pos for pos, (_f, _c, kind) in enumerate(targets) if kind == "json"]
+    if not positions:
+        return
+    limit = garbage.OBJECT_MAX_BYTES
+    for row in range(len(keys)):
+        sizes = {pos: garbage.json_size(columns[pos][row]) for pos in positions if columns[pos][row] is not None}
+        total = sum(sizes.values())
+        # Largest first; ties by field order, so the choice does not depend on anything but the row.
+        for pos in sorted(sizes, key=lambda p: (-sizes[p], p)):
+            if total <= limit:
+                break
+            fieldname, column, _kind = targets[pos]
+            columns[pos][row] = None
+            total -= sizes[pos]
+            stats.dropped[garbage.OBJECT_TOO_LARGE] += 1
+            rejects.append(
+                RejectRow(row_key=str(keys.iloc[row]), column=column, reason=garbage.OBJECT_TOO_LARGE,
+                          detail=f"{sizes[pos]:,} bytes left out of {fieldname}: WebEngage keeps map/array "
+                          f"attributes up to {limit:,} bytes per profile")
+            )  # fmt: skip
 
 
 def carry_over(chunks: Iterable[pd.DataFrame], key_column: str) -> Iterator[pd.DataFrame]:
