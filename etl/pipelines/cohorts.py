@@ -300,7 +300,7 @@ def _export(run: Run, spec: CohortSpec, counts: _Counts, *, as_of: datetime, ove
         )
     new_slot = _check_slot(store, spec, _profile_attributes(settings))
 
-    ids = _read_members(run.warehouse(), spec, as_of, counts)
+    ids = _read_members(run.warehouse(), spec, as_of, counts, null_tokens=run.settings.null_tokens)
     diff = tx.diff_members(ids, members=current.members, in_doubt=current.in_doubt)
     counts.members, counts.previous = len(ids), len(current.members)
     counts.entered, counts.exited, counts.unchanged = len(diff.entered), len(diff.exited), diff.unchanged
@@ -333,7 +333,9 @@ def _export(run: Run, spec: CohortSpec, counts: _Counts, *, as_of: datetime, ove
     _send_all(run, counts, flips, mode=spec.mode)
 
 
-def _read_members(warehouse: Engine, spec: CohortSpec, as_of: datetime, counts: _Counts) -> list[str]:
+def _read_members(
+    warehouse: Engine, spec: CohortSpec, as_of: datetime, counts: _Counts, *, null_tokens: Sequence[str]
+) -> list[str]:
     """The cohort's identified users, deduplicated and sorted; exclusions counted by reason."""
     sql = load_sql(spec.query)
     params: dict[str, Any] = dict(spec.params)
@@ -344,7 +346,7 @@ def _read_members(warehouse: Engine, spec: CohortSpec, as_of: datetime, counts: 
         if spec.user_id not in chunk:
             raise ConfigError(f"cohorts.{spec.name}.user_id", f"column {spec.user_id!r} is not in the query result")
         counts.extracted += len(chunk)
-        ids, excluded = tx.screen_ids(chunk[spec.user_id])
+        ids, excluded = tx.screen_ids(chunk[spec.user_id], null_tokens=null_tokens)
         counts.excluded.update(excluded)
         parts.append(ids.to_numpy(dtype=object))
     every = np.concatenate(parts) if parts else np.array([], dtype=object)
