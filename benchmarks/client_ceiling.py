@@ -21,11 +21,15 @@ def payloads(n: int) -> list[Item[str]]:
         Item(
             key=f"user-{i:07d}",
             identity=f"user-{i:07d}:1",
-            payload={"userId": f"user-{i:07d}", "firstName": "Ann", "email": f"u{i}@example.com",
-                     "attributes": {"plan": "pro", "ltv": i * 1.5, "vip": i % 2 == 0}},
+            payload={
+                "userId": f"user-{i:07d}",
+                "firstName": "Ann",
+                "email": f"u{i}@example.com",
+                "attributes": {"plan": "pro", "ltv": i * 1.5, "vip": i % 2 == 0},
+            },
         )
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def main() -> None:
@@ -37,13 +41,19 @@ def main() -> None:
     args = ap.parse_args()
 
     key = "bench-key-0123456789"
-    config = SandboxConfig(license_code="bench", api_key=key, bulk_users_rpm=args.rpm, latency_ms=args.latency_ms,
-                           jitter_ms=args.jitter_ms)  # fmt: skip
+    config = SandboxConfig(
+        license_code="bench", api_key=key, bulk_users_rpm=args.rpm, latency_ms=args.latency_ms, jitter_ms=args.jitter_ms
+    )
     with SandboxProcess(config) as sandbox:
         settings = Settings.from_mapping(
-            {"license_code": "bench", "api_key": key, "api_url": sandbox.url, "bulk_users_rpm": args.rpm,
-             "expected_latency_s": (args.latency_ms + args.jitter_ms) / 1000}
-        )  # fmt: skip
+            {
+                "license_code": "bench",
+                "api_key": key,
+                "api_url": sandbox.url,
+                "bulk_users_rpm": args.rpm,
+                "expected_latency_s": (args.latency_ms + args.jitter_ms) / 1000,
+            }
+        )
         requests = list(
             batch_requests(payloads(args.users), endpoint="bulk-users", batch_size=25, max_bytes=512_000, oversize=[])
         )
@@ -57,8 +67,10 @@ def main() -> None:
         stats = sandbox.stats()
     ceiling = args.rpm * 25
     achieved = accepted / elapsed * 60
-    print(f"users {args.users:,}; accepted {accepted:,}; requests {client_stats['requests']:,}; "
-          f"sandbox 429s {stats['throttled']}; violations {stats['violations']}; elapsed {elapsed:.1f}s")  # fmt: skip
+    print(
+        f"users {args.users:,}; accepted {accepted:,}; requests {client_stats['requests']:,}; "
+        f"sandbox 429s {stats['throttled']}; violations {stats['violations']}; elapsed {elapsed:.1f}s"
+    )
     print(f"concurrency {client.concurrency_for('bulk-users')}; latency {args.latency_ms:.0f}±{args.jitter_ms:.0f} ms")
     print(f"achieved {achieved:,.0f} items/min / ceiling {ceiling:,} items/min = ratio {achieved / ceiling:.3f}")
 

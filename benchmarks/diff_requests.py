@@ -59,16 +59,21 @@ class CountingTransport(httpx.MockTransport):
 def settings_for(url: str) -> Settings:
     # No pacing (the mock has no limit): the figure is a request count, not a rate.
     return Settings.from_mapping(
-        {"license_code": p4.LICENSE, "api_key": p4.KEY, "api_url": "http://webengage.mock", "warehouse_url": url,
-         "bulk_users_rpm": 1e9, "concurrency": 4}
-    )  # fmt: skip
+        {
+            "license_code": p4.LICENSE,
+            "api_key": p4.KEY,
+            "api_url": "http://webengage.mock",
+            "warehouse_url": url,
+            "bulk_users_rpm": 1e9,
+            "concurrency": 4,
+        }
+    )
 
 
 def sync(url: str, mapping: Any, run_id: str) -> tuple[dict[str, Any], CountingTransport, float]:
     transport = CountingTransport()
     started = time.perf_counter()
-    summary = users.run(settings_for(url), mapping=mapping, run_id=run_id, clock=lambda: p4.AS_OF,
-                        transport=transport)  # fmt: skip
+    summary = users.run(settings_for(url), mapping=mapping, run_id=run_id, clock=lambda: p4.AS_OF, transport=transport)
     return summary, transport, time.perf_counter() - started
 
 
@@ -97,15 +102,21 @@ def main() -> None:
         if args.warm == "pipeline":
             summary, transport, took = sync(url, mapping, "warm")
             sent = len(transport.user_ids)
-            print(f"warm (real pipeline, MockTransport 201 queued): accepted {summary['accepted']:,}, "
-                  f"rejected {summary['rejected']:,}, {transport.requests} requests, {sent:,} users, "
-                  f"{took:.1f}s [{load()}]", flush=True)  # fmt: skip
+            print(
+                f"warm (real pipeline, MockTransport 201 queued): accepted {summary['accepted']:,}, "
+                f"rejected {summary['rejected']:,}, {transport.requests} requests, {sent:,} users, "
+                f"{took:.1f}s [{load()}]",
+                flush=True,
+            )
             if summary["accepted"] + summary["rejected"] != args.users:
                 raise SystemExit(f"warm run did not account for every user: {summary}")
         else:
             warm = p4.warm_state(url, mapping)
-            print(f"warm (pipeline hash functions, staged insert): {warm['users']:,.0f} users, "
-                  f"{warm['total_s']:.1f}s [{load()}]", flush=True)  # fmt: skip
+            print(
+                f"warm (pipeline hash functions, staged insert): {warm['users']:,.0f} users, "
+                f"{warm['total_s']:.1f}s [{load()}]",
+                flush=True,
+            )
 
         changed = p4.mutate(url)
         expected = changed_ids(args.users)
@@ -117,10 +128,13 @@ def main() -> None:
         requests = sum(transport.requests.values())
         received = transport.user_ids
         missed, extra = expected - set(received), set(received) - expected
-        print(f"diff run: extracted {summary['extracted']:,}, unchanged {summary['unchanged']:,}, accepted "
-              f"{summary['accepted']:,}, rejected {summary['rejected']:,}; requests by endpoint {transport.requests}; "
-              f"users received {len(received):,} ({len(set(received)):,} distinct), missed {len(missed)}, "
-              f"unchanged users sent {len(extra)}; {took:.1f}s [{load()}]", flush=True)  # fmt: skip
+        print(
+            f"diff run: extracted {summary['extracted']:,}, unchanged {summary['unchanged']:,}, accepted "
+            f"{summary['accepted']:,}, rejected {summary['rejected']:,}; requests by endpoint {transport.requests}; "
+            f"users received {len(received):,} ({len(set(received)):,} distinct), missed {len(missed)}, "
+            f"unchanged users sent {len(extra)}; {took:.1f}s [{load()}]",
+            flush=True,
+        )
         if missed or extra or len(received) != len(expected):
             raise SystemExit("the users sent are not exactly the changed users")
     finally:
@@ -129,8 +143,10 @@ def main() -> None:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     floor = math.ceil(changed / BULK_ITEMS)
-    print(f"P3 diff: changed {changed:,}; requests {requests:,}; ceil(changed/25) {floor:,}; "
-          f"ratio {requests / floor:.4f} (target <= 1.01)")  # fmt: skip
+    print(
+        f"P3 diff: changed {changed:,}; requests {requests:,}; ceil(changed/25) {floor:,}; "
+        f"ratio {requests / floor:.4f} (target <= 1.01)"
+    )
 
 
 if __name__ == "__main__":

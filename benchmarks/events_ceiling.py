@@ -62,14 +62,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="we-events-bench-") as tmp:
         warehouse, query = build(Path(tmp), args.events)
         mapping = event_mapping_from_dict({"source": {"query": str(query)}})
-        config = SandboxConfig(license_code="bench", api_key=key, bulk_events_rpm=args.rpm,
-                               latency_ms=args.latency_ms, jitter_ms=args.jitter_ms)  # fmt: skip
+        config = SandboxConfig(
+            license_code="bench",
+            api_key=key,
+            bulk_events_rpm=args.rpm,
+            latency_ms=args.latency_ms,
+            jitter_ms=args.jitter_ms,
+        )
         with SandboxProcess(config) as sandbox:
             settings = Settings.from_mapping(
-                {"license_code": "bench", "api_key": key, "api_url": sandbox.url,
-                 "warehouse_url": f"duckdb:///{warehouse}", "bulk_events_rpm": args.rpm,
-                 "expected_latency_s": (args.latency_ms + args.jitter_ms) / 1000}
-            )  # fmt: skip
+                {
+                    "license_code": "bench",
+                    "api_key": key,
+                    "api_url": sandbox.url,
+                    "warehouse_url": f"duckdb:///{warehouse}",
+                    "bulk_events_rpm": args.rpm,
+                    "expected_latency_s": (args.latency_ms + args.jitter_ms) / 1000,
+                }
+            )
             started = time.monotonic()
             summary = events.run(settings, window=WINDOW, run_id="bench", mapping=mapping)
             elapsed = time.monotonic() - started
@@ -80,12 +90,18 @@ def main() -> None:
     # The last request's own latency is not in the arrival-to-arrival span: add it back.
     send_s += args.latency_ms / 1000
     end_to_end = accepted / elapsed * 60 / ceiling
-    print(f"events {args.events:,}; accepted {accepted:,}; requests {summary['requests']:,}; sandbox events "
-          f"{stats['events']:,}; 429s {stats['throttled']}; violations {stats['violations']}")  # fmt: skip
-    print(f"run {elapsed:.1f}s (send phase {send_s:.1f}s); latency {args.latency_ms:.0f}±{args.jitter_ms:.0f} ms; "
-          f"end-to-end ratio {end_to_end:.3f}")  # fmt: skip
-    print(f"achieved {accepted / send_s * 60:,.0f} events/min / ceiling {ceiling:,} events/min = ratio "
-          f"{accepted / send_s * 60 / ceiling:.3f}; duplicates {stats['duplicate_events']}")  # fmt: skip
+    print(
+        f"events {args.events:,}; accepted {accepted:,}; requests {summary['requests']:,}; sandbox events "
+        f"{stats['events']:,}; 429s {stats['throttled']}; violations {stats['violations']}"
+    )
+    print(
+        f"run {elapsed:.1f}s (send phase {send_s:.1f}s); latency {args.latency_ms:.0f}±{args.jitter_ms:.0f} ms; "
+        f"end-to-end ratio {end_to_end:.3f}"
+    )
+    print(
+        f"achieved {accepted / send_s * 60:,.0f} events/min / ceiling {ceiling:,} events/min = ratio "
+        f"{accepted / send_s * 60 / ceiling:.3f}; duplicates {stats['duplicate_events']}"
+    )
 
 
 if __name__ == "__main__":

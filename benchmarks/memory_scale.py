@@ -82,8 +82,14 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             trace.append((report.extracted, _common.current_rss_mb(), duckdb_mb()))
 
     def run() -> dict[str, Any]:
-        return users.run(settings, mapping=mapping, dry_run=True, run_id=f"p5-{time.time_ns()}",
-                         clock=lambda: p4.AS_OF, progress=progress)  # fmt: skip
+        return users.run(
+            settings,
+            mapping=mapping,
+            dry_run=True,
+            run_id=f"p5-{time.time_ns()}",
+            clock=lambda: p4.AS_OF,
+            progress=progress,
+        )
 
     started = time.perf_counter()
     if args.profile:
@@ -94,9 +100,17 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         profiler.dump_stats(str(args.profile))
     else:
         summary = run()
-    return {"seconds": time.perf_counter() - started, "extracted": summary["extracted"], "sent": summary["sent"],
-            "unchanged": summary["unchanged"], "rejected": summary["rejected"], "batches": summary["batches"],
-            "peak_mb": _common.peak_rss_mb(), "after_imports_mb": base, "trace": trace}  # fmt: skip
+    return {
+        "seconds": time.perf_counter() - started,
+        "extracted": summary["extracted"],
+        "sent": summary["sent"],
+        "unchanged": summary["unchanged"],
+        "rejected": summary["rejected"],
+        "batches": summary["batches"],
+        "peak_mb": _common.peak_rss_mb(),
+        "after_imports_mb": base,
+        "trace": trace,
+    }
 
 
 def _child_main(argv: list[str]) -> None:
@@ -137,16 +151,26 @@ def scenario(name: str, rows: int, workdir: Path, *, profile: bool, memory_limit
         extra += ["--duckdb-memory-limit", memory_limit]
     out, maxrss = run_child([str(HERE), "_measure", *common, *extra])
     result: dict[str, Any] = _common.last_json(out)
-    result.update(rows=rows, scenario=name, ru_maxrss_mb=maxrss, prep=prep, prep_ru_maxrss_mb=prep_maxrss,
-                  db_mb=path.stat().st_size / 2**20, load=load())  # fmt: skip
+    result.update(
+        rows=rows,
+        scenario=name,
+        ru_maxrss_mb=maxrss,
+        prep=prep,
+        prep_ru_maxrss_mb=prep_maxrss,
+        db_mb=path.stat().st_size / 2**20,
+        load=load(),
+    )
     step = max(1, len(result["trace"]) // 12)
     trace = ", ".join(f"{n // 1000}k:{mb:.0f}/{db:.0f}" for n, mb, db in result["trace"][::step] + result["trace"][-1:])
     prep_s = ", ".join(f"{k} {v:.1f}" for k, v in prep.items() if k.endswith("_s"))
-    print(f"  {name} {_label(rows)}: dry run {result['seconds']:.1f}s, extracted {result['extracted']:,}, would "
-          f"send {result['sent']:,} in {result['batches']:,} batches; peak RSS {result['peak_mb']:,.0f} MB "
-          f"(VmHWM; ru_maxrss {maxrss:,.0f} MB; after imports {result['after_imports_mb']:,.0f} MB); "
-          f"DuckDB file {result['db_mb']:,.0f} MB; prepare: {prep_s} s, peak {prep['peak_mb']:,.0f} MB "
-          f"[{result['load']}]", flush=True)  # fmt: skip
+    print(
+        f"  {name} {_label(rows)}: dry run {result['seconds']:.1f}s, extracted {result['extracted']:,}, would "
+        f"send {result['sent']:,} in {result['batches']:,} batches; peak RSS {result['peak_mb']:,.0f} MB "
+        f"(VmHWM; ru_maxrss {maxrss:,.0f} MB; after imports {result['after_imports_mb']:,.0f} MB); "
+        f"DuckDB file {result['db_mb']:,.0f} MB; prepare: {prep_s} s, peak {prep['peak_mb']:,.0f} MB "
+        f"[{result['load']}]",
+        flush=True,
+    )
     print(f"    after rows extracted: RSS/DuckDB-held MB {trace}", flush=True)
     if profile:
         print(_top_of_profile(workdir / f"profile-{rows}-{name}.pstats"), flush=True)
@@ -180,10 +204,12 @@ def main() -> None:
             ratio = large["peak_mb"] / small["peak_mb"]
             ok = ratio <= 1.2 and large["peak_mb"] < LIMIT_MB
             setting = f", DuckDB memory_limit={args.duckdb_memory_limit}" if args.duckdb_memory_limit else ""
-            lines.append(f"P5 memory ({name}{setting}): peak RSS {_label(args.large)} {large['peak_mb']:,.0f} MB / "
-                         f"{_label(args.small)} {small['peak_mb']:,.0f} MB = ratio {ratio:.2f} (target <= 1.2), "
-                         f"absolute {large['peak_mb']:,.0f} MB (target < {LIMIT_MB} MB)"
-                         f"{'' if ok else ' MISSED'}")  # fmt: skip
+            lines.append(
+                f"P5 memory ({name}{setting}): peak RSS {_label(args.large)} {large['peak_mb']:,.0f} MB / "
+                f"{_label(args.small)} {small['peak_mb']:,.0f} MB = ratio {ratio:.2f} (target <= 1.2), "
+                f"absolute {large['peak_mb']:,.0f} MB (target < {LIMIT_MB} MB)"
+                f"{'' if ok else ' MISSED'}"
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print()

@@ -33,14 +33,31 @@ AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 BURST_S = 0.1
 
 
-def one_run(sandbox: SandboxProcess, warehouse: Path, state: Path, *, overflow: bool, bulk_rpm: float,
-            single_rpm: float, latency_s: float) -> dict[str, Any]:  # fmt: skip
+def one_run(
+    sandbox: SandboxProcess,
+    warehouse: Path,
+    state: Path,
+    *,
+    overflow: bool,
+    bulk_rpm: float,
+    single_rpm: float,
+    latency_s: float,
+) -> dict[str, Any]:
     httpx.post(f"{sandbox.url}/_sandbox/reset", timeout=10).raise_for_status()
     settings = Settings.from_mapping(
-        {"license_code": "bench", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{warehouse}",
-         "state_url": f"duckdb:///{state}", "bulk_users_rpm": bulk_rpm, "users_rpm": single_rpm,
-         "expected_latency_s": latency_s, "burst_seconds": BURST_S, "overflow_lane": overflow}
-    )  # fmt: skip
+        {
+            "license_code": "bench",
+            "api_key": KEY,
+            "api_url": sandbox.url,
+            "warehouse_url": f"duckdb:///{warehouse}",
+            "state_url": f"duckdb:///{state}",
+            "bulk_users_rpm": bulk_rpm,
+            "users_rpm": single_rpm,
+            "expected_latency_s": latency_s,
+            "burst_seconds": BURST_S,
+            "overflow_lane": overflow,
+        }
+    )
     started = time.monotonic()
     summary = users.run(settings, run_id="overflow" if overflow else "bulk-only", clock=lambda: AS_OF)
     wall = time.monotonic() - started
@@ -48,8 +65,14 @@ def one_run(sandbox: SandboxProcess, warehouse: Path, state: Path, *, overflow: 
     listed = httpx.get(f"{sandbox.url}/_sandbox/users", params={"limit": 1_000_000}, timeout=30).json()["users"]
     seen = sorted(float(u["first_seen"]) for u in listed)
     span = seen[-1] - seen[0]
-    return {"summary": summary, "stats": stats, "items": len(seen), "span": span, "wall": wall,
-            "per_min": len(seen) / span * 60}  # fmt: skip
+    return {
+        "summary": summary,
+        "stats": stats,
+        "items": len(seen),
+        "span": span,
+        "wall": wall,
+        "per_min": len(seen) / span * 60,
+    }
 
 
 def main() -> None:
@@ -65,15 +88,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="overflow-bench-") as tmp:
         warehouse = Path(tmp) / "warehouse.duckdb"
         build_demo_warehouse(warehouse, users=args.users, as_of=AS_OF)
-        config = SandboxConfig(license_code="bench", api_key=KEY, bulk_users_rpm=int(bulk_rpm),
-                               users_rpm=int(single_rpm), latency_ms=args.latency_ms,
-                               jitter_ms=args.jitter_ms)  # fmt: skip
+        config = SandboxConfig(
+            license_code="bench",
+            api_key=KEY,
+            bulk_users_rpm=int(bulk_rpm),
+            users_rpm=int(single_rpm),
+            latency_ms=args.latency_ms,
+            jitter_ms=args.jitter_ms,
+        )
         with SandboxProcess(config) as sandbox:
             runs = {
-                name: one_run(sandbox, warehouse, Path(tmp) / f"state-{name}.duckdb", overflow=name == "overflow",
-                              bulk_rpm=bulk_rpm, single_rpm=single_rpm, latency_s=latency_s)
+                name: one_run(
+                    sandbox,
+                    warehouse,
+                    Path(tmp) / f"state-{name}.duckdb",
+                    overflow=name == "overflow",
+                    bulk_rpm=bulk_rpm,
+                    single_rpm=single_rpm,
+                    latency_s=latency_s,
+                )
                 for name in ("bulk-only", "overflow")
-            }  # fmt: skip
+            }
 
     for name, run in runs.items():
         stats, summary = run["stats"], run["summary"]
@@ -87,11 +122,15 @@ def main() -> None:
         for note in summary["notes"]:
             print(f"           {note}")
     ideal = (25 * bulk_rpm + single_rpm) / (25 * bulk_rpm)
-    print(f"limits: bulk {bulk_rpm:,.0f}/min x 25, single {single_rpm:,.0f}/min; latency {args.latency_ms:.0f}"
-          f"±{args.jitter_ms:.0f} ms; ideal ratio {ideal:.3f}")  # fmt: skip
+    print(
+        f"limits: bulk {bulk_rpm:,.0f}/min x 25, single {single_rpm:,.0f}/min; latency {args.latency_ms:.0f}"
+        f"±{args.jitter_ms:.0f} ms; ideal ratio {ideal:.3f}"
+    )
     ratio = runs["overflow"]["per_min"] / runs["bulk-only"]["per_min"]
-    print(f"overflow {runs['overflow']['per_min']:,.0f} / bulk-only {runs['bulk-only']['per_min']:,.0f} items/min "
-          f"= ratio {ratio:.3f}")  # fmt: skip
+    print(
+        f"overflow {runs['overflow']['per_min']:,.0f} / bulk-only {runs['bulk-only']['per_min']:,.0f} items/min "
+        f"= ratio {ratio:.3f}"
+    )
 
 
 if __name__ == "__main__":

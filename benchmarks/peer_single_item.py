@@ -64,39 +64,64 @@ class Outcome:
         return self.accepted / self.elapsed_s * 60
 
     def line(self) -> str:
-        return (f"{self.name:>15}: {self.accepted:,}/{self.items:,} users accepted in {self.requests:,} requests, "
-                f"{self.elapsed_s:.1f}s, concurrency {self.concurrency} -> {self.items_per_min:,.0f} items/min "
-                f"= {self.items_per_min / self.ceiling_items_per_min:.3f} of its ceiling "
-                f"{self.ceiling_items_per_min:,.0f} [{self.load}]")  # fmt: skip
+        return (
+            f"{self.name:>15}: {self.accepted:,}/{self.items:,} users accepted in {self.requests:,} requests, "
+            f"{self.elapsed_s:.1f}s, concurrency {self.concurrency} -> {self.items_per_min:,.0f} items/min "
+            f"= {self.items_per_min / self.ceiling_items_per_min:.3f} of its ceiling "
+            f"{self.ceiling_items_per_min:,.0f} [{self.load}]"
+        )
 
 
 def user(i: int) -> dict[str, Any]:
     """A realistic mapped profile (system fields + custom attributes), about 500 bytes of JSON."""
     return {
-        "userId": f"u{i:09d}", "firstName": ("Aarav", "Diya", "John", "Zoë")[i % 4], "lastName": "Sharma",
-        "email": f"user.{i}@example.org", "phone": f"+9198{i % 100_000_000:08d}", "gender": "female",
-        "birthDate": "1990-04-01T00:00:00+0000", "emailOptIn": i % 3 == 0, "smsOptIn": False,
-        "country": "India", "city": "Mumbai", "region": "MH", "postalCode": "400001",
+        "userId": f"u{i:09d}",
+        "firstName": ("Aarav", "Diya", "John", "Zoë")[i % 4],
+        "lastName": "Sharma",
+        "email": f"user.{i}@example.org",
+        "phone": f"+9198{i % 100_000_000:08d}",
+        "gender": "female",
+        "birthDate": "1990-04-01T00:00:00+0000",
+        "emailOptIn": i % 3 == 0,
+        "smsOptIn": False,
+        "country": "India",
+        "city": "Mumbai",
+        "region": "MH",
+        "postalCode": "400001",
         "company": f"Company {i % 5000} Pvt Ltd",
-        "attributes": {"plan": "pro", "lifetime_value": i * 1.5, "orders_count": i % 500, "score": 42.5,
-                       "signup_at": "2021-06-01T10:00:00+0000", "last_seen_at": "2026-10-30T22:15:00+0000",
-                       "is_test_user": False, "locale": "en-IN", "referral_code": f"REF{i:08X}",
-                       "preferences": {"lang": "hi", "newsletter": True, "tier": i % 3}},
-    }  # fmt: skip
+        "attributes": {
+            "plan": "pro",
+            "lifetime_value": i * 1.5,
+            "orders_count": i % 500,
+            "score": 42.5,
+            "signup_at": "2021-06-01T10:00:00+0000",
+            "last_seen_at": "2026-10-30T22:15:00+0000",
+            "is_test_user": False,
+            "locale": "en-IN",
+            "referral_code": f"REF{i:08X}",
+            "preferences": {"lang": "hi", "newsletter": True, "tier": i % 3},
+        },
+    }
 
 
 def settings_for(url: str, *, scale: float, latency_s: float) -> Settings:
     # max_in_flight is lifted so the single-item peer can keep rate x latency requests in flight.
     return Settings.from_mapping(
-        {"license_code": LICENSE, "api_key": KEY, "api_url": url, "users_rpm": USERS_RPM * scale,
-         "bulk_users_rpm": BULK_USERS_RPM * scale, "expected_latency_s": latency_s, "max_in_flight": 1024}
-    )  # fmt: skip
+        {
+            "license_code": LICENSE,
+            "api_key": KEY,
+            "api_url": url,
+            "users_rpm": USERS_RPM * scale,
+            "bulk_users_rpm": BULK_USERS_RPM * scale,
+            "expected_latency_s": latency_s,
+            "max_in_flight": 1024,
+        }
+    )
 
 
 def run_ours(settings: Settings, users: list[dict[str, Any]], ceiling: float) -> Outcome:
     items = [Item(key=u["userId"], identity=f"{u['userId']}:1", payload=u) for u in users]
-    requests = list(batch_requests(items, endpoint="bulk-users", batch_size=BULK_ITEMS, max_bytes=512_000,
-                                   oversize=[]))  # fmt: skip
+    requests = list(batch_requests(items, endpoint="bulk-users", batch_size=BULK_ITEMS, max_bytes=512_000, oversize=[]))
     return _drive("ours (bulk)", settings, requests, ceiling, len(users))
 
 
@@ -115,8 +140,16 @@ def _drive(name: str, settings: Settings, requests: list[Any], ceiling: float, i
         elapsed = time.monotonic() - started
         width = client.concurrency_for(requests[0].endpoint)
         sent = client.stats.snapshot()["requests"]
-    return Outcome(name=name, items=items, accepted=accepted, requests=int(sent), elapsed_s=elapsed,
-                   ceiling_items_per_min=ceiling, concurrency=width, load=load())  # fmt: skip
+    return Outcome(
+        name=name,
+        items=items,
+        accepted=accepted,
+        requests=int(sent),
+        elapsed_s=elapsed,
+        ceiling_items_per_min=ceiling,
+        concurrency=width,
+        load=load(),
+    )
 
 
 class _Schedule:
@@ -136,15 +169,17 @@ class _Schedule:
             time.sleep(delay)
 
 
-def run_peer_minimal(url: str, users: list[dict[str, Any]], *, rpm: float, latency_s: float,
-                     ceiling: float) -> Outcome:  # fmt: skip
+def run_peer_minimal(url: str, users: list[dict[str, Any]], *, rpm: float, latency_s: float, ceiling: float) -> Outcome:
     """One POST per user to /users: paced at exactly ``rpm``, rate x latency + 50 % workers, one retry
     loop on 429/5xx/transport errors (honouring Retry-After), accepted on 2xx."""
     width = math.ceil(rpm / 60 * latency_s * 1.5) + 1
     schedule = _Schedule(rpm)
-    http = httpx.Client(base_url=f"{url}/v1/accounts/{LICENSE}", headers={"Authorization": f"Bearer {KEY}",
-                        "Content-Type": "application/json"}, timeout=30.0,
-                        limits=httpx.Limits(max_connections=width, max_keepalive_connections=width))  # fmt: skip
+    http = httpx.Client(
+        base_url=f"{url}/v1/accounts/{LICENSE}",
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+        timeout=30.0,
+        limits=httpx.Limits(max_connections=width, max_keepalive_connections=width),
+    )
     counts = {"accepted": 0, "requests": 0}
     lock = threading.Lock()
 
@@ -171,9 +206,16 @@ def run_peer_minimal(url: str, users: list[dict[str, Any]], *, rpm: float, laten
         list(pool.map(send, users))
     elapsed = time.monotonic() - started
     http.close()
-    return Outcome(name="peer (minimal)", items=len(users), accepted=counts["accepted"],
-                   requests=counts["requests"], elapsed_s=elapsed, ceiling_items_per_min=ceiling,
-                   concurrency=width, load=load())  # fmt: skip
+    return Outcome(
+        name="peer (minimal)",
+        items=len(users),
+        accepted=counts["accepted"],
+        requests=counts["requests"],
+        elapsed_s=elapsed,
+        ceiling_items_per_min=ceiling,
+        concurrency=width,
+        load=load(),
+    )
 
 
 def main() -> None:
@@ -192,12 +234,20 @@ def main() -> None:
     data = [user(i) for i in range(math.ceil(ours_ceiling * args.seconds / 60))]
     theirs_n = math.ceil(theirs_ceiling * args.seconds / 60)
     print(f"machine: {machine()}")
-    print(f"limits x{args.scale:g}: /users {users_rpm:,.0f} req/min, /bulk-users {bulk_rpm:,.0f} req/min; latency "
-          f"{args.latency_ms:.0f}±{args.jitter_ms:.0f} ms; {args.seconds:.0f}s per sender", flush=True)  # fmt: skip
+    print(
+        f"limits x{args.scale:g}: /users {users_rpm:,.0f} req/min, /bulk-users {bulk_rpm:,.0f} req/min; latency "
+        f"{args.latency_ms:.0f}±{args.jitter_ms:.0f} ms; {args.seconds:.0f}s per sender",
+        flush=True,
+    )
 
-    config = SandboxConfig(license_code=LICENSE, api_key=KEY, users_rpm=math.ceil(users_rpm),
-                           bulk_users_rpm=math.ceil(bulk_rpm), latency_ms=args.latency_ms,
-                           jitter_ms=args.jitter_ms)  # fmt: skip
+    config = SandboxConfig(
+        license_code=LICENSE,
+        api_key=KEY,
+        users_rpm=math.ceil(users_rpm),
+        bulk_users_rpm=math.ceil(bulk_rpm),
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
+    )
     outcomes: list[Outcome] = []
     with SandboxProcess(config) as sandbox:
         settings = settings_for(sandbox.url, scale=args.scale, latency_s=latency_s)
@@ -205,14 +255,19 @@ def main() -> None:
         if "client" in peers:
             runs.append(lambda: run_peer_client(settings, data[:theirs_n], theirs_ceiling))
         if "minimal" in peers:
-            runs.append(lambda: run_peer_minimal(sandbox.url, data[:theirs_n], rpm=users_rpm, latency_s=latency_s,
-                                                 ceiling=theirs_ceiling))  # fmt: skip
+            runs.append(
+                lambda: run_peer_minimal(
+                    sandbox.url, data[:theirs_n], rpm=users_rpm, latency_s=latency_s, ceiling=theirs_ceiling
+                )
+            )
         for run in runs:
             outcomes.append(run())
             print(outcomes[-1].line(), flush=True)
         stats = sandbox.stats()
-    print(f"sandbox: requests {stats['requests']}, 429s {stats['throttled']}, violations {stats['violations']}, "
-          f"users stored {stats['users']:,}")  # fmt: skip
+    print(
+        f"sandbox: requests {stats['requests']}, 429s {stats['throttled']}, violations {stats['violations']}, "
+        f"users stored {stats['users']:,}"
+    )
     ours, *theirs = outcomes
     if not theirs:
         raise SystemExit("no peer run (--peers client,minimal)")
@@ -220,10 +275,14 @@ def main() -> None:
     for peer in theirs:
         print(f"ours/{peer.name}: {ours.items_per_min / peer.items_per_min:.2f}x")
     if best.items_per_min < 0.95 * best.ceiling_items_per_min:
-        print(f"WARNING: the peer reached only {best.items_per_min / best.ceiling_items_per_min:.2f} of its ceiling: "
-              "the harness, not the design, limited it and the ratio is overstated; lower --scale")  # fmt: skip
-    print(f"P2 peer: ours {ours.items_per_min:,.0f} items/min / theirs {best.items_per_min:,.0f} items/min "
-          f"({best.name}) = ratio {ours.items_per_min / best.items_per_min:.2f}x (target >= 2.4)")  # fmt: skip
+        print(
+            f"WARNING: the peer reached only {best.items_per_min / best.ceiling_items_per_min:.2f} of its ceiling: "
+            "the harness, not the design, limited it and the ratio is overstated; lower --scale"
+        )
+    print(
+        f"P2 peer: ours {ours.items_per_min:,.0f} items/min / theirs {best.items_per_min:,.0f} items/min "
+        f"({best.name}) = ratio {ours.items_per_min / best.items_per_min:.2f}x (target >= 2.4)"
+    )
 
 
 if __name__ == "__main__":

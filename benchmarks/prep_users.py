@@ -185,12 +185,29 @@ CREATE TABLE users (
 
 MAPPING: dict[str, Any] = {
     "source": {"user_id": "user_id", "updated_at": "updated_at", "chunk_rows": 100_000},
-    "options": {"source_timezone": "UTC", "default_phone_region": "IN", "phone_region_column": "country_code",
-                "on_null": "keep", "duplicate_rule": "latest_updated_at"},
-    "system_attributes": {"first_name": "firstName", "last_name": "lastName", "email": "email", "phone": "phone",
-                          "birth_date": "birthDate", "gender": "gender", "company": "company",
-                          "email_opt_in": "emailOptIn", "sms_opt_in": "smsOptIn", "whatsapp_opt_in": "whatsappOptIn",
-                          "country": "country", "city": "city", "region": "region", "postal_code": "postalCode"},
+    "options": {
+        "source_timezone": "UTC",
+        "default_phone_region": "IN",
+        "phone_region_column": "country_code",
+        "on_null": "keep",
+        "duplicate_rule": "latest_updated_at",
+    },
+    "system_attributes": {
+        "first_name": "firstName",
+        "last_name": "lastName",
+        "email": "email",
+        "phone": "phone",
+        "birth_date": "birthDate",
+        "gender": "gender",
+        "company": "company",
+        "email_opt_in": "emailOptIn",
+        "sms_opt_in": "smsOptIn",
+        "whatsapp_opt_in": "whatsappOptIn",
+        "country": "country",
+        "city": "city",
+        "region": "region",
+        "postal_code": "postalCode",
+    },
     "custom_attributes": {
         "anonymous_id": {"type": "string"},
         "country_code": {"type": "string"},
@@ -208,7 +225,7 @@ MAPPING: dict[str, Any] = {
         "locale": {"type": "string"},
         "referral_code": {"type": "string"},
     },
-}  # fmt: skip
+}
 
 
 def mapping_for(workdir: Path) -> Any:
@@ -300,14 +317,22 @@ def warm_state(url: str, mapping: Any) -> dict[str, float]:
             keep, _ = tx.dedupe(chunk, keys, hashes, mapping)
             chunk, keys, hashes = chunk[keep], keys[keep], hashes[keep]
             if mapping.on_null == "clear":  # masks matter only then; building 1M payloads takes a minute
-                masks: Any = tx.build_payloads(chunk, keys, mapping, types, [None] * len(keys),
-                                               today=AS_OF.date()).masks  # fmt: skip
+                masks: Any = tx.build_payloads(
+                    chunk, keys, mapping, types, [None] * len(keys), today=AS_OF.date()
+                ).masks
             else:
                 masks = "1" * len(mapping.fields)
             frames.append(
-                pd.DataFrame({"user_id": keys.to_numpy(dtype=object), "payload_hash": hashes.to_numpy(),
-                              "field_mask": masks, "accepted_at": AS_OF.replace(tzinfo=None), "run_id": "warm"})
-            )  # fmt: skip
+                pd.DataFrame(
+                    {
+                        "user_id": keys.to_numpy(dtype=object),
+                        "payload_hash": hashes.to_numpy(),
+                        "field_mask": masks,
+                        "accepted_at": AS_OF.replace(tzinfo=None),
+                        "run_id": "warm",
+                    }
+                )
+            )
     warehouse.dispose()
     hashed = time.perf_counter() - started
     state = pd.concat(frames, ignore_index=True)
@@ -315,8 +340,10 @@ def warm_state(url: str, mapping: Any) -> dict[str, float]:
         with duckdb.connect(url.removeprefix("duckdb:///")) as con:
             con.register("staged_state", state)
             con.execute("DELETE FROM we_user_state")
-            con.execute("INSERT INTO we_user_state SELECT user_id, payload_hash, field_mask, accepted_at, run_id "
-                        "FROM staged_state")  # fmt: skip
+            con.execute(
+                "INSERT INTO we_user_state SELECT user_id, payload_hash, field_mask, accepted_at, run_id "
+                "FROM staged_state"
+            )
     else:
         import psycopg
 
@@ -347,12 +374,26 @@ def measure(url: str, workdir: Path) -> dict[str, Any]:
             trace.append((report.extracted, current_rss_mb()))
 
     started, cpu = time.perf_counter(), time.process_time()
-    summary = users.run(settings, mapping=mapping, dry_run=True, run_id=f"bench-{time.time_ns()}",
-                        clock=lambda: AS_OF, progress=progress)  # fmt: skip
+    summary = users.run(
+        settings,
+        mapping=mapping,
+        dry_run=True,
+        run_id=f"bench-{time.time_ns()}",
+        clock=lambda: AS_OF,
+        progress=progress,
+    )
     elapsed = time.perf_counter() - started
-    return {"seconds": elapsed, "cpu_s": time.process_time() - cpu, "rows": summary["extracted"],
-            "changed": summary["sent"], "unchanged": summary["unchanged"], "rejected": summary["rejected"],
-            "rss_mb": rss_mb(), "base_rss_mb": base, "rss_trace": trace}  # fmt: skip
+    return {
+        "seconds": elapsed,
+        "cpu_s": time.process_time() - cpu,
+        "rows": summary["extracted"],
+        "changed": summary["sent"],
+        "unchanged": summary["unchanged"],
+        "rejected": summary["rejected"],
+        "rss_mb": rss_mb(),
+        "base_rss_mb": base,
+        "rss_trace": trace,
+    }
 
 
 def measure_in_subprocess(url: str, workdir: Path, *, profile: Path | None = None) -> dict[str, Any]:
@@ -476,16 +517,32 @@ def pg_cluster() -> Iterator[str]:
     def sh(*args: str) -> None:
         subprocess.run([*run_as, *args], check=True, capture_output=True, timeout=120)
 
-    sh(f"{bindir}/initdb", "-D", f"{base}/data", "-U", "postgres", "-A", "trust", "-E", "UTF8",
-       "--locale=C.UTF-8", "--no-sync")  # fmt: skip
-    opts = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=UTC "
-            "-c shared_buffers=256MB -c max_wal_size=4GB")  # fmt: skip
+    sh(
+        f"{bindir}/initdb",
+        "-D",
+        f"{base}/data",
+        "-U",
+        "postgres",
+        "-A",
+        "trust",
+        "-E",
+        "UTF8",
+        "--locale=C.UTF-8",
+        "--no-sync",
+    )
+    opts = (
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=UTC "
+        "-c shared_buffers=256MB -c max_wal_size=4GB"
+    )
     sh(f"{bindir}/pg_ctl", "-D", f"{base}/data", "-l", f"{base}/log", "-w", "-o", opts, "start")
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*run_as, f"{bindir}/pg_ctl", "-D", f"{base}/data", "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)  # fmt: skip
+        subprocess.run(
+            [*run_as, f"{bindir}/pg_ctl", "-D", f"{base}/data", "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -518,11 +575,14 @@ def run_scale(label: str, url: str, workdir: Path, rows: int, mapping: Any, repe
     result.update(label=label, warm_s=warm["total_s"], expected=changed)
     result["rows_per_s"] = result["rows"] / result["seconds"]
     ok = result["changed"] == changed and result["rows"] == rows
-    print(f"  {label}: {result['rows']:,} rows in {result['seconds']:.2f}s (this process's CPU {result['cpu_s']:.1f}s) "
-          f"= {result['rows_per_s']:,.0f} rows/s; "
-          f"changed found {result['changed']:,} (expected {changed:,}{'' if ok else ' MISMATCH'}); "
-          f"peak RSS {result['rss_mb']:.0f} MB (after imports {result['base_rss_mb']:.0f} MB); "
-          f"warm {warm['total_s']:.1f}s", flush=True)  # fmt: skip
+    print(
+        f"  {label}: {result['rows']:,} rows in {result['seconds']:.2f}s (this process's CPU {result['cpu_s']:.1f}s) "
+        f"= {result['rows_per_s']:,.0f} rows/s; "
+        f"changed found {result['changed']:,} (expected {changed:,}{'' if ok else ' MISMATCH'}); "
+        f"peak RSS {result['rss_mb']:.0f} MB (after imports {result['base_rss_mb']:.0f} MB); "
+        f"warm {warm['total_s']:.1f}s",
+        flush=True,
+    )
     trace = ", ".join(f"{n // 1000}k:{mb:.0f}" for n, mb in result["rss_trace"])
     print(f"    RSS (MB) after rows extracted: {trace}", flush=True)
     if not ok:
@@ -535,14 +595,19 @@ def run_backend(name: str, urls: dict[str, tuple[str, int]], workdir: Path, mapp
     (small_label, _), (big_label, (big_url, _)) = list(urls.items())
     naive, naive_changed = naive_rows_per_s(big_url, mapping, args.naive_rows)
     assert naive_changed == args.naive_rows  # its state dict is empty: every row is built, hashed, compared
-    print(f"  naive per-row Python (read + transform + hash + diff): {naive:,.0f} rows/s "
-          f"({args.naive_rows:,}-row sample)", flush=True)  # fmt: skip
+    print(
+        f"  naive per-row Python (read + transform + hash + diff): {naive:,.0f} rows/s "
+        f"({args.naive_rows:,}-row sample)",
+        flush=True,
+    )
     big, small = results[big_label], results[small_label]
     target = 500 if name == "duckdb" else 100
     api = big["rows_per_s"] / API_ITEMS_PER_S
-    return (f"P4 prep {name}: {big['rows_per_s']:,.0f} rows/s = {api:,.0f}x API item rate (target {target}x), "
-            f"{big['rows_per_s'] / naive:,.1f}x naive (target 10x), RSS {big_label} {big['rss_mb']:,.0f} MB, "
-            f"RSS {big_label}/{small_label} = {big['rss_mb'] / small['rss_mb']:.2f} (target <= 1.3)")  # fmt: skip
+    return (
+        f"P4 prep {name}: {big['rows_per_s']:,.0f} rows/s = {api:,.0f}x API item rate (target {target}x), "
+        f"{big['rows_per_s'] / naive:,.1f}x naive (target 10x), RSS {big_label} {big['rss_mb']:,.0f} MB, "
+        f"RSS {big_label}/{small_label} = {big['rss_mb'] / small['rss_mb']:.2f} (target <= 1.3)"
+    )
 
 
 def main() -> None:

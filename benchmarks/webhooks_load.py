@@ -116,8 +116,13 @@ async def _client(port: int, worker: int, connections: int, seconds: float, rate
             writer.close()
 
     await asyncio.gather(*(connection(i) for i in range(connections)))
-    return {"elapsed": time.perf_counter() - start, "latencies": latencies, "statuses": dict(statuses),
-            "acked": acked, "errors": errors}  # fmt: skip
+    return {
+        "elapsed": time.perf_counter() - start,
+        "latencies": latencies,
+        "statuses": dict(statuses),
+        "acked": acked,
+        "errors": errors,
+    }
 
 
 def _client_process(port: int, worker: int, connections: int, seconds: float, rate: float) -> dict[str, Any]:
@@ -135,13 +140,17 @@ def _cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def phase(server: WebhookProcess, *, name: str, seconds: float, connections: int, processes: int, rate: float,
-          offset: int) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+def phase(
+    server: WebhookProcess, *, name: str, seconds: float, connections: int, processes: int, rate: float, offset: int
+) -> tuple[dict[str, Any], list[str]]:
     shares = [connections // processes + (i < connections % processes) for i in range(processes)]
     cpu_before = _cpu_seconds(server.pid)
     with ProcessPoolExecutor(processes) as pool:
-        futures = [pool.submit(_client_process, server.port, offset + i, n, seconds, rate * n / connections)
-                   for i, n in enumerate(shares) if n]  # fmt: skip
+        futures = [
+            pool.submit(_client_process, server.port, offset + i, n, seconds, rate * n / connections)
+            for i, n in enumerate(shares)
+            if n
+        ]
         parts = [f.result() for f in futures]
     cpu = _cpu_seconds(server.pid) - cpu_before
     latencies = sorted(x for p in parts for x in p["latencies"])
@@ -179,21 +188,38 @@ def main() -> None:
 
     print(f"# {machine()}")
     tmp = Path(tempfile.mkdtemp(prefix="we-webhooks-bench-"))
-    env = {"WEBENGAGE_LICENSE_CODE": LICENSE, "WEBENGAGE_WEBHOOK_SECRET": KEY,
-           "WEBENGAGE_WEBHOOK_DIR": str(tmp / "landing"), "WAREHOUSE_URL": f"duckdb:///{tmp / 'w.duckdb'}"}  # fmt: skip
+    env = {
+        "WEBENGAGE_LICENSE_CODE": LICENSE,
+        "WEBENGAGE_WEBHOOK_SECRET": KEY,
+        "WEBENGAGE_WEBHOOK_DIR": str(tmp / "landing"),
+        "WAREHOUSE_URL": f"duckdb:///{tmp / 'w.duckdb'}",
+    }
     try:
         server = WebhookProcess(env).start()
         try:
             results = []
             acked: list[str] = []
-            peak, ids = phase(server, name="max", seconds=args.seconds, connections=args.concurrency,
-                              processes=args.processes, rate=0.0, offset=0)  # fmt: skip
+            peak, ids = phase(
+                server,
+                name="max",
+                seconds=args.seconds,
+                connections=args.concurrency,
+                processes=args.processes,
+                rate=0.0,
+                offset=0,
+            )
             results.append(peak)
             acked += ids
             if args.rate > 0:
-                paced, ids = phase(server, name="paced", seconds=args.paced_seconds,
-                                   connections=max(8, args.concurrency // 2), processes=args.processes,
-                                   rate=args.rate, offset=100)  # fmt: skip
+                paced, ids = phase(
+                    server,
+                    name="paced",
+                    seconds=args.paced_seconds,
+                    connections=max(8, args.concurrency // 2),
+                    processes=args.processes,
+                    rate=args.rate,
+                    offset=100,
+                )
                 results.append(paced)
                 acked += ids
             stats = server.stats()
@@ -212,17 +238,25 @@ def main() -> None:
         con.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"server: accepted {stats['accepted']:,}, group commits {stats['group_commits']:,} "
-          f"({stats['accepted'] / max(stats['group_commits'], 1):.1f} deliveries per fsync), landed "
-          f"{stats['records_written']:,} lines / {stats['bytes_written'] / 2**20:.1f} MiB")  # fmt: skip
-    print(f"loader: {summary['lines']:,} lines -> {summary['events_loaded']:,} rows in {load_s:.1f}s "
-          f"({summary['lines'] / load_s:,.0f} lines/s, chunks {summary['chunks']})")  # fmt: skip
-    print(f"loss: acknowledged {len(acked):,}, in webengage_events {rows:,} ({distinct:,} distinct), "
-          f"acknowledged but missing {missing}, doubled {rows - distinct}")  # fmt: skip
+    print(
+        f"server: accepted {stats['accepted']:,}, group commits {stats['group_commits']:,} "
+        f"({stats['accepted'] / max(stats['group_commits'], 1):.1f} deliveries per fsync), landed "
+        f"{stats['records_written']:,} lines / {stats['bytes_written'] / 2**20:.1f} MiB"
+    )
+    print(
+        f"loader: {summary['lines']:,} lines -> {summary['events_loaded']:,} rows in {load_s:.1f}s "
+        f"({summary['lines'] / load_s:,.0f} lines/s, chunks {summary['chunks']})"
+    )
+    print(
+        f"loss: acknowledged {len(acked):,}, in webengage_events {rows:,} ({distinct:,} distinct), "
+        f"acknowledged but missing {missing}, doubled {rows - distinct}"
+    )
     peak = results[0]
     worst_p99 = max(r["p99_ms"] for r in results)
-    print(f"sustained {peak['deliveries_per_s']:,.0f} deliveries/s (p50 {peak['p50_ms']} ms, p99 {peak['p99_ms']} ms); "
-          f"worst p99 {worst_p99} ms; loss {missing}; ratio {peak['deliveries_per_s'] / TARGET:.2f}")  # fmt: skip
+    print(
+        f"sustained {peak['deliveries_per_s']:,.0f} deliveries/s (p50 {peak['p50_ms']} ms, p99 {peak['p99_ms']} ms); "
+        f"worst p99 {worst_p99} ms; loss {missing}; ratio {peak['deliveries_per_s'] / TARGET:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -64,9 +64,12 @@ def webengage_cohort_export() -> None:
     @task(task_id="export_cohort", multiple_outputs=False, outlets=[COHORTS_ASSET, COHORT_ALIAS])
     @fail_fast
     def export_cohort(
-        params: dict[str, Any], run_id: str, dag_run: Any, outlet_events: Any,
+        params: dict[str, Any],
+        run_id: str,
+        dag_run: Any,
+        outlet_events: Any,
         data_interval_end: datetime | None = None,
-    ) -> dict[str, object]:  # fmt: skip
+    ) -> dict[str, object]:
         from etl.pipelines import cohorts
 
         cohort = str(params.get("cohort", ""))

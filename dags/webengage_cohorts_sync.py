@@ -27,7 +27,7 @@ from webengage_common.assets import COHORTS_ASSET
 from webengage_common.defaults import task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
-from webengage_common.params import as_of_param, dry_run_param, flag, flag_param, run_as_of
+from webengage_common.params import cohort_sync_params, flag, run_as_of
 
 from etl.mappings.cohorts import configured_names
 
@@ -44,15 +44,16 @@ DYNAMIC = configured_names(mode="dynamic")
     max_active_runs=1,
     tags=["webengage", "reverse-etl", "cohorts"],
     doc_md=__doc__,
-    params={
-        "dry_run": dry_run_param(),
-        "override_guard": flag_param("Let syncs through that the guard would stop."),
-        "as_of": as_of_param(),
-    },
+    params=cohort_sync_params(),
 )
 def webengage_cohorts_sync() -> None:
-    @task(task_id="sync_cohort", multiple_outputs=False, outlets=[COHORTS_ASSET], max_active_tis_per_dagrun=1,
-          map_index_template="{{ task.op_kwargs['cohort'] }}")  # fmt: skip
+    @task(
+        task_id="sync_cohort",
+        multiple_outputs=False,
+        outlets=[COHORTS_ASSET],
+        max_active_tis_per_dagrun=1,
+        map_index_template="{{ task.op_kwargs['cohort'] }}",
+    )
     @fail_fast
     def sync_cohort(
         cohort: str, params: dict[str, Any], run_id: str, dag_run: Any, data_interval_end: datetime | None = None
@@ -77,9 +78,8 @@ def webengage_cohorts_sync() -> None:
 
         if flag(params, "dry_run"):
             return []
-        summaries = cohorts.retire_removed(
-            WebEngageHook().get_settings(), run_id=run_id, override_guard=flag(params, "override_guard")
-        )
+        settings = WebEngageHook().get_settings()
+        summaries = cohorts.retire_removed(settings, run_id=run_id, override_guard=flag(params, "override_guard"))
         for summary in summaries:
             print(cohorts.render_summary(summary))
         return summaries

@@ -56,9 +56,11 @@ def webengage_events_sync() -> None:
     @task(task_id="sync_events", multiple_outputs=False, outlets=[EVENTS_ASSET], doc_md=__doc__)
     @fail_fast
     def sync_events(
-        params: dict[str, Any], run_id: str,
-        data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
-    ) -> dict[str, object]:  # fmt: skip
+        params: dict[str, Any],
+        run_id: str,
+        data_interval_start: datetime | None = None,
+        data_interval_end: datetime | None = None,
+    ) -> dict[str, object]:
         from etl.pipelines import events
         from etl.report import render
 

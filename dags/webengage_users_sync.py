@@ -41,9 +41,12 @@ def webengage_users_sync() -> None:
     @task(task_id="sync_users", multiple_outputs=False, outlets=[USERS_ASSET], doc_md=__doc__)
     @fail_fast
     def sync_users(
-        params: dict[str, Any], run_id: str, dag_run: Any,
-        data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
-    ) -> dict[str, object]:  # fmt: skip
+        params: dict[str, Any],
+        run_id: str,
+        dag_run: Any,
+        data_interval_start: datetime | None = None,
+        data_interval_end: datetime | None = None,
+    ) -> dict[str, object]:
         from etl.pipelines import users
         from etl.plan import eta_warning
         from etl.report import render

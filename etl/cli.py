@@ -167,8 +167,14 @@ def demo(
 
     setup_logging(verbose)
     try:
-        ok = run_demo(users=users, directory=directory, rpm=rpm, change_share=change_share, console=console,
-                      now=as_of_or_now(as_of))  # fmt: skip
+        ok = run_demo(
+            users=users,
+            directory=directory,
+            rpm=rpm,
+            change_share=change_share,
+            console=console,
+            now=as_of_or_now(as_of),
+        )
     except WebEngageSyncError as exc:
         raise fail("demo", exc) from None
     if not ok:
@@ -206,16 +212,30 @@ def runs_list(
 
     with _store() as store:
         rows = store.runs(pipeline=pipeline or None, last=last)
-    table = Table("run id", "pipeline", "started (UTC)", "status", "extracted", "unchanged", "accepted",
-                  "rejected", "requests", "429s", "seconds", title="webengage-sync runs")  # fmt: skip
+    table = Table(
+        "run id",
+        "pipeline",
+        "started (UTC)",
+        "status",
+        "extracted",
+        "unchanged",
+        "accepted",
+        "rejected",
+        "requests",
+        "429s",
+        "seconds",
+        title="webengage-sync runs",
+    )
     for r in rows:
         c = r["counts"]
         table.add_row(
-            r["run_id"], r["pipeline"], f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
+            r["run_id"],
+            r["pipeline"],
+            f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
             r["status"] + (" (dry)" if r["dry_run"] else ""),
             *(f"{c.get(k, 0):,}" for k in ("extracted", "unchanged", "accepted", "rejected", "requests", "throttled")),
             f"{c.get('duration_s', 0):.1f}",
-        )  # fmt: skip
+        )
     table_console().print(table)
 
 
@@ -261,11 +281,29 @@ def rejects(
 
     with _store() as store:
         groups = store.reject_groups(pipeline or None, sample=keys)
-    table = Table("pipeline", "reason", "column", "kind", "status", "rows", "max attempts", "last seen",
-                  *(("keys",) if keys else ()), title="webengage-sync rejects")  # fmt: skip
+    table = Table(
+        "pipeline",
+        "reason",
+        "column",
+        "kind",
+        "status",
+        "rows",
+        "max attempts",
+        "last seen",
+        *(("keys",) if keys else ()),
+        title="webengage-sync rejects",
+    )
     for g in groups:
-        cells = [g["pipeline"], g["reason"], g["column_name"], g["kind"], g["status"], f"{g['rows']:,}",
-                 str(g["max_attempts"]), f"{g['last_seen']:%Y-%m-%d %H:%M}"]  # fmt: skip
+        cells = [
+            g["pipeline"],
+            g["reason"],
+            g["column_name"],
+            g["kind"],
+            g["status"],
+            f"{g['rows']:,}",
+            str(g["max_attempts"]),
+            f"{g['last_seen']:%Y-%m-%d %H:%M}",
+        ]
         if keys:
             cells.append(", ".join(g["keys"]))
         table.add_row(*cells)

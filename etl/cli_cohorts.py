@@ -65,8 +65,9 @@ def export_cohort(
     instant = as_of_or_now(as_of)
     settings = load_settings(credentials=not dry_run, cohorts_config=config or None)
     try:
-        summary = cohorts.export(settings, cohort=name, as_of=instant, dry_run=dry_run,
-                                 emit_events=events, override_guard=override_guard)  # fmt: skip
+        summary = cohorts.export(
+            settings, cohort=name, as_of=instant, dry_run=dry_run, emit_events=events, override_guard=override_guard
+        )
     except WebEngageSyncError as exc:
         raise _fail(f"cohort {name} export", exc) from None
     _finish(summary, as_json)
@@ -94,13 +95,28 @@ def list_cohorts(
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
-    table = Table("cohort", "attribute", "mode", "events", "status", "members", "last sync (UTC)", "events pending",
-                  title="webengage-sync cohorts")  # fmt: skip
+    table = Table(
+        "cohort",
+        "attribute",
+        "mode",
+        "events",
+        "status",
+        "members",
+        "last sync (UTC)",
+        "events pending",
+        title="webengage-sync cohorts",
+    )
     for r in rows:
         table.add_row(
-            r["name"], r["attribute"], r["mode"], "yes" if r["events"] else "no", r["status"], f"{r['members']:,}",
-            (r["last_synced_at"] or "")[:19].replace("T", " "), f"{r['events_pending']:,}",
-        )  # fmt: skip
+            r["name"],
+            r["attribute"],
+            r["mode"],
+            "yes" if r["events"] else "no",
+            r["status"],
+            f"{r['members']:,}",
+            (r["last_synced_at"] or "")[:19].replace("T", " "),
+            f"{r['events_pending']:,}",
+        )
     # Tables go to stdout; off a terminal (pipes, CI) they are not squeezed into 80 columns.
     (Console() if sys.stdout.isatty() else Console(width=200)).print(table)
 

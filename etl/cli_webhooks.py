@@ -75,8 +75,10 @@ def serve(
         base.console.print(f"[red]cannot listen on {host}:{port}:[/red] {exc.strerror}")
         raise typer.Exit(1) from None
     bound = sock.getsockname()[1]
-    base.console.print(f"webhook receiver on http://{host}:{bound}/webhooks, landing in {settings.landing_dir} "
-                       "(Ctrl-C stops; queued deliveries are written first)")  # fmt: skip
+    base.console.print(
+        f"webhook receiver on http://{host}:{bound}/webhooks, landing in {settings.landing_dir} "
+        "(Ctrl-C stops; queued deliveries are written first)"
+    )
     run_server(settings, host=host, port=bound, sock=sock)
 
 
@@ -113,8 +115,11 @@ def replay(
     if as_json:
         typer.echo(json.dumps({"landed": landed, "load": loaded}, indent=2, default=str))
         return
-    base.console.print(f"landed {landed['deliveries']:,} deliveries: {landed['events']:,} events, "
-                       f"{landed['quarantined']:,} quarantined {landed['reasons'] or ''}", highlight=False)  # fmt: skip
+    base.console.print(
+        f"landed {landed['deliveries']:,} deliveries: {landed['events']:,} events, "
+        f"{landed['quarantined']:,} quarantined {landed['reasons'] or ''}",
+        highlight=False,
+    )
     if loaded is not None:
         _print_load(loaded)
 

@@ -236,8 +236,13 @@ class Settings(SettingsModel):
             log.warning(
                 "license code starts with %r: the account is probably in the %r data centre, but data_center "
                 "is not set (requests go to %s); set %s=%s or the connection host to %r if so",
-                f"{hinted}~", hinted, self.base_url, _ENV_VARS["data_center"], hinted, hinted,
-            )  # fmt: skip
+                f"{hinted}~",
+                hinted,
+                self.base_url,
+                _ENV_VARS["data_center"],
+                hinted,
+                hinted,
+            )
         return self
 
 
@@ -294,8 +299,9 @@ def check_api_key(key: Secret) -> None:
     """A key that cannot be sent in an HTTP header is a configuration error, not a transient one."""
     value = key.reveal()
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ConfigError("api_key", "contains a control character (a newline from the file or secret it was "
-                                     "read from?); remove it")  # fmt: skip
+        raise ConfigError(
+            "api_key", "contains a control character (a newline from the file or secret it was read from?); remove it"
+        )
     if value != value.strip():
         raise ConfigError("api_key", "has leading or trailing whitespace; remove it")
     if not value.isascii():

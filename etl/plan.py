@@ -108,10 +108,12 @@ def plan(
         for spec in config.cohorts:
             if spec.mode != "dynamic":
                 continue
-            summary = cohort_pipeline.export(settings, cohort=spec.name, as_of=as_of, dry_run=True, config=config,
-                                             **extra)  # fmt: skip
-            lines.append(line_from_summary(summary, settings=settings, noun="membership changes",
-                                           endpoint="bulk-users"))  # fmt: skip
+            summary = cohort_pipeline.export(
+                settings, cohort=spec.name, as_of=as_of, dry_run=True, config=config, **extra
+            )
+            lines.append(
+                line_from_summary(summary, settings=settings, noun="membership changes", endpoint="bulk-users")
+            )
     return lines
 
 

@@ -184,9 +184,15 @@ class ThreadedServer(_Started):
             raise RuntimeError(f"{self.name} already started")
         self._sock = bind_socket(self.host, self.port)
         self.port = self._sock.getsockname()[1]
-        config = uvicorn_config(self.app, host=self.host, port=self.port, quiet=True, lifespan=self.lifespan,
-                                header_timeout_s=self.header_timeout_s,
-                                graceful_s=self.graceful_s)  # fmt: skip
+        config = uvicorn_config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            quiet=True,
+            lifespan=self.lifespan,
+            header_timeout_s=self.header_timeout_s,
+            graceful_s=self.graceful_s,
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [self._sock]}, name=self.name, daemon=True)
         self._server, self._thread = server, thread

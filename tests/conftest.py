@@ -79,16 +79,30 @@ def pg_url() -> Iterator[str]:
     def sh(*args: str) -> None:
         subprocess.run([*run_as, *args], check=True, capture_output=True, timeout=60)
 
-    sh(f"{bindir}/initdb", "-D", f"{base}/data", "-U", "postgres", "-A", "trust", "-E", "UTF8",
-       "--locale=C.UTF-8", "--no-sync")  # fmt: skip
+    sh(
+        f"{bindir}/initdb",
+        "-D",
+        f"{base}/data",
+        "-U",
+        "postgres",
+        "-A",
+        "trust",
+        "-E",
+        "UTF8",
+        "--locale=C.UTF-8",
+        "--no-sync",
+    )
     # -l is required: without a log file the postmaster keeps our pipe open and run() hangs.
     opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=UTC"
     sh(f"{bindir}/pg_ctl", "-D", f"{base}/data", "-l", f"{base}/log", "-w", "-o", opts, "start")
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*run_as, f"{bindir}/pg_ctl", "-D", f"{base}/data", "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)  # fmt: skip
+        subprocess.run(
+            [*run_as, f"{bindir}/pg_ctl", "-D", f"{base}/data", "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -35,8 +35,11 @@ def on_failure(context: Any) -> None:
     exc = context.get("exception")
     log.error(
         "webengage task failed: dag=%s task=%s run=%s reason=%s",
-        getattr(ti, "dag_id", "?"), getattr(ti, "task_id", "?"), context.get("run_id"), exc,
-    )  # fmt: skip
+        getattr(ti, "dag_id", "?"),
+        getattr(ti, "task_id", "?"),
+        context.get("run_id"),
+        exc,
+    )
     hook = _user_callback()
     if hook is not None:
         hook(context)

@@ -39,8 +39,9 @@ class WebEngageHook(BaseHook):
         for name, value in env_values().items():
             if name not in _CONNECTION_ONLY and name not in extra:
                 extra[name] = value
-        return Settings.from_connection(host=conn.host, login=conn.login, password=conn.password, extra=extra,
-                                        **overrides)  # fmt: skip
+        return Settings.from_connection(
+            host=conn.host, login=conn.login, password=conn.password, extra=extra, **overrides
+        )
 
     def get_conn(self) -> Settings:
         return self.get_settings()

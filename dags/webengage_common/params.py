@@ -44,6 +44,15 @@ def cohort_param(names: Sequence[str]) -> Param:
     return Param("", type="string", title="Cohort", description="No cohort is configured (mappings/cohorts.toml).")
 
 
+def cohort_sync_params() -> dict[str, Param]:
+    """The dynamic cohort sync's trigger form: dry run, guard override, as-of."""
+    return {
+        "dry_run": dry_run_param(),
+        "override_guard": flag_param("Let syncs through that the guard would stop."),
+        "as_of": as_of_param(),
+    }
+
+
 def flag(params: Mapping[str, Any], name: str) -> bool:
     """A boolean param's value in a task (False when absent)."""
     return bool(params.get(name, False))

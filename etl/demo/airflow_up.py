@@ -76,11 +76,17 @@ def airflow_stack(
     home = directory / "airflow"
     home.mkdir(exist_ok=True)
     key = secrets.token_urlsafe(24)
-    config = SandboxConfig(license_code=DEMO_LICENSE_CODE, api_key=key, bulk_users_rpm=sandbox_rpm,
-                           bulk_events_rpm=sandbox_rpm)  # fmt: skip
+    config = SandboxConfig(
+        license_code=DEMO_LICENSE_CODE, api_key=key, bulk_users_rpm=sandbox_rpm, bulk_events_rpm=sandbox_rpm
+    )
     with SandboxProcess(config) as sandbox:
-        conn = {"conn_type": "http", "host": sandbox.url, "login": DEMO_LICENSE_CODE, "password": key,
-                "extra": {"bulk_users_rpm": sandbox_rpm, "bulk_events_rpm": sandbox_rpm}}  # fmt: skip
+        conn = {
+            "conn_type": "http",
+            "host": sandbox.url,
+            "login": DEMO_LICENSE_CODE,
+            "password": key,
+            "extra": {"bulk_users_rpm": sandbox_rpm, "bulk_events_rpm": sandbox_rpm},
+        }
         env = {
             # The caller's own Airflow settings (e.g. a test run's unit-test mode) must not leak in.
             **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
@@ -107,14 +113,22 @@ def airflow_stack(
         )
         try:
             url = f"http://localhost:{port}"
-            wait_healthy(f"{url}/api/v2/monitor/health", proc, deadline=time.monotonic() + timeout_s,
-                         name="airflow standalone", every_s=1.0)  # fmt: skip
+            wait_healthy(
+                f"{url}/api/v2/monitor/health",
+                proc,
+                deadline=time.monotonic() + timeout_s,
+                name="airflow standalone",
+                every_s=1.0,
+            )
             subprocess.run(  # noqa: S603 - fixed argv, no shell
                 [airflow, "pools", "set", "webengage_api", "4", "Shares the WebEngage API budget"],
-                env=env, check=False, capture_output=True,
-            )  # fmt: skip
-            yield AirflowStack(url=url, username="admin", password=_password(home), sandbox_url=sandbox.url,
-                               home=home, env=env)  # fmt: skip
+                env=env,
+                check=False,
+                capture_output=True,
+            )
+            yield AirflowStack(
+                url=url, username="admin", password=_password(home), sandbox_url=sandbox.url, home=home, env=env
+            )
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -129,8 +143,9 @@ def airflow_stack(
 def main() -> None:
     directory = Path(os.environ.get("WEBENGAGE_DEMO_DIR", ".demo"))
     port = int(os.environ.get("AIRFLOW_PORT", "8080"))
-    print("building the demo warehouse as of now, starting the sandbox and Airflow standalone (about 45 s)...",
-          flush=True)  # fmt: skip
+    print(
+        "building the demo warehouse as of now, starting the sandbox and Airflow standalone (about 45 s)...", flush=True
+    )
     with airflow_stack(directory=directory, port=port, now=datetime.now(UTC)) as stack:
         print(f"\nAirflow UI: {stack.url}   user: {stack.username}   password: {stack.password}")
         print(f"WebEngage sandbox: {stack.sandbox_url}/_sandbox/stats")

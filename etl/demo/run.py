@@ -57,9 +57,16 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
     with SandboxProcess(config) as sandbox:
         console.print(f"sandbox at {sandbox.url} ({rpm:,} bulk requests/min; WebEngage's default is 500)")
         settings = Settings.from_mapping(
-            {"license_code": DEMO_LICENSE_CODE, "api_key": key, "api_url": sandbox.url, "warehouse_url": url,
-             "bulk_users_rpm": rpm, "bulk_events_rpm": rpm, "expected_latency_s": 0.05}
-        )  # fmt: skip
+            {
+                "license_code": DEMO_LICENSE_CODE,
+                "api_key": key,
+                "api_url": sandbox.url,
+                "warehouse_url": url,
+                "bulk_users_rpm": rpm,
+                "bulk_events_rpm": rpm,
+                "expected_latency_s": 0.05,
+            }
+        )
         console.rule("3. profile sync: first run sends every valid user")
         first = users_pipeline.run(settings, run_id=f"demo__{stamp}__1-initial")
         console.print(render(first), highlight=False, soft_wrap=True)

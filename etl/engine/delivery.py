@@ -108,8 +108,12 @@ def deliver(
                     group.add(request)
                 elif result.outcome == "rejected" and bisect and len(batch_of(request).items) > 1:
                     # WebEngage refused the whole call (nothing ingested): halves go out as new requests.
-                    log.info("batch %s rejected (%s); splitting %d items to isolate the bad one",
-                             request.request_id, result.status_code, len(batch_of(request).items))  # fmt: skip
+                    log.info(
+                        "batch %s rejected (%s); splitting %d items to isolate the bad one",
+                        request.request_id,
+                        result.status_code,
+                        len(batch_of(request).items),
+                    )
                     if checkpoints.split is not None:
                         checkpoints.split(request)
                     splits.extend(split_request(request))

@@ -76,8 +76,9 @@ def delivery_failure(report: RunReport, max_share: float) -> str | None:
     if report.accepted == 0:
         return f"delivered nothing: {report.sent:,} rows sent, none accepted ({why})"
     if missed / report.sent > max_share:
-        return (f"{missed:,} of {report.sent:,} rows sent were not accepted ({why}): above "
-                f"max_reject_share={max_share:g}")  # fmt: skip
+        return (
+            f"{missed:,} of {report.sent:,} rows sent were not accepted ({why}): above max_reject_share={max_share:g}"
+        )
     return None
 
 
@@ -175,8 +176,14 @@ def execute(
     broken invariant, is recorded as a failed run and re-raised."""
     started = time.monotonic()
     now = clock()
-    report = RunReport(pipeline=pipeline, run_id=run_id or default_run_id(now), dry_run=dry_run,
-                       window_start=window[0], window_end=window[1], renamed=dict(renamed or {}))  # fmt: skip
+    report = RunReport(
+        pipeline=pipeline,
+        run_id=run_id or default_run_id(now),
+        dry_run=dry_run,
+        window_start=window[0],
+        window_end=window[1],
+        renamed=dict(renamed or {}),
+    )
     state_engine = state_engine_for(settings)
     store_clock = lambda: naive_utc(clock())  # noqa: E731 - the store's timestamps follow the run's clock
     with StateStore(state_engine, clock=store_clock, max_reject_attempts=settings.max_reject_attempts) as store:
@@ -200,8 +207,9 @@ def execute(
             report.duration_s = time.monotonic() - started
             report.message = f"{exc.__class__.__name__}: {exc}" if isinstance(exc, Exception) else ""
             counts = summarize(report)
-            store.finish_run(run_id=report.run_id, pipeline=pipeline, status="failed", counts=counts,
-                             message=report.message)  # fmt: skip
+            store.finish_run(
+                run_id=report.run_id, pipeline=pipeline, status="failed", counts=counts, message=report.message
+            )
             if isinstance(exc, DeliveryError):
                 exc.summary = counts
             raise
@@ -210,7 +218,13 @@ def execute(
     state_engine.dispose()
     log.info(
         "%s run %s: %s; extracted %d, unchanged %d, accepted %d, rejected %d, requests %d",
-        pipeline, report.run_id, report.status, report.extracted, report.unchanged, report.accepted,
-        report.rejected_rows, report.http.get("requests", 0),
-    )  # fmt: skip
+        pipeline,
+        report.run_id,
+        report.status,
+        report.extracted,
+        report.unchanged,
+        report.accepted,
+        report.rejected_rows,
+        report.http.get("requests", 0),
+    )
     return summary

@@ -58,9 +58,24 @@ WIRE_TYPE: Final[dict[str, str]] = {
 MAX_PER_TYPE: Final = 25
 
 SystemAttribute = Literal[
-    "firstName", "lastName", "email", "phone", "birthDate", "gender", "company", "hashedEmail", "hashedPhone",
-    "emailOptIn", "smsOptIn", "whatsappOptIn", "country", "city", "region", "locality", "postalCode",
-]  # fmt: skip
+    "firstName",
+    "lastName",
+    "email",
+    "phone",
+    "birthDate",
+    "gender",
+    "company",
+    "hashedEmail",
+    "hashedPhone",
+    "emailOptIn",
+    "smsOptIn",
+    "whatsappOptIn",
+    "country",
+    "city",
+    "region",
+    "locality",
+    "postalCode",
+]
 #: WebEngage system fields and how their values are coerced.
 SYSTEM_FIELDS: Final[dict[str, str]] = {
     "firstName": "string",
@@ -134,9 +149,14 @@ class UserMapping:
         doc: dict[str, Any] = {
             "system": dict(self.system),
             "attributes": [(a.name, a.column, a.type) for a in self.attributes],
-            "opts": [self.source_timezone, self.default_phone_region, self.phone_region_column, self.on_null,
-                     self.max_string_length],
-        }  # fmt: skip
+            "opts": [
+                self.source_timezone,
+                self.default_phone_region,
+                self.phone_region_column,
+                self.on_null,
+                self.max_string_length,
+            ],
+        }
         if self.keep_null_like_values:  # only when set: the default keeps earlier fingerprints (no re-send)
             doc["opts"].append("keep_null_like_values")
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

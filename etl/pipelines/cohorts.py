@@ -114,8 +114,14 @@ def export(
     :class:`GuardError` (nothing sent) when too many members would leave, unless ``override_guard``."""
     config = config or load_config(settings)
     spec = config.get(cohort)
-    counts = _Counts(cohort=spec.name, attribute=spec.attribute, mode=spec.mode, operation="export",
-                     events_on=spec.events if emit_events is None else emit_events, as_of=as_of)  # fmt: skip
+    counts = _Counts(
+        cohort=spec.name,
+        attribute=spec.attribute,
+        mode=spec.mode,
+        operation="export",
+        events_on=spec.events if emit_events is None else emit_events,
+        as_of=as_of,
+    )
 
     def body(run: Run) -> None:
         _export(run, spec, counts, as_of=as_of, override_guard=override_guard)
@@ -148,8 +154,13 @@ def retire(
     else:
         spec = config.get(cohort)  # unknown to both the config and the state: raises, naming the configured
         attribute, mode, events = spec.attribute, spec.mode, spec.events
-    counts = _Counts(cohort=cohort, attribute=attribute, mode=mode, operation="retire",
-                     events_on=events if emit_events is None else emit_events)  # fmt: skip
+    counts = _Counts(
+        cohort=cohort,
+        attribute=attribute,
+        mode=mode,
+        operation="retire",
+        events_on=events if emit_events is None else emit_events,
+    )
 
     def body(run: Run) -> None:
         _retire(run, counts, still_configured=spec is not None)
@@ -178,8 +189,10 @@ def retire_removed(
             "(all)",
             f"the cohort config lists no cohorts; retiring all {len(removed)} exported cohorts needs an override",
         )
-    return [retire(settings, cohort=name, run_id=run_id, clock=clock, transport=transport, config=config)
-            for name in removed]  # fmt: skip
+    return [
+        retire(settings, cohort=name, run_id=run_id, clock=clock, transport=transport, config=config)
+        for name in removed
+    ]
 
 
 def list_cohorts(settings: Settings) -> list[dict[str, Any]]:
@@ -191,26 +204,46 @@ def list_cohorts(settings: Settings) -> list[dict[str, Any]]:
         known = {s.cohort: s for s in cstate.all_cohorts(store)}
         for spec in config.cohorts:
             record = known.get(spec.name)
-            rows.append({
-                "name": spec.name, "attribute": spec.attribute, "mode": spec.mode, "events": spec.events,
-                "configured": True, "sql": spec.sql, "description": spec.description,
-                **_state_columns(store, record, configured=True),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "name": spec.name,
+                    "attribute": spec.attribute,
+                    "mode": spec.mode,
+                    "events": spec.events,
+                    "configured": True,
+                    "sql": spec.sql,
+                    "description": spec.description,
+                    **_state_columns(store, record, configured=True),
+                }
+            )
         for name in sorted(set(known) - set(config.names)):
             record = known[name]
-            rows.append({
-                "name": name, "attribute": record.attribute, "mode": record.mode, "events": record.events,
-                "configured": False, "sql": None, "description": "",
-                **_state_columns(store, record, configured=False),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "name": name,
+                    "attribute": record.attribute,
+                    "mode": record.mode,
+                    "events": record.events,
+                    "configured": False,
+                    "sql": None,
+                    "description": "",
+                    **_state_columns(store, record, configured=False),
+                }
+            )
     state_engine.dispose()
     return rows
 
 
 def _state_columns(store: StateStore, record: cstate.CohortState | None, *, configured: bool) -> dict[str, Any]:
     if record is None:
-        return {"status": "never exported", "members": 0, "version": 0, "last_synced_at": None,
-                "last_run_id": None, "events_pending": 0}  # fmt: skip
+        return {
+            "status": "never exported",
+            "members": 0,
+            "version": 0,
+            "last_synced_at": None,
+            "last_run_id": None,
+            "events_pending": 0,
+        }
     status = record.status if configured or record.status != "active" else "removed from config"
     return {
         "status": status,
@@ -233,10 +266,18 @@ def _execute(
     clock: WallClock,
     transport: httpx.BaseTransport | None,
 ) -> dict[str, Any]:
-    return execute(settings, body, pipeline=cfg.pipeline_of(counts.cohort), run_id=run_id,
-                   window=(None, counts.as_of), dry_run=dry_run, clock=clock, transport=transport,
-                   settle=lambda report: _check(report, counts),
-                   summarize=lambda report: _summary(report, counts))  # fmt: skip
+    return execute(
+        settings,
+        body,
+        pipeline=cfg.pipeline_of(counts.cohort),
+        run_id=run_id,
+        window=(None, counts.as_of),
+        dry_run=dry_run,
+        clock=clock,
+        transport=transport,
+        settle=lambda report: _check(report, counts),
+        summarize=lambda report: _summary(report, counts),
+    )
 
 
 def _check(report: RunReport, counts: _Counts) -> None:
@@ -251,39 +292,41 @@ def _check(report: RunReport, counts: _Counts) -> None:
 def _summary(report: RunReport, counts: _Counts) -> dict[str, Any]:
     summary = report.summary()
     send_rejected = dict(sorted(counts.send_rejected.items()))
-    summary.update({
-        "cohort": counts.cohort,
-        "attribute": counts.attribute,
-        "mode": counts.mode,
-        "operation": counts.operation,
-        "as_of": counts.as_of.isoformat() if counts.as_of else None,
-        "version": counts.version,
-        "extracted": counts.extracted,
-        "excluded": dict(sorted(counts.excluded.items())),
-        "excluded_total": sum(counts.excluded.values()),
-        "members": counts.members,
-        "previous_members": counts.previous,
-        "entered": counts.entered,
-        "exited": counts.exited,
-        "unchanged": counts.unchanged,
-        "resent": counts.resend_true + counts.resend_false,
-        "resent_true": counts.resend_true,
-        "resent_false": counts.resend_false,
-        "rejected": sum(send_rejected.values()),
-        "rejected_by_reason": send_rejected,
-        "requests": counts.requests,
-        "guard": counts.guard,
-        "snapshot_members": counts.snapshot_members,
-        "attribute_slot": counts.slot,
-        "events": {
-            "enabled": counts.events_on,
-            "queued": counts.events_queued,
-            "sent": counts.events_sent,
-            "rejected": counts.events_rejected,
-            "failed": counts.events_failed,
-            "requests": counts.event_requests,
-        },
-    })  # fmt: skip
+    summary.update(
+        {
+            "cohort": counts.cohort,
+            "attribute": counts.attribute,
+            "mode": counts.mode,
+            "operation": counts.operation,
+            "as_of": counts.as_of.isoformat() if counts.as_of else None,
+            "version": counts.version,
+            "extracted": counts.extracted,
+            "excluded": dict(sorted(counts.excluded.items())),
+            "excluded_total": sum(counts.excluded.values()),
+            "members": counts.members,
+            "previous_members": counts.previous,
+            "entered": counts.entered,
+            "exited": counts.exited,
+            "unchanged": counts.unchanged,
+            "resent": counts.resend_true + counts.resend_false,
+            "resent_true": counts.resend_true,
+            "resent_false": counts.resend_false,
+            "rejected": sum(send_rejected.values()),
+            "rejected_by_reason": send_rejected,
+            "requests": counts.requests,
+            "guard": counts.guard,
+            "snapshot_members": counts.snapshot_members,
+            "attribute_slot": counts.slot,
+            "events": {
+                "enabled": counts.events_on,
+                "queued": counts.events_queued,
+                "sent": counts.events_sent,
+                "rejected": counts.events_rejected,
+                "failed": counts.events_failed,
+                "requests": counts.event_requests,
+            },
+        }
+    )
     return summary
 
 
@@ -306,8 +349,13 @@ def _export(run: Run, spec: CohortSpec, counts: _Counts, *, as_of: datetime, ove
     counts.entered, counts.exited, counts.unchanged = len(diff.entered), len(diff.exited), diff.unchanged
     counts.resend_true, counts.resend_false = len(diff.resend_true), len(diff.resend_false)
 
-    problem = tx.guard_problem(cohort=spec.name, previous=counts.previous, members=counts.members,
-                               exited=counts.exited, max_exit_share=spec.max_exit_share)  # fmt: skip
+    problem = tx.guard_problem(
+        cohort=spec.name,
+        previous=counts.previous,
+        members=counts.members,
+        exited=counts.exited,
+        max_exit_share=spec.max_exit_share,
+    )
     if problem:
         counts.guard = problem
         if override_guard:
@@ -441,29 +489,43 @@ def _flip_items(cohort: str, attribute: str, flips: Sequence[FlipKey], *, versio
         user_id, value, _ = key
         # The version makes each sync's request ids new: an identical batch of an earlier sync (same users,
         # same value) must not be dropped as a duplicate by WebEngage's request-id dedupe.
-        yield Item(key=key, identity=f"{cohort}:{version}:{user_id}:{int(value)}",
-                   payload=tx.attribute_payload(user_id, attribute, value))  # fmt: skip
+        yield Item(
+            key=key,
+            identity=f"{cohort}:{version}:{user_id}:{int(value)}",
+            payload=tx.attribute_payload(user_id, attribute, value),
+        )
 
 
 def _flip_requests(
     run: Run, counts: _Counts, flips: Sequence[FlipKey], *, version: int, oversize: list[Item[FlipKey]]
 ) -> Iterator[Request]:
-    return batch_requests(_flip_items(counts.cohort, counts.attribute, flips, version=version),
-                          endpoint="bulk-users", batch_size=run.settings.batch_size,
-                          max_bytes=run.settings.max_batch_bytes, oversize=oversize)  # fmt: skip
+    return batch_requests(
+        _flip_items(counts.cohort, counts.attribute, flips, version=version),
+        endpoint="bulk-users",
+        batch_size=run.settings.batch_size,
+        max_bytes=run.settings.max_batch_bytes,
+        oversize=oversize,
+    )
 
 
 def _send_all(run: Run, counts: _Counts, flips: list[FlipKey], *, mode: str) -> None:
     store, report, cohort = run.store, run.report, counts.cohort
-    version = cstate.begin_version(store, cohort=cohort, attribute=counts.attribute, mode=mode,
-                                   events=counts.events_on, run_id=report.run_id)  # fmt: skip
+    version = cstate.begin_version(
+        store, cohort=cohort, attribute=counts.attribute, mode=mode, events=counts.events_on, run_id=report.run_id
+    )
     counts.version = version
     pending = cstate.pending_events(store, cohort) if counts.events_on else []
     if flips:
         # Write-ahead: until a batch is accepted these users' WebEngage value is unknown; after a crash the
         # next sync sends their current value again instead of trusting an unconfirmed flip.
-        cstate.mark_pending(store, cohort=cohort, user_ids=[k[0] for k in flips], version=version,
-                            run_id=report.run_id, now=store.clock())  # fmt: skip
+        cstate.mark_pending(
+            store,
+            cohort=cohort,
+            user_ids=[k[0] for k in flips],
+            version=version,
+            run_id=report.run_id,
+            now=store.clock(),
+        )
         _send_flips(run, counts, flips, version=version)
         counts.requests = run.client().stats.requests
     if counts.events_on and (flips or pending):
@@ -485,12 +547,19 @@ def _send_flips(run: Run, counts: _Counts, flips: list[FlipKey], *, version: int
         transitions = [(u, t) for u, _, t in keys if t is not None]
         now = store.clock()
         with store.transaction() as conn:
-            cstate.apply_accepted(conn, cohort=cohort, true_ids=[u for u, v, _ in keys if v],
-                                  false_ids=[u for u, v, _ in keys if not v], version=version,
-                                  run_id=report.run_id, now=now)  # fmt: skip
+            cstate.apply_accepted(
+                conn,
+                cohort=cohort,
+                true_ids=[u for u, v, _ in keys if v],
+                false_ids=[u for u, v, _ in keys if not v],
+                version=version,
+                run_id=report.run_id,
+                now=now,
+            )
             if counts.events_on:
-                cstate.queue_events(conn, cohort=cohort, transitions=transitions, version=version,
-                                    run_id=report.run_id, now=now)  # fmt: skip
+                cstate.queue_events(
+                    conn, cohort=cohort, transitions=transitions, version=version, run_id=report.run_id, now=now
+                )
             resolved = [k[0] for k in keys if k[0] in open_rejects]
             if resolved:
                 store.resolve_rejects(conn, pipeline, resolved, report.run_id)
@@ -526,18 +595,25 @@ def _send_events(run: Run, counts: _Counts) -> None:
     def items(group: list[cstate.QueuedEvent]) -> Iterator[Item[EventKey]]:
         for e in group:
             transition: Transition = "entered" if e.transition == "entered" else "exited"
-            yield Item(key=(e.user_id, e.transition, e.version),
-                       identity=f"{cohort}:{e.transition}:{e.user_id}:{e.version}",
-                       payload=tx.event_payload(e.user_id, cohort, transition, _wire_time(e.queued_at)))  # fmt: skip
+            yield Item(
+                key=(e.user_id, e.transition, e.version),
+                identity=f"{cohort}:{e.transition}:{e.user_id}:{e.version}",
+                payload=tx.event_payload(e.user_id, cohort, transition, _wire_time(e.queued_at)),
+            )
 
     # Batches never mix versions: a version's outbox is final before any of it is sent, so a resend after a
     # crash rebuilds the same batches and reuses their request ids (WebEngage can drop the duplicate).
     oversize: list[Item[EventKey]] = []
     requests = itertools.chain.from_iterable(
-        batch_requests(items(list(group)), endpoint="bulk-events", batch_size=settings.batch_size,
-                       max_bytes=settings.max_batch_bytes, oversize=oversize)
+        batch_requests(
+            items(list(group)),
+            endpoint="bulk-events",
+            batch_size=settings.batch_size,
+            max_bytes=settings.max_batch_bytes,
+            oversize=oversize,
+        )
         for _, group in itertools.groupby(queued, key=lambda e: e.version)
-    )  # fmt: skip
+    )
 
     def mark(keys: list[EventKey], status: Literal["sent", "rejected"], detail: str = "") -> None:
         with store.transaction() as conn:

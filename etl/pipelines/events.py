@@ -78,8 +78,9 @@ def resolve_window(window: tuple[datetime | None, datetime | None]) -> tuple[dat
 def _utc(value: datetime) -> datetime:
     """A plain aware-UTC datetime (Airflow hands over pendulum ones, whose arithmetic differs)."""
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond,
-                    tzinfo=UTC)  # fmt: skip
+    return datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, tzinfo=UTC
+    )
 
 
 def event_sources(mapping: EventMapping, warehouse: Engine, *, read_from: datetime, end: datetime) -> list[Source]:
@@ -131,12 +132,23 @@ def run(
             sync.replay()
         sync.extract_and_send(event_sources(events, run.warehouse(), read_from=read_from, end=end))
         if tally.replayed_requests and not tally.replayed_events and not run.report.sent:
-            raise DeliveryError(f"delivered nothing: {tally.replay_failed_events:,} journaled events were replayed, "
-                                "none accepted (they stay in the outbox)")  # fmt: skip
+            raise DeliveryError(
+                f"delivered nothing: {tally.replay_failed_events:,} journaled events were replayed, "
+                "none accepted (they stay in the outbox)"
+            )
 
-    return execute(settings, body, pipeline=PIPELINE, run_id=run_id, window=(start, end), dry_run=dry_run,
-                   clock=clock, transport=transport, progress=progress,
-                   summarize=lambda report: _summary(report, tally, events, read_from))  # fmt: skip
+    return execute(
+        settings,
+        body,
+        pipeline=PIPELINE,
+        run_id=run_id,
+        window=(start, end),
+        dry_run=dry_run,
+        clock=clock,
+        transport=transport,
+        progress=progress,
+        summarize=lambda report: _summary(report, tally, events, read_from),
+    )
 
 
 def _summary(report: RunReport, tally: _Tally, mapping: EventMapping, read_from: datetime) -> dict[str, Any]:
@@ -184,8 +196,11 @@ class _Sync:
         if self.dead:  # kept in the outbox (nothing is lost), not replayed until reopened
             entries = [e for e in entries if not set(e.event_ids) <= self.dead]
         if entries:
-            log.info("replaying %d journaled requests (%d events) with their request ids", len(entries),
-                     sum(len(e.event_ids) for e in entries))  # fmt: skip
+            log.info(
+                "replaying %d journaled requests (%d events) with their request ids",
+                len(entries),
+                sum(len(e.event_ids) for e in entries),
+            )
             self.tally.replayed_requests += len(entries)
             self.deliver([_request_of(e) for e in entries], replay=True, journaled={e.request_id for e in entries})
 
@@ -205,8 +220,13 @@ class _Sync:
     def _items(self, sources: list[Source]) -> Iterator[Item[str]]:
         for source in sources:
             log.debug("reading %s", source.label)
-            chunks = read_chunks(self.run.warehouse(), source.statement, source.params,
-                                 chunk_rows=self.mapping.chunk_rows, label=source.label)  # fmt: skip
+            chunks = read_chunks(
+                self.run.warehouse(),
+                source.statement,
+                source.params,
+                chunk_rows=self.mapping.chunk_rows,
+                label=source.label,
+            )
             for chunk in chunks:
                 yield from self._prepare(chunk, source)
                 self.run.tick()
@@ -244,10 +264,16 @@ class _Sync:
         # Transformed in slices: this thread also feeds the client, and a long pause here would let the
         # requests in flight drain and waste rate budget.
         for begin in range(0, len(kept), TRANSFORM_SLICE):
-            out = transform_events(kept.iloc[begin : begin + TRANSFORM_SLICE], self.mapping, self.registry,
-                                   json_columns=source.json_columns, names=self.names, null_tokens=self.null_tokens,
-                                   now=self.run.started_at,
-                                   future_tolerance_s=self.settings.event_future_tolerance_s)  # fmt: skip
+            out = transform_events(
+                kept.iloc[begin : begin + TRANSFORM_SLICE],
+                self.mapping,
+                self.registry,
+                json_columns=source.json_columns,
+                names=self.names,
+                null_tokens=self.null_tokens,
+                now=self.run.started_at,
+                future_tolerance_s=self.settings.event_future_tolerance_s,
+            )
             self._reject_rows([(r.event_id, r.reason, r.detail) for r in out.rejects], kind="data")
             self._account(out)
             self._reject_values(out)
@@ -292,16 +318,23 @@ class _Sync:
         ``webengage-sync rejects --pipeline events`` shows them as the profile sync's; unless a dry run."""
         if self.dry_run or not out.drops:
             return
-        rejects = [RejectRow(row_key=d.event_id, column=d.column, reason=d.reason, detail=d.detail,
-                             kind=RejectKind.DATA.value) for d in out.drops]  # fmt: skip
+        rejects = [
+            RejectRow(row_key=d.event_id, column=d.column, reason=d.reason, detail=d.detail, kind=RejectKind.DATA.value)
+            for d in out.drops
+        ]
         with self.store.transaction() as conn:
             self.store.record_rejects(conn, PIPELINE, rejects, self.run_id)
 
     # -- requests ------------------------------------------------------------------------------
     def _requests(self, items: Iterator[Item[str]], oversize: list[Item[str]]) -> Iterator[Request]:
         if self.mapping.endpoint == "bulk-events":
-            yield from batch_requests(items, endpoint="bulk-events", batch_size=self.settings.batch_size,
-                                      max_bytes=self.settings.max_batch_bytes, oversize=oversize)  # fmt: skip
+            yield from batch_requests(
+                items,
+                endpoint="bulk-events",
+                batch_size=self.settings.batch_size,
+                max_bytes=self.settings.max_batch_bytes,
+                oversize=oversize,
+            )
             return
         for item in items:  # /events: one request per event, its id as x-request-id (documented de-dupe)
             body = orjson.dumps(item.payload)
@@ -320,8 +353,13 @@ class _Sync:
         known = journaled or set()
 
         def journal(requests: list[Request]) -> None:
-            entries = [ledger.OutboxEntry(request_id=str(r.request_id), endpoint=r.endpoint, event_ids=_event_ids(r),
-                                          body=r.body) for r in requests if r.request_id not in known]  # fmt: skip
+            entries = [
+                ledger.OutboxEntry(
+                    request_id=str(r.request_id), endpoint=r.endpoint, event_ids=_event_ids(r), body=r.body
+                )
+                for r in requests
+                if r.request_id not in known
+            ]
             if entries:
                 with store.transaction() as conn:
                     ledger.journal(conn, entries, run_id=run_id, now=store.clock())

@@ -66,8 +66,18 @@ def run(
     def body(run: Run) -> None:
         _sync(run, mapping, as_of=window[1] or run.started_at, full_refresh=full_refresh)
 
-    return execute(settings, body, pipeline=PIPELINE, run_id=run_id, window=window, dry_run=dry_run, clock=clock,
-                   transport=transport, progress=progress, renamed=mapping.renamed)  # fmt: skip
+    return execute(
+        settings,
+        body,
+        pipeline=PIPELINE,
+        run_id=run_id,
+        window=window,
+        dry_run=dry_run,
+        clock=clock,
+        transport=transport,
+        progress=progress,
+        renamed=mapping.renamed,
+    )
 
 
 def resolve_source(mapping: UserMapping, warehouse: Engine) -> tuple[sa.Select[Any], dict[str, Any], UserMapping]:
@@ -92,8 +102,9 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
     # order_key: all rows of one user id come in one chunk (so duplicates resolve per chunk), and DuckDB
     # reads the ordered extract in key ranges instead of sorting all of it in this process's memory.
     label = f"segment preset ({mapping.segment_schema})" if mapping.preset == "segment" else mapping.query
-    chunks = read_chunks(run.warehouse(), stmt, params, chunk_rows=mapping.chunk_rows, order_key=mapping.user_id,
-                         label=label)  # fmt: skip
+    chunks = read_chunks(
+        run.warehouse(), stmt, params, chunk_rows=mapping.chunk_rows, order_key=mapping.user_id, label=label
+    )
     registry = store.registry("users")
     null_tokens = garbage.null_tokens(settings.null_tokens)
     types: dict[str, AttrType] | None = None
@@ -117,13 +128,29 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
                 report.notes.extend(notes)
                 unregistered.update(new)
                 salt = tx.types_salt(mapping, types, null_tokens=null_tokens)
-            yield from _prepare(chunk, mapping, types, salt, store, report, held, dead, today=as_of.date(),
-                                full_refresh=full_refresh, null_tokens=null_tokens)  # fmt: skip
+            yield from _prepare(
+                chunk,
+                mapping,
+                types,
+                salt,
+                store,
+                report,
+                held,
+                dead,
+                today=as_of.date(),
+                full_refresh=full_refresh,
+                null_tokens=null_tokens,
+            )
             run.tick()
 
     oversize: list[Item[UserKey]] = []
-    requests = batch_requests(items(), endpoint="bulk-users", batch_size=settings.batch_size,
-                              max_bytes=settings.max_batch_bytes, oversize=oversize)  # fmt: skip
+    requests = batch_requests(
+        items(),
+        endpoint="bulk-users",
+        batch_size=settings.batch_size,
+        max_bytes=settings.max_batch_bytes,
+        oversize=oversize,
+    )
     if run.dry_run:  # count what would go, send nothing, write no state
         count_only(requests, report)
     else:
@@ -149,11 +176,15 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
             _reject(run, held, [i.key[0] for i in batch_of(request).items], classify(result))
 
         lane = OverflowLane(run.client(), split=_singles) if settings.overflow_lane else None
-        deliver(run.client(), counted(requests, report), Checkpoints(accepted=accepted, failed=failed),
-                # Single-lane users are checkpointed in groups of a batch: a commit per user would cost more
-                # than its request. A kill leaves at most batch_size - 1 accepted users to re-send.
-                grouping=Grouping(items=settings.batch_size) if lane else Grouping(),
-                dispatch=lane.dispatch if lane else None)  # fmt: skip
+        deliver(
+            run.client(),
+            counted(requests, report),
+            Checkpoints(accepted=accepted, failed=failed),
+            # Single-lane users are checkpointed in groups of a batch: a commit per user would cost more
+            # than its request. A kill leaves at most batch_size - 1 accepted users to re-send.
+            grouping=Grouping(items=settings.batch_size) if lane else Grouping(),
+            dispatch=lane.dispatch if lane else None,
+        )
         if lane:
             report.notes.append(
                 f"overflow lane: {lane.single_items} users sent one per request through /users "
@@ -163,8 +194,7 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
         _reject(run, held, [i.key[0] for i in oversize], too_large(settings.max_batch_bytes, "user"))
 
 
-def _reject(run: Run, held: dict[str, list[RejectRow]], user_ids: list[str],
-            reject: Verdict) -> None:  # fmt: skip
+def _reject(run: Run, held: dict[str, list[RejectRow]], user_ids: list[str], reject: Verdict) -> None:
     """Whole users that did not go through: counted, and recorded with the value rejects held for them."""
     reason, kind, detail = reject
     run.report.rejected[reason] += len(user_ids)
@@ -180,8 +210,10 @@ def _reject(run: Run, held: dict[str, list[RejectRow]], user_ids: list[str],
 def _singles(request: Request) -> list[Request]:
     """A bulk batch as /users requests, one per user; each id derives from its user id and row hash
     (so a re-send after a crash carries the same x-request-id, which /users de-duplicates)."""
-    return [SendRequest("users", orjson.dumps(i.payload), deterministic_request_id([i.identity]), 1, Batch((i,)))
-            for i in batch_of(request).items]  # fmt: skip
+    return [
+        SendRequest("users", orjson.dumps(i.payload), deterministic_request_id([i.identity]), 1, Batch((i,)))
+        for i in batch_of(request).items
+    ]
 
 
 def _release(held: dict[str, list[RejectRow]], user_ids: list[str]) -> list[RejectRow]:
@@ -256,6 +288,7 @@ def _prepare(
         if final:
             with store.transaction() as conn:
                 store.record_rejects(conn, PIPELINE, final, report.run_id)
-    for user_id, row_hash, mask, payload in zip(keys.tolist(), hashes.tolist(), built.masks, built.payloads,
-                                                 strict=True):  # fmt: skip
+    for user_id, row_hash, mask, payload in zip(
+        keys.tolist(), hashes.tolist(), built.masks, built.payloads, strict=True
+    ):
         yield Item(key=(user_id, int(row_hash), mask), identity=f"{user_id}:{row_hash}", payload=payload)

@@ -43,11 +43,12 @@ class PostgresBudgetStore:
         stmt = (
             pg_insert(BUDGETS)
             .values(name=sa.bindparam("budget"), tat=now + interval)
-            .on_conflict_do_update(index_elements=[BUDGETS.c.name], set_={"tat": sa.func.greatest(BUDGETS.c.tat,
-                                                                                                   now) + interval})
+            .on_conflict_do_update(
+                index_elements=[BUDGETS.c.name], set_={"tat": sa.func.greatest(BUDGETS.c.tat, now) + interval}
+            )
             # RETURNING sees the new tat: wait = new_tat - burst × interval - now.
             .returning(BUDGETS.c.tat - sa.bindparam("window", type_=sa.Float(53)) - now)
-        )  # fmt: skip
+        )
         wait = self._run(stmt, {"budget": budget, "interval": interval_s, "window": burst * interval_s})
         return max(0.0, wait)
 
@@ -56,10 +57,11 @@ class PostgresBudgetStore:
         stmt = (
             pg_insert(BUDGETS)
             .values(name=sa.bindparam("budget"), tat=until)
-            .on_conflict_do_update(index_elements=[BUDGETS.c.name], set_={"tat": sa.func.greatest(BUDGETS.c.tat,
-                                                                                                   until)})
+            .on_conflict_do_update(
+                index_elements=[BUDGETS.c.name], set_={"tat": sa.func.greatest(BUDGETS.c.tat, until)}
+            )
             .returning(BUDGETS.c.tat)
-        )  # fmt: skip
+        )
         self._run(stmt, {"budget": budget, "delay": seconds + (burst - 1.0) * interval_s})
 
     def _run(self, stmt: sa.Executable, params: dict[str, object]) -> float:

@@ -125,9 +125,17 @@ def all_cohorts(store: StateStore) -> list[CohortState]:
 def begin_version(store: StateStore, *, cohort: str, attribute: str, mode: str, events: bool, run_id: str) -> int:
     """Open a new sync version of the cohort (version + 1; created at 1) and return it."""
     values = {
-        "cohort": cohort, "attribute": attribute, "mode": mode, "events": events, "version": 1, "status": "active",
-        "members": 0, "last_run_id": run_id, "last_synced_at": None, "retired_at": None,
-    }  # fmt: skip
+        "cohort": cohort,
+        "attribute": attribute,
+        "mode": mode,
+        "events": events,
+        "version": 1,
+        "status": "active",
+        "members": 0,
+        "last_run_id": run_id,
+        "last_synced_at": None,
+        "retired_at": None,
+    }
     stmt = pg_insert(COHORTS).values(values)
     with store.transaction() as conn:
         conn.execute(
@@ -190,26 +198,35 @@ def member_count(store: StateStore, cohort: str) -> int:
     return int(n)
 
 
-def mark_pending(store: StateStore, *, cohort: str, user_ids: Sequence[str], version: int, run_id: str,
-                 now: datetime) -> None:  # fmt: skip
+def mark_pending(
+    store: StateStore, *, cohort: str, user_ids: Sequence[str], version: int, run_id: str, now: datetime
+) -> None:
     """Write-ahead, before anything is sent: these users' WebEngage value is unknown until a batch is
     accepted. New rows are non-members; existing members stay members until their false is accepted."""
     if not user_ids:
         return
     with store.transaction() as conn:
-        conn.execute(_WRITE_AHEAD, {"cohort": cohort, "ids": list(user_ids), "version": version, "now": now,
-                                    "run_id": run_id})  # fmt: skip
+        conn.execute(
+            _WRITE_AHEAD, {"cohort": cohort, "ids": list(user_ids), "version": version, "now": now, "run_id": run_id}
+        )
 
 
 def apply_accepted(
-    conn: Connection, *, cohort: str, true_ids: Sequence[str], false_ids: Sequence[str], version: int, run_id: str,
+    conn: Connection,
+    *,
+    cohort: str,
+    true_ids: Sequence[str],
+    false_ids: Sequence[str],
+    version: int,
+    run_id: str,
     now: datetime,
-) -> None:  # fmt: skip
+) -> None:
     """WebEngage accepted these values: ``true`` users are members, ``false`` ones leave the snapshot.
     Call inside ``store.transaction()``."""
     if true_ids:
-        conn.execute(_ACCEPT_TRUE, {"cohort": cohort, "ids": list(true_ids), "version": version, "now": now,
-                                    "run_id": run_id})  # fmt: skip
+        conn.execute(
+            _ACCEPT_TRUE, {"cohort": cohort, "ids": list(true_ids), "version": version, "now": now, "run_id": run_id}
+        )
     if false_ids:
         conn.execute(
             sa.delete(MEMBERS).where(MEMBERS.c.cohort == cohort, MEMBERS.c.user_id == sa.any_(_IDS)),
@@ -234,15 +251,22 @@ def clear_snapshot(conn: Connection, *, cohort: str) -> int:
 
 # -- event outbox ----------------------------------------------------------------------------------
 def queue_events(
-    conn: Connection, *, cohort: str, transitions: Sequence[tuple[str, str]], version: int, run_id: str,
+    conn: Connection,
+    *,
+    cohort: str,
+    transitions: Sequence[tuple[str, str]],
+    version: int,
+    run_id: str,
     now: datetime,
-) -> None:  # fmt: skip
+) -> None:
     """Queue ``(user_id, "entered"|"exited")`` events; call in the transaction that records the flips."""
     if not transitions:
         return
     ids, kinds = (list(col) for col in zip(*transitions, strict=True))
-    conn.execute(_QUEUE_EVENTS, {"cohort": cohort, "ids": ids, "transitions": kinds, "version": version, "now": now,
-                                 "run_id": run_id})  # fmt: skip
+    conn.execute(
+        _QUEUE_EVENTS,
+        {"cohort": cohort, "ids": ids, "transitions": kinds, "version": version, "now": now, "run_id": run_id},
+    )
 
 
 def pending_events(store: StateStore, cohort: str) -> list[QueuedEvent]:
@@ -257,9 +281,14 @@ def pending_events(store: StateStore, cohort: str) -> list[QueuedEvent]:
 
 
 def mark_events(
-    conn: Connection, *, cohort: str, keys: Iterable[tuple[str, str, int]], status: EventStatus, now: datetime,
+    conn: Connection,
+    *,
+    cohort: str,
+    keys: Iterable[tuple[str, str, int]],
+    status: EventStatus,
+    now: datetime,
     detail: str | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Set the status of events given as ``(user_id, transition, version)``."""
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
     for user_id, transition, version in keys:

@@ -156,8 +156,9 @@ class StateStore:
         if not rows:
             return
         ids, hashes, masks = (list(col) for col in zip(*rows, strict=True))
-        conn.execute(_UPSERT_USER_STATE, {"ids": ids, "hashes": hashes, "masks": masks, "now": self.clock(),
-                                          "run_id": run_id})  # fmt: skip
+        conn.execute(
+            _UPSERT_USER_STATE, {"ids": ids, "hashes": hashes, "masks": masks, "now": self.clock(), "run_id": run_id}
+        )
 
     def count_users(self) -> int:
         n = self.conn.execute(sa.select(sa.func.count()).select_from(USER_STATE)).scalar_one()
@@ -370,12 +371,16 @@ class StateStore:
         group = (REJECTS.c.pipeline, REJECTS.c.reason, REJECTS.c.column_name, REJECTS.c.kind, REJECTS.c.status)
         rows_n = sa.func.count().label("rows")
         query = (
-            sa.select(*group, rows_n, sa.func.max(REJECTS.c.attempts).label("max_attempts"),
-                      sa.func.max(REJECTS.c.last_seen).label("last_seen"))
+            sa.select(
+                *group,
+                rows_n,
+                sa.func.max(REJECTS.c.attempts).label("max_attempts"),
+                sa.func.max(REJECTS.c.last_seen).label("last_seen"),
+            )
             .where(REJECTS.c.status != "resolved")
             .group_by(*group)
             .order_by(rows_n.desc(), *group)
-        )  # fmt: skip
+        )
         if pipeline:
             query = query.where(REJECTS.c.pipeline == pipeline)
         groups = [dict(r._mapping) for r in self.conn.execute(query)]

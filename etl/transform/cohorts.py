@@ -63,8 +63,13 @@ def screen_ids(values: pd.Series, *, null_tokens: Iterable[str] | None = None) -
     null_like = ~missing & ~control & garbage.null_like_mask(text, tokens)
     too_long = ~missing & ~control & ~null_like & (text.str.len() > MAX_ID_LENGTH)
     excluded: Counter[str] = Counter()
-    for reason, mask in (("anonymous", missing), ("empty_user_id", empty), ("user_id_too_long", too_long),
-                         (garbage.NULL_LIKE_ID, null_like), (garbage.CONTROL_CHARACTER_IN_ID, control)):  # fmt: skip
+    for reason, mask in (
+        ("anonymous", missing),
+        ("empty_user_id", empty),
+        ("user_id_too_long", too_long),
+        (garbage.NULL_LIKE_ID, null_like),
+        (garbage.CONTROL_CHARACTER_IN_ID, control),
+    ):
         count = int(mask.sum())
         if count:
             excluded[reason] = count

@@ -370,32 +370,56 @@ def transform_events(
         rejected[hit] = True
 
     mark(ids.isna().to_numpy(dtype=bool), "missing_event_id", "no event id: exactly-once delivery needs one")
-    mark(ids.str.len().fillna(0).to_numpy() > MAX_EVENT_ID_LENGTH, "event_id_too_long",
-         f"event ids are kept up to {MAX_EVENT_ID_LENGTH} characters")  # fmt: skip
-    mark((user_ids.isna() & anon_ids.isna()).to_numpy(dtype=bool), "missing_id",
-         "neither user_id nor anonymous_id")  # fmt: skip
-    mark(user_ids.str.len().fillna(0).to_numpy() > MAX_ID_LENGTH, "user_id_too_long",
-         f"WebEngage allows {MAX_ID_LENGTH} characters")  # fmt: skip
-    mark(anon_ids.str.len().fillna(0).to_numpy() > MAX_ID_LENGTH, "anonymous_id_too_long",
-         f"WebEngage allows {MAX_ID_LENGTH} characters")  # fmt: skip
+    mark(
+        ids.str.len().fillna(0).to_numpy() > MAX_EVENT_ID_LENGTH,
+        "event_id_too_long",
+        f"event ids are kept up to {MAX_EVENT_ID_LENGTH} characters",
+    )
+    mark((user_ids.isna() & anon_ids.isna()).to_numpy(dtype=bool), "missing_id", "neither user_id nor anonymous_id")
+    mark(
+        user_ids.str.len().fillna(0).to_numpy() > MAX_ID_LENGTH,
+        "user_id_too_long",
+        f"WebEngage allows {MAX_ID_LENGTH} characters",
+    )
+    mark(
+        anon_ids.str.len().fillna(0).to_numpy() > MAX_ID_LENGTH,
+        "anonymous_id_too_long",
+        f"WebEngage allows {MAX_ID_LENGTH} characters",
+    )
     for id_col in (user_ids, anon_ids):
-        mark(garbage.control_mask(id_col).to_numpy(dtype=bool), garbage.CONTROL_CHARACTER_IN_ID,
-             "a user or anonymous id with a control character (an upstream bug?)")  # fmt: skip
-        mark(garbage.null_like_mask(id_col, null_tokens).to_numpy(dtype=bool), garbage.NULL_LIKE_ID,
-             "a user or anonymous id that is a null-like token (str(None), NaN as text?)")  # fmt: skip
-    mark((raw_names.isna() | raw_names.eq("")).to_numpy(dtype=bool, na_value=True), "missing_event_name",
-         "no event name")  # fmt: skip
-    mark(garbage.control_mask(raw_names).to_numpy(dtype=bool), garbage.CONTROL_CHARACTER_IN_EVENT_NAME,
-         "an event name with a control character (an upstream bug?)")  # fmt: skip
-    mark(garbage.null_like_mask(raw_names, null_tokens).to_numpy(dtype=bool), garbage.NULL_LIKE_EVENT_NAME,
-         "an event name that is a null-like token (str(None), NaN as text, undefined?)")  # fmt: skip
+        mark(
+            garbage.control_mask(id_col).to_numpy(dtype=bool),
+            garbage.CONTROL_CHARACTER_IN_ID,
+            "a user or anonymous id with a control character (an upstream bug?)",
+        )
+        mark(
+            garbage.null_like_mask(id_col, null_tokens).to_numpy(dtype=bool),
+            garbage.NULL_LIKE_ID,
+            "a user or anonymous id that is a null-like token (str(None), NaN as text?)",
+        )
+    mark(
+        (raw_names.isna() | raw_names.eq("")).to_numpy(dtype=bool, na_value=True), "missing_event_name", "no event name"
+    )
+    mark(
+        garbage.control_mask(raw_names).to_numpy(dtype=bool),
+        garbage.CONTROL_CHARACTER_IN_EVENT_NAME,
+        "an event name with a control character (an upstream bug?)",
+    )
+    mark(
+        garbage.null_like_mask(raw_names, null_tokens).to_numpy(dtype=bool),
+        garbage.NULL_LIKE_EVENT_NAME,
+        "an event name that is a null-like token (str(None), NaN as text, undefined?)",
+    )
     mark(times.values.isna().to_numpy(dtype=bool), "invalid_event_time", "event time missing or not a date")
     if now is not None:
         limit = pd.Timestamp(now).tz_convert("UTC") if now.tzinfo else pd.Timestamp(now, tz="UTC")
         limit += pd.Timedelta(seconds=future_tolerance_s)
         when = pd.to_datetime(times.values.astype(object), format="%Y-%m-%dT%H:%M:%S%z", utc=True, errors="coerce")
-        mark(np.asarray(when > limit, dtype=bool), garbage.EVENT_TIME_IN_FUTURE,
-             f"event time over {future_tolerance_s:g} s after the run's clock (event_future_tolerance_s)")  # fmt: skip
+        mark(
+            np.asarray(when > limit, dtype=bool),
+            garbage.EVENT_TIME_IN_FUTURE,
+            f"event time over {future_tolerance_s:g} s after the run's clock (event_future_tolerance_s)",
+        )
 
     # Event names: decided once per distinct name.
     name_list: list[Any] = raw_names.astype(object).where(raw_names.notna(), None).tolist()
@@ -465,8 +489,9 @@ def transform_events(
             target = names.prop(source)
             if target is None:
                 if names.blank(source):
-                    drop(source or '""', garbage.EMPTY_PROPERTY_NAME, "a blank property name: value left out; "
-                         "event sent")  # fmt: skip
+                    drop(
+                        source or '""', garbage.EMPTY_PROPERTY_NAME, "a blank property name: value left out; event sent"
+                    )
                 continue
             if source in names.dirty:
                 out.cleaned += 1
@@ -476,8 +501,11 @@ def transform_events(
                     out.cleaned += 1
                     value = text
                 if not keep_null_like and garbage.is_null_like(text, null_tokens):
-                    drop(source, garbage.NULL_LIKE_VALUE, f"a null-like token left out of eventData.{target} "
-                         "(keep_null_like_values = false); event sent")  # fmt: skip
+                    drop(
+                        source,
+                        garbage.NULL_LIKE_VALUE,
+                        f"a null-like token left out of eventData.{target} (keep_null_like_values = false); event sent",
+                    )
                     continue
             wire = wire_value(value, max_len=max_len, source_tz=tz)
             if wire.kind is None:
@@ -489,8 +517,12 @@ def transform_events(
                 out.cleaned += n
                 size = garbage.json_size(cleaned_value)
                 if size > garbage.OBJECT_MAX_BYTES:
-                    drop(source, garbage.OBJECT_TOO_LARGE, f"{size:,} bytes left out of eventData.{target}: "
-                         f"WebEngage keeps objects up to {garbage.OBJECT_MAX_BYTES:,} bytes; event sent")  # fmt: skip
+                    drop(
+                        source,
+                        garbage.OBJECT_TOO_LARGE,
+                        f"{size:,} bytes left out of eventData.{target}: "
+                        f"WebEngage keeps objects up to {garbage.OBJECT_MAX_BYTES:,} bytes; event sent",
+                    )
                     continue
                 wire = _Wire("object", cleaned_value)
             previous = chosen.get(target)
@@ -507,8 +539,7 @@ def transform_events(
             assert wire.kind is not None
             pinned = registry.resolve(scope, target, wire.kind)
             if pinned is None:
-                drop(source, "attribute_limit",
-                     f"{event_name} already has {MAX_PER_TYPE} {wire.kind} attributes")  # fmt: skip
+                drop(source, "attribute_limit", f"{event_name} already has {MAX_PER_TYPE} {wire.kind} attributes")
                 continue
             value = wire.value
             if pinned != wire.kind:

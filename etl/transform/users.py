@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -87,26 +87,40 @@ def screen_keys(
     too_long = keys.str.len().fillna(0) > MAX_ID_LENGTH
     control = garbage.control_mask(keys) & ~missing
     null_like = garbage.null_like_mask(keys, null_tokens) & ~missing & ~control
-    for mask, reason, what in ((null_like, garbage.NULL_LIKE_ID, "a null-like token"),
-                               (control, garbage.CONTROL_CHARACTER_IN_ID, "a control character")):  # fmt: skip
+    for mask, reason, what in (
+        (null_like, garbage.NULL_LIKE_ID, "a null-like token"),
+        (control, garbage.CONTROL_CHARACTER_IN_ID, "a control character"),
+    ):
         for idx in df.index[mask]:
             shown = garbage.printable(str(keys.at[idx]))
             rejects.append(
-                RejectRow(row_key=f"row:{idx}", column=mapping.user_id, reason=reason,
-                          detail=f"user id {shown!r} is {what} (an upstream bug?); not sent as a profile")
-            )  # fmt: skip
+                RejectRow(
+                    row_key=f"row:{idx}",
+                    column=mapping.user_id,
+                    reason=reason,
+                    detail=f"user id {shown!r} is {what} (an upstream bug?); not sent as a profile",
+                )
+            )
     too_long &= ~(null_like | control)
     for idx in df.index[missing]:
         rejects.append(
-            RejectRow(row_key=f"row:{idx}", column=mapping.user_id, reason="missing_user_id",
-                      detail="no user id (anonymous-only rows are not synced as profiles)")
-        )  # fmt: skip
+            RejectRow(
+                row_key=f"row:{idx}",
+                column=mapping.user_id,
+                reason="missing_user_id",
+                detail="no user id (anonymous-only rows are not synced as profiles)",
+            )
+        )
     for idx in df.index[too_long]:
         key = str(keys.at[idx])
         rejects.append(
-            RejectRow(row_key=key[:60] + "…", column=mapping.user_id, reason="user_id_too_long",
-                      detail=f"{len(key)} characters; WebEngage allows {MAX_ID_LENGTH}")
-        )  # fmt: skip
+            RejectRow(
+                row_key=key[:60] + "…",
+                column=mapping.user_id,
+                reason="user_id_too_long",
+                detail=f"{len(key)} characters; WebEngage allows {MAX_ID_LENGTH}",
+            )
+        )
     return ~(missing | too_long | null_like | control), rejects
 
 
@@ -136,10 +150,14 @@ def dedupe(
     losers = ranked.index[ranked["key"].duplicated(keep="first")]
     keep[losers] = False
     rejects = [
-        RejectRow(row_key=str(keys.at[i]), column=mapping.user_id, reason="duplicate_user_id",
-                  detail=f"another row for this id won ({mapping.duplicate_rule})")
+        RejectRow(
+            row_key=str(keys.at[i]),
+            column=mapping.user_id,
+            reason="duplicate_user_id",
+            detail=f"another row for this id won ({mapping.duplicate_rule})",
+        )
         for i in losers
-    ]  # fmt: skip
+    ]
     return keep, rejects
 
 
@@ -298,8 +316,11 @@ def row_hashes(df: pd.DataFrame, mapping: UserMapping, salt: str) -> pd.Series:
             # concatenation injective, and a missing value adds neither length nor text.
             texts.append(part)
             length = pc.binary_length(part)
-            part = _Typed(bits=length.fill_null(0).to_numpy().astype(np.uint64),
-                          missing=length.is_null().to_numpy(zero_copy_only=False), tag=_TAG_TEXT)  # fmt: skip
+            part = _Typed(
+                bits=length.fill_null(0).to_numpy().astype(np.uint64),
+                missing=length.is_null().to_numpy(zero_copy_only=False),
+                tag=_TAG_TEXT,
+            )
         contribution = _keyed(part.bits, part.tag, key)
         contribution[part.missing] = 0
         total += contribution
@@ -455,8 +476,9 @@ def _assemble(
     n_system = sum(1 for f in fields if not f.startswith("attributes."))
     system_names, attr_names = fields[:n_system], [f[11:] for f in fields[n_system:]]
     payloads: list[dict[str, Any]] = []
-    rows = zip(key_list, _rows(columns[:n_system], len(key_list)), _rows(columns[n_system:], len(key_list)),
-               strict=True)  # fmt: skip
+    rows = zip(
+        key_list, _rows(columns[:n_system], len(key_list)), _rows(columns[n_system:], len(key_list)), strict=True
+    )
     for user_id, system_values, attr_values in rows:
         payload: dict[str, Any] = {"userId": user_id}
         payload.update({k: v for k, v in zip(system_names, system_values, strict=True) if v is not None})
@@ -538,16 +560,21 @@ def build_payloads(
     targets += [(f"attributes.{a.name}", a.column, types[a.name]) for a in mapping.attributes]
     columns: list[list[Any]] = []
     for fieldname, column, kind in targets:
-        source, null_like, cleaned = garbage.clean_values(df[column], null_tokens,
-                                                          keep_null_like=mapping.keep_null_like_values)  # fmt: skip
+        source, null_like, cleaned = garbage.clean_values(
+            df[column], null_tokens, keep_null_like=mapping.keep_null_like_values
+        )
         stats.cleaned += int(cleaned.sum())
         if null_like.any():
             for i in null_like.to_numpy(dtype=bool).nonzero()[0].tolist():
                 stats.dropped[garbage.NULL_LIKE_VALUE] += 1
                 rejects.append(
-                    RejectRow(row_key=str(keys.iloc[i]), column=column, reason=garbage.NULL_LIKE_VALUE,
-                              detail=f"a null-like token left out of {fieldname} (keep_null_like_values = false)")
-                )  # fmt: skip
+                    RejectRow(
+                        row_key=str(keys.iloc[i]),
+                        column=column,
+                        reason=garbage.NULL_LIKE_VALUE,
+                        detail=f"a null-like token left out of {fieldname} (keep_null_like_values = false)",
+                    )
+                )
         result = _coerce(kind, source, df, mapping, today)
         if result.invalid.any():
             invalid = result.invalid.to_numpy(dtype=bool)
@@ -556,9 +583,13 @@ def build_payloads(
                 reason = str(reasons[i]) if reasons is not None else result.reason
                 stats.dropped[reason] += 1
                 rejects.append(
-                    RejectRow(row_key=str(keys.iloc[i]), column=column, reason=reason,
-                              detail=f"value left out of {fieldname}; the rest of the row was sent")
-                )  # fmt: skip
+                    RejectRow(
+                        row_key=str(keys.iloc[i]),
+                        column=column,
+                        reason=reason,
+                        detail=f"value left out of {fieldname}; the rest of the row was sent",
+                    )
+                )
         trimmed = result.trimmed if result.trimmed is not None else None
         if trimmed is not None and trimmed.any():
             stats.trimmed[column] += int(trimmed.sum())
@@ -577,8 +608,9 @@ def build_payloads(
     fields = [f for f, _c, _k in targets]
     key_list = keys.tolist()
     if mapping.on_null == "clear":
-        payloads, masks = _assemble_clearing(key_list, fields, [k for _f, _c, k in targets], columns,
-                                             previous_masks, stats)  # fmt: skip
+        payloads, masks = _assemble_clearing(
+            key_list, fields, [k for _f, _c, k in targets], columns, previous_masks, stats
+        )
     else:
         payloads, masks = _assemble(key_list, fields, columns)
     return Built(payloads=payloads, masks=masks, rejects=rejects, stats=stats)
@@ -609,31 +641,11 @@ def _fit_objects(
             total -= sizes[pos]
             stats.dropped[garbage.OBJECT_TOO_LARGE] += 1
             rejects.append(
-                RejectRow(row_key=str(keys.iloc[row]), column=column, reason=garbage.OBJECT_TOO_LARGE,
-                          detail=f"{sizes[pos]:,} bytes left out of {fieldname}: WebEngage keeps map/array "
-                          f"attributes up to {limit:,} bytes per profile")
-            )  # fmt: skip
-
-
-def carry_over(chunks: Iterable[pd.DataFrame], key_column: str) -> Iterator[pd.DataFrame]:
-    """Re-cut a stream of chunks sorted by ``key_column`` so all rows of one key land in one chunk
-    (duplicates can straddle a chunk boundary; the winner must see all of them)."""
-    held: pd.DataFrame | None = None
-    for chunk in chunks:
-        if held is not None:
-            chunk = pd.concat([held, chunk], ignore_index=True)
-            held = None
-        if chunk.empty:
-            continue
-        last = chunk[key_column].iloc[-1]
-        tail = chunk[key_column].eq(last) if last is not None and last == last else chunk[key_column].isna()
-        # Only the trailing run of the last key can continue in the next chunk.
-        others = np.flatnonzero(~tail.to_numpy(dtype=bool))
-        cut = int(others[-1]) + 1 if len(others) else 0
-        if cut == 0:
-            held = chunk
-            continue
-        held = chunk.iloc[cut:]
-        yield chunk.iloc[:cut].reset_index(drop=True)
-    if held is not None and not held.empty:
-        yield held.reset_index(drop=True)
+                RejectRow(
+                    row_key=str(keys.iloc[row]),
+                    column=column,
+                    reason=garbage.OBJECT_TOO_LARGE,
+                    detail=f"{sizes[pos]:,} bytes left out of {fieldname}: WebEngage keeps map/array "
+                    f"attributes up to {limit:,} bytes per profile",
+                )
+            )

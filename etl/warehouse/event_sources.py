@@ -35,8 +35,9 @@ class Source:
     json_columns: frozenset[str] = frozenset()
 
 
-_NOT_EVENT_TABLES: Final = frozenset({"tracks", "pages", "screens", "identifies", "users", "groups", "aliases",
-                                      "accounts"})  # fmt: skip
+_NOT_EVENT_TABLES: Final = frozenset(
+    {"tracks", "pages", "screens", "identifies", "users", "groups", "aliases", "accounts"}
+)
 _OUTPUT_COLUMNS: Final = frozenset(
     {"event_id", "event_name", "event_time", "received_at", "properties", "user_id", "anonymous_id"}
 )
@@ -57,8 +58,15 @@ def custom_source(query: str, params: Mapping[str, Any], *, read_from: datetime,
 
 def _schema_columns(engine: Engine, schema: str) -> dict[str, dict[str, str]]:
     """``table -> {column: data type}`` of a schema, from information_schema (DuckDB and PostgreSQL)."""
-    cols = sa.table("columns", sa.column("table_schema"), sa.column("table_name"), sa.column("column_name"),
-                    sa.column("data_type"), sa.column("ordinal_position"), schema="information_schema")  # fmt: skip
+    cols = sa.table(
+        "columns",
+        sa.column("table_schema"),
+        sa.column("table_name"),
+        sa.column("column_name"),
+        sa.column("data_type"),
+        sa.column("ordinal_position"),
+        schema="information_schema",
+    )
     query = (
         sa.select(cols.c.table_name, cols.c.column_name, cols.c.data_type)
         .where(cols.c.table_schema == schema)
@@ -150,8 +158,11 @@ def segment_sources(engine: Engine, *, schema: str, read_from: datetime, end: da
     tracks = _table(schema, "tracks", cols)
     if "event" not in cols:
         if "event_text" not in cols:
-            raise ConfigError("source.segment_schema", f"{schema}.tracks has neither an event nor an event_text "
-                              "column: it is not a Segment/RudderStack tracks table")  # fmt: skip
+            raise ConfigError(
+                "source.segment_schema",
+                f"{schema}.tracks has neither an event nor an event_text "
+                "column: it is not a Segment/RudderStack tracks table",
+            )
         # Names only (no snake_case event column to find per-event tables by): tracks without properties.
         rest = sa.select(*_head(tracks, cols, tracks.c.event_text)).where(_window_filter(tracks, cols))
         sources.append(Source(f"{schema}.tracks", rest.order_by(tracks.c.id), params))
@@ -181,11 +192,13 @@ def segment_sources(engine: Engine, *, schema: str, read_from: datetime, end: da
     rest = (
         sa.select(*_head(tracks, cols, name))
         .where(
-            sa.or_(tracks.c.event.is_(None), *([sa.and_(*(tracks.c.event != e for e in event_tables))]
-                                              if event_tables else [sa.true()])),
+            sa.or_(
+                tracks.c.event.is_(None),
+                *([sa.and_(*(tracks.c.event != e for e in event_tables))] if event_tables else [sa.true()]),
+            ),
             _window_filter(tracks, cols),
         )
         .order_by(tracks.c.id)
-    )  # fmt: skip
+    )
     sources.append(Source(f"{schema}.tracks", rest, params))
     return sources

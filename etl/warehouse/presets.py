@@ -54,10 +54,27 @@ SEGMENT_TRAITS: Final[dict[str, str]] = {
 }
 #: Columns Segment/RudderStack write for their own bookkeeping; never user attributes.
 SEGMENT_BOOKKEEPING: Final = frozenset(
-    {"id", "user_id", "anonymous_id", "received_at", "uuid_ts", "loaded_at", "sent_at", "timestamp",
-     "original_timestamp", "context_library_name", "context_library_version", "context_ip", "rn",
-     "event", "event_text", "channel", "context_user_agent", "context_locale"}
-)  # fmt: skip
+    {
+        "id",
+        "user_id",
+        "anonymous_id",
+        "received_at",
+        "uuid_ts",
+        "loaded_at",
+        "sent_at",
+        "timestamp",
+        "original_timestamp",
+        "context_library_name",
+        "context_library_version",
+        "context_ip",
+        "rn",
+        "event",
+        "event_text",
+        "channel",
+        "context_user_agent",
+        "context_locale",
+    }
+)
 
 
 def segment_users_source(*, schema: str, table: Literal["users", "identifies"]) -> tuple[sa.Select[Any], str, str]:
@@ -70,8 +87,9 @@ def segment_users_source(*, schema: str, table: Literal["users", "identifies"]) 
         return sa.select(sa.literal_column("*")).select_from(users).order_by(users.c.id), "id", "received_at"
     if table != "identifies":
         raise ConfigError("source.segment_table", "expected users or identifies")
-    ident = sa.table("identifies", sa.column("user_id"), sa.column("timestamp"), sa.column("received_at"),
-                     schema=schema)  # fmt: skip
+    ident = sa.table(
+        "identifies", sa.column("user_id"), sa.column("timestamp"), sa.column("received_at"), schema=schema
+    )
     ranked = (
         sa.select(
             sa.literal_column("*"),

@@ -36,8 +36,20 @@ def _arrays(*names: str) -> list[sa.BindParameter[Any]]:
     return [sa.bindparam(n, type_=sa.ARRAY(sa.String)) for n in names]
 
 
-EVENT_COLUMNS: Final = ("rid", "name", "time", "category", "user_id", "anon_id", "event_data", "system_data",
-                         "extra", "license", "event_type", "received")  # fmt: skip
+EVENT_COLUMNS: Final = (
+    "rid",
+    "name",
+    "time",
+    "category",
+    "user_id",
+    "anon_id",
+    "event_data",
+    "system_data",
+    "extra",
+    "license",
+    "event_type",
+    "received",
+)
 # unnest() over equal-length arrays zips them on DuckDB and PostgreSQL; text in, cast once in SQL.
 _EVENTS = sa.text(
     "INSERT INTO webengage_events (request_id, event_name, event_time, category, user_id, anonymous_id, "
@@ -77,8 +89,9 @@ def insert_quarantine(conn: Connection, columns: Mapping[str, Any], *, now: str)
 def checkpoints(conn: Connection, names: Sequence[str]) -> list[tuple[Any, ...]]:
     """(segment, byte_offset, lines, loaded, duplicates, quarantined, closed_at) of the named segments."""
     s = SEGMENTS.c
-    query = sa.select(s.segment, s.byte_offset, s.lines, s.loaded, s.duplicates, s.quarantined,
-                      s.closed_at).where(s.segment.in_(list(names)))  # fmt: skip
+    query = sa.select(s.segment, s.byte_offset, s.lines, s.loaded, s.duplicates, s.quarantined, s.closed_at).where(
+        s.segment.in_(list(names))
+    )
     rows = [tuple(r) for r in conn.execute(query).all()]
     conn.commit()
     return rows
@@ -87,8 +100,11 @@ def checkpoints(conn: Connection, names: Sequence[str]) -> list[tuple[Any, ...]]
 def save_checkpoint(conn: Connection, values: Mapping[str, Any]) -> None:
     """Upsert one segment's checkpoint; call in the transaction that inserted its rows."""
     stmt = pg_insert(SEGMENTS).values(dict(values))
-    conn.execute(stmt.on_conflict_do_update(
-        index_elements=["segment"], set_={k: stmt.excluded[k] for k in values if k != "segment"}))  # fmt: skip
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["segment"], set_={k: stmt.excluded[k] for k in values if k != "segment"}
+        )
+    )
 
 
 def closed_before(conn: Connection, names: Sequence[str], cutoff: datetime) -> list[str]:

@@ -144,9 +144,13 @@ class RateBudgets:
             if store is not None:
                 rate = rpm / 60.0 * settings.rate_headroom
                 # Named per license code: limits are per account (per key is unconfirmed).
-                return SharedTokenBucket(name=f"{settings.license_code}/{name}", rate_per_s=rate,
-                                         capacity=max(1.0, rate * settings.burst_seconds), store=store,
-                                         clock=clock)  # fmt: skip
+                return SharedTokenBucket(
+                    name=f"{settings.license_code}/{name}",
+                    rate_per_s=rate,
+                    capacity=max(1.0, rate * settings.burst_seconds),
+                    store=store,
+                    clock=clock,
+                )
             return TokenBucket.from_rpm(
                 name=name,
                 # budget_share: this process's part of an account budget shared by concurrent tasks.

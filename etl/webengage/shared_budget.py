@@ -74,8 +74,9 @@ class MemoryBudgetStore:
     def hold(self, budget: str, *, seconds: float, interval_s: float, burst: float) -> None:
         with self._lock:
             now = self._clock.monotonic()
-            self._tat[budget] = held_tat(self._tat.get(budget, 0.0), now, seconds=seconds, interval_s=interval_s,
-                                         burst=burst)  # fmt: skip
+            self._tat[budget] = held_tat(
+                self._tat.get(budget, 0.0), now, seconds=seconds, interval_s=interval_s, burst=burst
+            )
 
     def close(self) -> None:
         pass

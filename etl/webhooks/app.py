@@ -54,8 +54,15 @@ log = logging.getLogger(__name__)
 _JSON: Final = "application/json"
 _OK: Final = orjson.dumps({"status": "ok"})
 _DUPLICATE: Final = orjson.dumps({"status": "ok", "duplicate": True})
-COUNTERS: Final = ("accepted", "duplicates", "quarantined", "rejected_again", "unauthorized", "too_large",
-                   "unavailable")  # fmt: skip
+COUNTERS: Final = (
+    "accepted",
+    "duplicates",
+    "quarantined",
+    "rejected_again",
+    "unauthorized",
+    "too_large",
+    "unavailable",
+)
 
 
 def _error(status: int, reason: str) -> Response:
@@ -65,14 +72,24 @@ def _error(status: int, reason: str) -> Response:
 class ReceiverState:
     """What the endpoint shares: credentials check, landing writer, the seen-id set and counters."""
 
-    def __init__(self, settings: WebhookSettings, *, clock: Callable[[], datetime] = utcnow,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         settings.require_auth()
         self.settings = settings
         self.auth = WebhookAuth(license_code=settings.license_code, secret_key=settings.secret_key)
         self.clock = clock
-        self.writer = SegmentWriter(settings.landing_dir, max_bytes=settings.segment_max_bytes,
-                                    max_age_s=settings.segment_max_age_s, monotonic=monotonic, wall=clock)  # fmt: skip
+        self.writer = SegmentWriter(
+            settings.landing_dir,
+            max_bytes=settings.segment_max_bytes,
+            max_age_s=settings.segment_max_age_s,
+            monotonic=monotonic,
+            wall=clock,
+        )
         self.committer = GroupCommitter(self.writer, max_pending=settings.max_pending)
         self.seen = SeenIds(settings.seen_ids_max)
         #: key -> future resolved True (landed) / False (failed) while that delivery is being written.
@@ -83,8 +100,11 @@ class ReceiverState:
         """Recover orphaned segments, start a fresh one, and remember the ids already on disk."""
         report = self.writer.open()
         self.seen = rebuild_seen(self.settings.landing_dir, self.settings.seen_ids_max)
-        log.info("webhook landing ready: %d request ids remembered, %d orphan segment(s) closed",
-                 len(self.seen), report.segments)  # fmt: skip
+        log.info(
+            "webhook landing ready: %d request ids remembered, %d orphan segment(s) closed",
+            len(self.seen),
+            report.segments,
+        )
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -163,8 +183,13 @@ async def receive(request: Request) -> Response:
     if problem is not None and key in state.seen:
         counts["rejected_again"] += 1  # already quarantined; answer the same, store nothing more
         return _error(problem.status, problem.reason)
-    common: dict[str, Any] = {"request_id": rid, "received_at": state.clock(), "event_type": query.get("eventType"),
-                              "license_code": query.get("licenseCode"), "raw_body": body}  # fmt: skip
+    common: dict[str, Any] = {
+        "request_id": rid,
+        "received_at": state.clock(),
+        "event_type": query.get("eventType"),
+        "license_code": query.get("licenseCode"),
+        "raw_body": body,
+    }
     line = encode_event(**common) if problem is None else encode_quarantine(reason=problem.reason, **common)
     outcome = await _land(state, key, line)
     if outcome == "failed":

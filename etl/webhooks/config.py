@@ -76,8 +76,14 @@ class WebhookSettings(SettingsModel):
             raise self.invalid("warehouse_url", "must be an SQLAlchemy URL such as duckdb:///path.duckdb")
         if self.retain_hours < 0:
             raise self.invalid("retain_hours", "must not be negative")
-        for name in ("max_body_bytes", "segment_max_bytes", "segment_max_age_s", "seen_ids_max", "load_chunk_rows",
-                     "max_pending"):  # fmt: skip
+        for name in (
+            "max_body_bytes",
+            "segment_max_bytes",
+            "segment_max_age_s",
+            "seen_ids_max",
+            "load_chunk_rows",
+            "max_pending",
+        ):
             if getattr(self, name) <= 0:
                 raise self.invalid(name, "must be greater than 0")
         if self.max_body_bytes > self.segment_max_bytes:

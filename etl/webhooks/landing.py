@@ -76,28 +76,48 @@ def format_instant(value: datetime) -> str:
 
 
 # -- records ---------------------------------------------------------------------------------------
-def _envelope(*, request_id: str, kind: Kind, received_at: datetime, event_type: str | None,
-              license_code: str | None) -> bytes:  # fmt: skip
-    head = {"rid": request_id, "kind": _KIND_CODE[kind], "at": format_instant(received_at), "et": event_type,
-            "lic": license_code}  # fmt: skip
+def _envelope(
+    *, request_id: str, kind: Kind, received_at: datetime, event_type: str | None, license_code: str | None
+) -> bytes:
+    head = {
+        "rid": request_id,
+        "kind": _KIND_CODE[kind],
+        "at": format_instant(received_at),
+        "et": event_type,
+        "lic": license_code,
+    }
     return orjson.dumps(head)[:-1]  # without the closing brace: the body follows
 
 
-def encode_event(*, request_id: str, received_at: datetime, event_type: str | None, license_code: str | None,
-                 raw_body: bytes) -> bytes:  # fmt: skip
+def encode_event(
+    *, request_id: str, received_at: datetime, event_type: str | None, license_code: str | None, raw_body: bytes
+) -> bytes:
     """A landing line for a validated delivery; ``raw_body`` must be valid JSON (it is spliced in)."""
-    head = _envelope(request_id=request_id, kind="event", received_at=received_at, event_type=event_type,
-                     license_code=license_code)  # fmt: skip
+    head = _envelope(
+        request_id=request_id, kind="event", received_at=received_at, event_type=event_type, license_code=license_code
+    )
     flat = raw_body.strip().replace(b"\n", b" ").replace(b"\r", b" ")
     return b"".join((head, b',"body":', flat, b"}\n"))
 
 
-def encode_quarantine(*, request_id: str, received_at: datetime, event_type: str | None,
-                      license_code: str | None, reason: str, raw_body: bytes) -> bytes:  # fmt: skip
+def encode_quarantine(
+    *,
+    request_id: str,
+    received_at: datetime,
+    event_type: str | None,
+    license_code: str | None,
+    reason: str,
+    raw_body: bytes,
+) -> bytes:
     """A landing line keeping an unparseable delivery's raw body: as text when it is UTF-8 without NUL
     (PostgreSQL text cannot hold NUL), else base64."""
-    head = _envelope(request_id=request_id, kind="quarantine", received_at=received_at, event_type=event_type,
-                     license_code=license_code)  # fmt: skip
+    head = _envelope(
+        request_id=request_id,
+        kind="quarantine",
+        received_at=received_at,
+        event_type=event_type,
+        license_code=license_code,
+    )
     try:
         text, encoding = raw_body.decode("utf-8"), "utf8"
         if "\x00" in text:

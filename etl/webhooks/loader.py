@@ -39,8 +39,16 @@ from etl.webhooks.shapes import KNOWN_CATEGORIES, ShapeError, dumps, validate
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES: Final = 32 * 2**20
-_SUMMARY_COUNTS: Final = ("lines", "events_loaded", "duplicates", "quarantined", "chunks", "torn_bytes",
-                          "orphans_closed", "segments_deleted")  # fmt: skip
+_SUMMARY_COUNTS: Final = (
+    "lines",
+    "events_loaded",
+    "duplicates",
+    "quarantined",
+    "chunks",
+    "torn_bytes",
+    "orphans_closed",
+    "segments_deleted",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +170,9 @@ def _open_segment(directory: Path, name: str) -> Iterator[tuple[IO[bytes], bool]
 
 
 class _Loader:
-    def __init__(self, settings: WebhookSettings, conn: Connection, clock: Callable[[], datetime],
-                 chunk_rows: int) -> None:  # fmt: skip
+    def __init__(
+        self, settings: WebhookSettings, conn: Connection, clock: Callable[[], datetime], chunk_rows: int
+    ) -> None:
         self.settings = settings
         self.conn = conn
         self.clock = clock
@@ -175,8 +184,9 @@ class _Loader:
         if not names:
             return {}
         rows = tables.checkpoints(self.conn, names)
-        return {r[0]: _Checkpoint(int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), r[6] is not None)
-                for r in rows}  # fmt: skip
+        return {
+            r[0]: _Checkpoint(int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), r[6] is not None) for r in rows
+        }
 
     def load_segment(self, name: str, cp: _Checkpoint) -> None:
         with _open_segment(self.settings.landing_dir, name) as opened:
@@ -216,12 +226,25 @@ class _Loader:
                 cols = _columns(chunk.quarantine, tables.QUARANTINE_COLUMNS)
                 quarantined = tables.insert_quarantine(self.conn, cols, now=_instant(now))
             duplicates = len(chunk.events) - inserted + chunk.duplicates_in_chunk
-            new = _Checkpoint(offset, cp.lines + len(lines), cp.loaded + inserted, cp.duplicates + duplicates,
-                              cp.quarantined + quarantined, finished)  # fmt: skip
+            new = _Checkpoint(
+                offset,
+                cp.lines + len(lines),
+                cp.loaded + inserted,
+                cp.duplicates + duplicates,
+                cp.quarantined + quarantined,
+                finished,
+            )
             naive_now = now.astimezone(UTC).replace(tzinfo=None)
-            values = {"segment": name, "byte_offset": new.offset, "lines": new.lines, "loaded": new.loaded,
-                      "duplicates": new.duplicates, "quarantined": new.quarantined,
-                      "closed_at": naive_now if finished else None, "updated_at": naive_now}  # fmt: skip
+            values = {
+                "segment": name,
+                "byte_offset": new.offset,
+                "lines": new.lines,
+                "loaded": new.loaded,
+                "duplicates": new.duplicates,
+                "quarantined": new.quarantined,
+                "closed_at": naive_now if finished else None,
+                "updated_at": naive_now,
+            }
             tables.save_checkpoint(self.conn, values)
         self.counts["lines"] += len(lines)
         self.counts["events_loaded"] += inserted

@@ -51,8 +51,7 @@ def parse_line(line: bytes, *, now: datetime) -> Delivery:
     try:
         value = loads(stripped)
     except ShapeError:
-        return Delivery(request_id=request_id_for(None, stripped), raw_body=stripped, event_type=None,
-                        received_at=now)  # fmt: skip
+        return Delivery(request_id=request_id_for(None, stripped), raw_body=stripped, event_type=None, received_at=now)
     if isinstance(value, dict) and "body" in value and "event_name" not in value:
         body = value["body"]
         raw = body.encode() if isinstance(body, str) else dumps(body).encode()
@@ -79,9 +78,13 @@ def _received_at(value: Any, now: datetime) -> datetime:
 
 def landing_line(delivery: Delivery, *, license_code: str | None) -> tuple[bytes, str | None]:
     """The landing line for a delivery and its quarantine reason (None when it is a valid event)."""
-    common: dict[str, Any] = {"request_id": delivery.request_id, "received_at": delivery.received_at,
-                              "event_type": delivery.event_type, "license_code": license_code,
-                              "raw_body": delivery.raw_body}  # fmt: skip
+    common: dict[str, Any] = {
+        "request_id": delivery.request_id,
+        "received_at": delivery.received_at,
+        "event_type": delivery.event_type,
+        "license_code": license_code,
+        "raw_body": delivery.raw_body,
+    }
     try:
         validate(parse_body(delivery.raw_body))
     except ShapeError as exc:
@@ -100,8 +103,9 @@ def land_file(path: Path, settings: WebhookSettings, *, clock: Callable[[], date
     """Land every delivery of ``path`` durably (fsync per group of lines) in ``settings.landing_dir``."""
     if not path.is_file():
         raise FileNotFoundError(f"replay file not found: {path}")
-    writer = SegmentWriter(settings.landing_dir, max_bytes=settings.segment_max_bytes,
-                           max_age_s=settings.segment_max_age_s, wall=clock)  # fmt: skip
+    writer = SegmentWriter(
+        settings.landing_dir, max_bytes=settings.segment_max_bytes, max_age_s=settings.segment_max_age_s, wall=clock
+    )
     writer.open()
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
@@ -120,7 +124,11 @@ def land_file(path: Path, settings: WebhookSettings, *, clock: Callable[[], date
         writer.append(group)
     finally:
         writer.close()
-    summary = {"deliveries": counts["events"] + counts["quarantined"], "events": counts["events"],
-               "quarantined": counts["quarantined"], "reasons": dict(sorted(reasons.items()))}  # fmt: skip
+    summary = {
+        "deliveries": counts["events"] + counts["quarantined"],
+        "events": counts["events"],
+        "quarantined": counts["quarantined"],
+        "reasons": dict(sorted(reasons.items())),
+    }
     log.info("replay landed %s", summary)
     return summary

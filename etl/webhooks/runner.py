@@ -22,12 +22,20 @@ GRACEFUL_SHUTDOWN_S = 10.0
 HEADER_TIMEOUT_S = 10.0
 
 
-def serve(settings: WebhookSettings, *, host: str = "127.0.0.1", port: int = 8766,
-          sock: socket.socket | None = None) -> None:  # fmt: skip
+def serve(
+    settings: WebhookSettings, *, host: str = "127.0.0.1", port: int = 8766, sock: socket.socket | None = None
+) -> None:
     """Run in the foreground until SIGINT/SIGTERM; uvicorn finishes in-flight requests, then the lifespan
     writes and fsyncs every queued delivery before the process exits."""
-    config = uvicorn_config(create_app(settings), host=host, port=port, quiet=False, lifespan="on",
-                            graceful_s=GRACEFUL_SHUTDOWN_S, header_timeout_s=HEADER_TIMEOUT_S)  # fmt: skip
+    config = uvicorn_config(
+        create_app(settings),
+        host=host,
+        port=port,
+        quiet=False,
+        lifespan="on",
+        graceful_s=GRACEFUL_SHUTDOWN_S,
+        header_timeout_s=HEADER_TIMEOUT_S,
+    )
     run_foreground(config, sock)
 
 
@@ -39,8 +47,14 @@ class WebhookServer(ThreadedServer):
     graceful_s = GRACEFUL_SHUTDOWN_S
     header_timeout_s: float | None = HEADER_TIMEOUT_S
 
-    def __init__(self, settings: WebhookSettings, *, host: str = "127.0.0.1", port: int = 0,
-                 clock: Callable[[], datetime] = utcnow) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         super().__init__(create_app(settings, clock=clock), host=host, port=port)
 
     @property

@@ -83,16 +83,25 @@ def test_default_config_parses_into_both_dags(dagbag: Any) -> None:
 
 
 def test_export_dag_params_form_exports_the_chosen_cohort(
-    airflow_db: None, cohort_config: Path, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None],
+    airflow_db: None,
+    cohort_config: Path,
+    dag_runner: Callable[..., Any],
+    webengage_connection: Callable[..., None],
     warehouse: Path,
-) -> None:  # fmt: skip
+) -> None:
     dagbag = fresh_dagbag()
     assert dagbag.import_errors == {}
     dag = dagbag.get_dag("webengage_cohort_export")
     assert dag.params.get_param("cohort").schema["enum"] == ["vip_buyers_30d", "dag_a", "dag_b"]
     with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
-        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000,
-                             bulk_events_rpm=60_000, expected_latency_s=0.05)  # fmt: skip
+        webengage_connection(
+            url=sandbox.url,
+            license_code="~99199077",
+            api_key=KEY,
+            bulk_users_rpm=60_000,
+            bulk_events_rpm=60_000,
+            expected_latency_s=0.05,
+        )
         # as_of: the cohort is "the 30 days before as_of" of a warehouse built at AS_OF, whatever today is.
         conf = {"cohort": "vip_buyers_30d", "emit_events": True, "as_of": AS_OF.isoformat()}
         dr = dag_runner(dagbag, "webengage_cohort_export", conf)
@@ -109,8 +118,11 @@ def test_export_dag_params_form_exports_the_chosen_cohort(
 
 
 def test_export_dag_dry_run_param_sends_nothing(
-    airflow_db: None, cohort_config: Path, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None],
-) -> None:  # fmt: skip
+    airflow_db: None,
+    cohort_config: Path,
+    dag_runner: Callable[..., Any],
+    webengage_connection: Callable[..., None],
+) -> None:
     with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY)) as sandbox:
         webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY)
         dr = dag_runner(fresh_dagbag(), "webengage_cohort_export", {"cohort": "dag_b", "dry_run": True})
@@ -121,14 +133,23 @@ def test_export_dag_dry_run_param_sends_nothing(
 
 
 def test_sync_dag_maps_one_task_per_dynamic_cohort_and_one_failure_does_not_block_the_other(
-    airflow_db: None, cohort_config: Path, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None],
+    airflow_db: None,
+    cohort_config: Path,
+    dag_runner: Callable[..., Any],
+    webengage_connection: Callable[..., None],
     warehouse: Path,
-) -> None:  # fmt: skip
+) -> None:
     with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
         settings = Settings.from_mapping(
-            {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{warehouse}",
-             "cohorts_config": str(cohort_config), "bulk_users_rpm": 60_000}
-        )  # fmt: skip
+            {
+                "license_code": "~99199077",
+                "api_key": KEY,
+                "api_url": sandbox.url,
+                "warehouse_url": f"duckdb:///{warehouse}",
+                "cohorts_config": str(cohort_config),
+                "bulk_users_rpm": 60_000,
+            }
+        )
         for name in ("dag_a", "dag_b"):
             cohorts.export(settings, cohort=name, as_of=AS_OF, run_id="seed")
         with duckdb.connect(str(warehouse)) as con:
@@ -138,8 +159,9 @@ def test_sync_dag_maps_one_task_per_dynamic_cohort_and_one_failure_does_not_bloc
             con.execute("INSERT INTO dag_cohort_b SELECT printf('usr_%07d', i) FROM range(201, 211) t(i)")
         before = sandbox.stats()["requests"]["bulk-users"]
 
-        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000,
-                             expected_latency_s=0.05)  # fmt: skip
+        webengage_connection(
+            url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000, expected_latency_s=0.05
+        )
         dagbag = fresh_dagbag()
         dr = dag_runner(dagbag, "webengage_cohorts_sync")
         tis = {(ti.task_id, ti.map_index): ti for ti in dr.get_task_instances()}

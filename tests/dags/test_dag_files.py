@@ -53,9 +53,12 @@ def test_code_line_counter() -> None:
 
 def test_every_dag_file_is_found() -> None:
     assert {p.stem for p in DAG_FILES} == {
-        "webengage_users_sync", "webengage_events_sync", "webengage_cohort_export", "webengage_cohorts_sync",
+        "webengage_users_sync",
+        "webengage_events_sync",
+        "webengage_cohort_export",
+        "webengage_cohorts_sync",
         "webengage_webhooks_load",
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)

@@ -39,8 +39,9 @@ def test_events_dag_sends_the_data_interval_once(
     dagbag: Any, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None], env: Path
 ) -> None:
     with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_events_rpm=60_000)) as sandbox:
-        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_events_rpm=60_000,
-                             expected_latency_s=0.05)  # fmt: skip
+        webengage_connection(
+            url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_events_rpm=60_000, expected_latency_s=0.05
+        )
         dag = dagbag.get_dag("webengage_events_sync")
         for t in dag.tasks:
             t.retries = 0

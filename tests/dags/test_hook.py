@@ -16,8 +16,16 @@ KEY = "hook-test-key-123456"
 def hook_module(monkeypatch: pytest.MonkeyPatch) -> Any:
     # Airflow's DAG processor and workers put dags/ on sys.path; here we do it ourselves.
     monkeypatch.syspath_prepend(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    for var in ("WAREHOUSE_URL", "STATE_URL", "WEBENGAGE_LICENSE_CODE", "WEBENGAGE_API_KEY", "WEBENGAGE_API_URL",
-                "WEBENGAGE_DATA_CENTER", "WEBENGAGE_BULK_USERS_RPM", "WEBENGAGE_BATCH_SIZE"):  # fmt: skip
+    for var in (
+        "WAREHOUSE_URL",
+        "STATE_URL",
+        "WEBENGAGE_LICENSE_CODE",
+        "WEBENGAGE_API_KEY",
+        "WEBENGAGE_API_URL",
+        "WEBENGAGE_DATA_CENTER",
+        "WEBENGAGE_BULK_USERS_RPM",
+        "WEBENGAGE_BATCH_SIZE",
+    ):
         monkeypatch.delenv(var, raising=False)
     import webengage_common.hook
 
@@ -44,8 +52,14 @@ def test_hook_is_an_airflow_hook_named_like_a_provider_hook(hook_module: Any) ->
 def test_settings_from_a_json_connection_of_either_type(
     hook_module: Any, monkeypatch: pytest.MonkeyPatch, conn_type: str
 ) -> None:
-    set_conn(monkeypatch, conn_type=conn_type, host="http://127.0.0.1:8765", login="~99199077", password=KEY,
-             extra={"bulk_users_rpm": "1000", "batch_size": 10})  # fmt: skip
+    set_conn(
+        monkeypatch,
+        conn_type=conn_type,
+        host="http://127.0.0.1:8765",
+        login="~99199077",
+        password=KEY,
+        extra={"bulk_users_rpm": "1000", "batch_size": 10},
+    )
     # The worker's environment fills what the connection leaves out, never the credentials or the host.
     monkeypatch.setenv("WAREHOUSE_URL", "duckdb:///from-env.duckdb")
     monkeypatch.setenv("WEBENGAGE_API_KEY", "env-key-must-not-win")
@@ -75,8 +89,9 @@ def test_data_centre_host_and_a_named_connection(hook_module: Any, monkeypatch: 
 def test_test_connection_accepts_a_good_config_without_showing_the_key(
     hook_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    set_conn(monkeypatch, conn_type="http", host="global", login="~99199077", password=KEY,
-             extra={"bulk_events_rpm": 600})  # fmt: skip
+    set_conn(
+        monkeypatch, conn_type="http", host="global", login="~99199077", password=KEY, extra={"bulk_events_rpm": 600}
+    )
     ok, message = hook_module.WebEngageHook().test_connection()
     assert ok is True, message
     assert "~99199077" in message and "https://api.webengage.com" in message and "nothing was sent" in message
@@ -89,13 +104,17 @@ def test_test_connection_accepts_a_good_config_without_showing_the_key(
         ({"conn_type": "webengage", "host": "global", "login": "~99199077"}, "api_key: missing"),
         ({"conn_type": "http", "host": "global", "password": KEY}, "license_code: missing"),
         ({"conn_type": "http", "host": "global", "login": "99199077.0", "password": KEY}, "float"),
-        ({"conn_type": "http", "host": "global", "login": "~99199077", "password": KEY, "extra": {"api_keyy": 1}},
-         "extra.api_keyy"),
+        (
+            {"conn_type": "http", "host": "global", "login": "~99199077", "password": KEY, "extra": {"api_keyy": 1}},
+            "extra.api_keyy",
+        ),
         ({"conn_type": "webengage", "host": "ftp://x", "login": "~99199077", "password": KEY}, "api_url"),
-        ({"conn_type": "http", "host": "global", "login": "~99199077", "password": KEY,
-          "extra": {"batch_size": 26}}, "batch_size"),
+        (
+            {"conn_type": "http", "host": "global", "login": "~99199077", "password": KEY, "extra": {"batch_size": 26}},
+            "batch_size",
+        ),
     ],
-)  # fmt: skip
+)
 def test_test_connection_names_what_is_wrong(
     hook_module: Any, monkeypatch: pytest.MonkeyPatch, conn: dict[str, Any], expected: str
 ) -> None:

@@ -28,12 +28,16 @@ def demo_warehouse(tmp_path: Path) -> Path:
 
 
 def test_users_dag_runs_against_sandbox_and_returns_summary(
-    dagbag: Any, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None], demo_warehouse: Path,
+    dagbag: Any,
+    dag_runner: Callable[..., Any],
+    webengage_connection: Callable[..., None],
+    demo_warehouse: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
-        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000,
-                             expected_latency_s=0.05)  # fmt: skip
+        webengage_connection(
+            url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000, expected_latency_s=0.05
+        )
         monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
         dr = dag_runner(dagbag, "webengage_users_sync")
         assert dr.state == "success"
@@ -46,9 +50,12 @@ def test_users_dag_runs_against_sandbox_and_returns_summary(
 
 
 def test_users_dag_dry_run_param_sends_nothing(
-    dagbag: Any, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None], demo_warehouse: Path,
+    dagbag: Any,
+    dag_runner: Callable[..., Any],
+    webengage_connection: Callable[..., None],
+    demo_warehouse: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY)) as sandbox:
         webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY)
         monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
@@ -60,9 +67,12 @@ def test_users_dag_dry_run_param_sends_nothing(
 
 
 def test_users_dag_fails_with_reason_on_wrong_key(
-    dagbag: Any, dag_runner: Callable[..., Any], webengage_connection: Callable[..., None], demo_warehouse: Path,
+    dagbag: Any,
+    dag_runner: Callable[..., Any],
+    webengage_connection: Callable[..., None],
+    demo_warehouse: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     # The user's alerting hook (e.g. an Airflow notifier) gets the failed task's context.
     hook_dir = demo_warehouse.parent / "hooks"
     hook_dir.mkdir()

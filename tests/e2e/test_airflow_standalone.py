@@ -36,8 +36,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
 
 @pytest.fixture(scope="module")
 def api(stack: AirflowStack) -> Iterator[httpx.Client]:
-    token = httpx.post(f"{stack.url}/auth/token", json={"username": stack.username, "password": stack.password},
-                       timeout=30).json()["access_token"]  # fmt: skip
+    token = httpx.post(
+        f"{stack.url}/auth/token", json={"username": stack.username, "password": stack.password}, timeout=30
+    ).json()["access_token"]
     with httpx.Client(base_url=f"{stack.url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
         yield c
 

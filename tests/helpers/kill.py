@@ -38,8 +38,9 @@ def start_cli(argv: Sequence[str], sandbox_url: str, warehouse: Path, key: str, 
         "WAREHOUSE_URL": duck(warehouse),
         **env,
     }
-    return subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, env=environ, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", *argv], cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def requests_to(source: httpx.Client | SandboxServer | SandboxProcess, endpoint: str) -> int:

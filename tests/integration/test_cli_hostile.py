@@ -24,9 +24,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     broken.write_text("SELECT user_id, no_such_column FROM users\n")
     (base / "users.toml").write_text(f'[source]\nquery = "{broken}"\nuser_id = "user_id"\n')
     clean = {k: v for k, v in os.environ.items() if not k.startswith("WEBENGAGE_")}
-    return {**clean, "WAREHOUSE_URL": f"duckdb:///{base / 'w.duckdb'}", "WEBENGAGE_LICENSE_CODE": "~99199077",
-            "WEBENGAGE_API_KEY": "hostile-key-0123456789", "WEBENGAGE_API_URL": "http://127.0.0.1:9",
-            "BROKEN_MAPPING": str(base / "users.toml")}  # fmt: skip
+    return {
+        **clean,
+        "WAREHOUSE_URL": f"duckdb:///{base / 'w.duckdb'}",
+        "WEBENGAGE_LICENSE_CODE": "~99199077",
+        "WEBENGAGE_API_KEY": "hostile-key-0123456789",
+        "WEBENGAGE_API_URL": "http://127.0.0.1:9",
+        "BROKEN_MAPPING": str(base / "users.toml"),
+    }
 
 
 CASES = [
@@ -45,8 +50,15 @@ CASES = [
 @pytest.mark.parametrize(("argv", "expected"), CASES, ids=[" ".join(a) for a, _ in CASES])
 def test_no_traceback_one_readable_line(env: dict[str, str], argv: list[str], expected: str) -> None:
     argv = [a.format(**env) for a in argv]
-    done = subprocess.run([sys.executable, "-m", "etl.cli", *argv], env=env, capture_output=True, text=True,
-                          timeout=120, check=False, cwd=Path(env["BROKEN_MAPPING"]).parent)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "etl.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(env["BROKEN_MAPPING"]).parent,
+    )
     output = done.stdout + done.stderr
     assert "Traceback" not in output, output[-3000:]
     assert expected in " ".join(output.split()), output[-3000:]

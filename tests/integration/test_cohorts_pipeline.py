@@ -87,8 +87,12 @@ sandbox = sandbox_fixture(KEY, bulk_users_rpm=RPM, bulk_events_rpm=RPM)
 
 
 def settings_for(sandbox: SandboxServer | str, warehouse: Path, config_path: Path, **extra: Any) -> Settings:
-    values = {"cohorts_config": str(config_path), "bulk_users_rpm": RPM, "bulk_events_rpm": RPM,
-              "expected_latency_s": 0.05}  # fmt: skip
+    values = {
+        "cohorts_config": str(config_path),
+        "bulk_users_rpm": RPM,
+        "bulk_events_rpm": RPM,
+        "expected_latency_s": 0.05,
+    }
     return sandbox_settings(sandbox, warehouse, KEY, **(values | extra))
 
 
@@ -101,8 +105,9 @@ def set_members(warehouse: Path, members: list[str | None]) -> None:
 
 def attribute_values(sandbox: SandboxServer, attribute: str) -> dict[str, bool]:
     _, users = sandbox.store.list_users(limit=1_000_000)
-    return {u["id"]: u["profile"]["attributes"][attribute] for u in users
-            if attribute in u["profile"].get("attributes", {})}  # fmt: skip
+    return {
+        u["id"]: u["profile"]["attributes"][attribute] for u in users if attribute in u["profile"].get("attributes", {})
+    }
 
 
 def updates(sandbox: SandboxServer, user_id: str) -> int:
@@ -369,8 +374,9 @@ def test_retire_sets_every_last_member_false_and_frees_the_slot(
     again = cohorts.retire(settings, cohort="ctl")
     assert again["sent"] == 0 and bulk_users(sandbox) - before == math.ceil(60 / 25)
 
-    back = cohorts.export(settings, cohort="ctl", as_of=AS_OF, emit_events=True,
-                          clock=lambda: AS_OF + timedelta(hours=2))  # a new life for the cohort  # fmt: skip
+    back = cohorts.export(
+        settings, cohort="ctl", as_of=AS_OF, emit_events=True, clock=lambda: AS_OF + timedelta(hours=2)
+    )  # a new life for the cohort
     assert back["entered"] == 60 and back["attribute_slot"] == "registered"
     assert len(sandbox.store.events(event_name="Cohort Entered")) == 120
     assert sandbox.stats()["duplicate_events"] == 0
@@ -472,9 +478,7 @@ def test_unconfirmed_flips_are_resent_with_their_current_value(
     check_invariant(back)
 
 
-def test_a_refused_user_is_isolated_kept_as_a_reject_and_retried(
-    warehouse: Path, config_path: Path
-) -> None:  # fmt: skip
+def test_a_refused_user_is_isolated_kept_as_a_reject_and_retried(warehouse: Path, config_path: Path) -> None:
     poisoned = uid(7)
     seen: list[int] = []
 
@@ -517,8 +521,14 @@ def test_dry_run_sends_nothing_and_writes_no_state(sandbox: SandboxServer, wareh
 
 # -- crash safety ----------------------------------------------------------------------------------------------
 def start_export(sandbox: SandboxServer, warehouse: Path, config_path: Path) -> subprocess.Popen[bytes]:
-    return start_cli(["etl.cli_cohorts", "export", "ctl", "--events"], sandbox.url, warehouse, KEY,
-                     WEBENGAGE_COHORTS_CONFIG=str(config_path), WEBENGAGE_CONCURRENCY="2")  # fmt: skip
+    return start_cli(
+        ["etl.cli_cohorts", "export", "ctl", "--events"],
+        sandbox.url,
+        warehouse,
+        KEY,
+        WEBENGAGE_COHORTS_CONFIG=str(config_path),
+        WEBENGAGE_CONCURRENCY="2",
+    )
 
 
 def kill_when(proc: subprocess.Popen[bytes], sandbox: SandboxServer, endpoint: str, requests: int) -> None:
@@ -561,8 +571,10 @@ def test_kill_mid_export_then_rerun_gives_exact_state(
     assert exited == ids(range(1, 101))
     stats = sandbox.stats()
     assert stats["duplicate_events"] == 0 and stats["violations"] == 0
-    print(f"FIGURES kill {endpoint}@{kill_at}: in_doubt={len(after_kill.in_doubt)} rerun_sent={rerun['sent']} "
-          f"rerun_events={rerun['events']['sent']} dedup={stats['deduplicated_requests']}")  # fmt: skip
+    print(
+        f"FIGURES kill {endpoint}@{kill_at}: in_doubt={len(after_kill.in_doubt)} rerun_sent={rerun['sent']} "
+        f"rerun_events={rerun['events']['sent']} dedup={stats['deduplicated_requests']}"
+    )
 
 
 # -- PostgreSQL state and the CLI ---------------------------------------------------------------------------------
@@ -583,10 +595,14 @@ def test_state_on_postgresql(sandbox: SandboxServer, warehouse: Path, config_pat
 def test_cli_list_export_and_exit_codes(
     sandbox: SandboxServer, warehouse: Path, config_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in {"WEBENGAGE_LICENSE_CODE": "~99199077", "WEBENGAGE_API_KEY": KEY,
-                        "WEBENGAGE_API_URL": sandbox.url, "WAREHOUSE_URL": f"duckdb:///{warehouse}",
-                        "WEBENGAGE_COHORTS_CONFIG": str(config_path),
-                        "WEBENGAGE_BULK_USERS_RPM": str(RPM)}.items():  # fmt: skip
+    for name, value in {
+        "WEBENGAGE_LICENSE_CODE": "~99199077",
+        "WEBENGAGE_API_KEY": KEY,
+        "WEBENGAGE_API_URL": sandbox.url,
+        "WAREHOUSE_URL": f"duckdb:///{warehouse}",
+        "WEBENGAGE_COHORTS_CONFIG": str(config_path),
+        "WEBENGAGE_BULK_USERS_RPM": str(RPM),
+    }.items():
         monkeypatch.setenv(name, value)
     set_members(warehouse, ids(range(1, 21)))
     runner = CliRunner()

@@ -35,10 +35,19 @@ def sandbox() -> Iterator[SandboxServer]:
 
 def settings_for(sandbox: SandboxServer, warehouse: str, **extra: Any) -> Settings:
     return Settings.from_mapping(
-        {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": warehouse,
-         "bulk_users_rpm": 60_000, "bulk_events_rpm": 60_000, "expected_latency_s": 0.05, "max_retries": 0,
-         "max_reject_attempts": 2, **extra}
-    )  # fmt: skip
+        {
+            "license_code": "~99199077",
+            "api_key": KEY,
+            "api_url": sandbox.url,
+            "warehouse_url": warehouse,
+            "bulk_users_rpm": 60_000,
+            "bulk_events_rpm": 60_000,
+            "expected_latency_s": 0.05,
+            "max_retries": 0,
+            "max_reject_attempts": 2,
+            **extra,
+        }
+    )
 
 
 def statuses(url: str, pipeline: str) -> set[str]:

@@ -44,8 +44,9 @@ warehouse = warehouse_fixture(500)
 
 def start_sync(sandbox: SandboxProcess, warehouse: Path) -> subprocess.Popen[bytes]:
     argv = ["etl.cli_events", "--start", WINDOW[0].isoformat(), "--end", WINDOW[1].isoformat()]
-    return start_cli(argv, sandbox.url, warehouse, KEY, WEBENGAGE_BULK_EVENTS_RPM=str(RPM),
-                     WEBENGAGE_EXPECTED_LATENCY_S="0.05")  # fmt: skip
+    return start_cli(
+        argv, sandbox.url, warehouse, KEY, WEBENGAGE_BULK_EVENTS_RPM=str(RPM), WEBENGAGE_EXPECTED_LATENCY_S="0.05"
+    )
 
 
 def requests_seen(http: httpx.Client) -> int:

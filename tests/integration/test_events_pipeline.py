@@ -122,8 +122,9 @@ def test_overlapping_window_sends_only_new_events(sandbox: SandboxServer, wareho
 
 
 def test_dry_run_sends_nothing_and_writes_no_state(sandbox: SandboxServer, warehouse: Path) -> None:
-    summary = events.run(settings_for(sandbox.url, duck(warehouse)), window=DAY, run_id="dry", dry_run=True,
-                         clock=lambda: AS_OF)  # fmt: skip
+    summary = events.run(
+        settings_for(sandbox.url, duck(warehouse)), window=DAY, run_id="dry", dry_run=True, clock=lambda: AS_OF
+    )
     expected = valid_events(duck(warehouse), DAY[0] - timedelta(hours=2), DAY[1])
     assert summary["sent"] == expected > 0 and summary["accepted"] == 0
     assert summary["batches"] == math.ceil(expected / 25)
@@ -144,8 +145,13 @@ def test_crash_after_acceptance_replays_the_same_requests(
     """Accepted by WebEngage, then the process dies before the ledger write: the next run re-sends the
     journaled requests with the same x-request-id and bytes, and WebEngage's de-duplication absorbs them.
     With /events the de-duplication is documented, so the bulk one is switched off in the sandbox."""
-    config = SandboxConfig(license_code="~99199077", api_key=KEY, bulk_events_rpm=60_000, events_rpm=60_000,
-                           dedupe_bulk_request_ids=endpoint == "bulk-events")  # fmt: skip
+    config = SandboxConfig(
+        license_code="~99199077",
+        api_key=KEY,
+        bulk_events_rpm=60_000,
+        events_rpm=60_000,
+        dedupe_bulk_request_ids=endpoint == "bulk-events",
+    )
     mapping = with_endpoint(endpoint)
     with SandboxServer(config) as sandbox:
         settings = settings_for(sandbox.url, duck(warehouse))
@@ -174,8 +180,13 @@ def test_crash_after_acceptance_replays_the_same_requests(
 
 
 def test_single_event_endpoint_uses_one_request_per_event(sandbox: SandboxServer, warehouse: Path) -> None:
-    summary = events.run(settings_for(sandbox.url, duck(warehouse)), window=DAY, run_id="s1",
-                         mapping=with_endpoint("events"), clock=lambda: AS_OF)  # fmt: skip
+    summary = events.run(
+        settings_for(sandbox.url, duck(warehouse)),
+        window=DAY,
+        run_id="s1",
+        mapping=with_endpoint("events"),
+        clock=lambda: AS_OF,
+    )
     stats = sandbox.stats()
     assert stats["requests"] == {"events": summary["accepted"]} and stats["violations"] == 0
     ids = [e["request_id"] for e in sandbox.store.events()]
@@ -216,8 +227,7 @@ def test_rejected_bulk_call_is_bisected_to_the_bad_event(warehouse: Path) -> Non
         return httpx.Response(201, json={"response": {"status": "queued"}})
 
     settings = settings_for("http://we.test", duck(warehouse))
-    summary = events.run(settings, window=DAY, run_id="b1", clock=lambda: AS_OF,
-                         transport=httpx.MockTransport(handler))  # fmt: skip
+    summary = events.run(settings, window=DAY, run_id="b1", clock=lambda: AS_OF, transport=httpx.MockTransport(handler))
     assert summary["rejected_by_reason"].get("api_rejected") == 1
     assert summary["accepted"] == len(accepted) == summary["sent"] - 1
     assert 1 in seen
@@ -244,56 +254,149 @@ SEGMENT_DDL = [
 T = "2026-10-31 {}+00"
 SEGMENT_ROWS = [
     # id, user, anon, timestamp, received_at, event, event_text
-    ("INSERT INTO seg.tracks VALUES (:id, :u, :a, CAST(:ts AS TIMESTAMPTZ), CAST(:rx AS TIMESTAMPTZ), :ev, :et, "
-     "'10.0.0.1')", [
-        {"id": "t1", "u": "u1", "a": "a1", "ts": T.format("10:05:00"), "rx": T.format("10:05:02"),
-         "ev": "order_completed", "et": "Order Completed"},
-        {"id": "t2", "u": None, "a": "a2", "ts": T.format("09:10:00"), "rx": T.format("09:10:01"),
-         "ev": "products_searched", "et": "Products Searched"},
-        {"id": "t3", "u": "u3", "a": None, "ts": T.format("10:20:00"), "rx": T.format("10:20:01"),
-         "ev": "signed_up", "et": "Signed Up"},
-        # arrived in the window hours after it happened: read by arrival time
-        {"id": "t4", "u": "u1", "a": None, "ts": T.format("07:00:00"), "rx": T.format("10:40:00"),
-         "ev": "products_searched", "et": "Products Searched"},
-        {"id": "t5", "u": "u1", "a": None, "ts": T.format("10:50:00"), "rx": T.format("11:30:00"),
-         "ev": "signed_up", "et": "Signed Up"},  # arrives after the window
-        {"id": "t6", "u": "u1", "a": None, "ts": T.format("10:10:00"), "rx": T.format("10:10:01"),
-         "ev": None, "et": None},  # no name: rejected
-        {"id": "t7", "u": "u1", "a": None, "ts": T.format("05:00:00"), "rx": T.format("06:00:00"),
-         "ev": "signed_up", "et": "Signed Up"},  # before the lookback
-    ]),
-    ("INSERT INTO seg.order_completed (id, user_id, anonymous_id, \"timestamp\", received_at, event, event_text, "
-     "order_id, revenue, currency, products, gift, shipped_at) VALUES ('t1', 'u1', 'a1', "
-     "CAST(:ts AS TIMESTAMPTZ), CAST(:ts AS TIMESTAMPTZ), 'order_completed', 'Order Completed', 'ORD-1', 39.80, "
-     "'USD', CAST(:products AS JSON), TRUE, CAST(:shipped AS TIMESTAMPTZ))",
-     [{"ts": T.format("10:05:00"), "shipped": T.format("10:30:00"),
-       "products": '[{"product_id": "SKU-1", "price": 39.8, "quantity": 1}]'}]),
-    ("INSERT INTO seg.products_searched (id, user_id, anonymous_id, \"timestamp\", received_at, query) "
-     "VALUES (:id, :u, :a, CAST(:ts AS TIMESTAMPTZ), CAST(:ts AS TIMESTAMPTZ), :q)", [
-        {"id": "t2", "u": None, "a": "a2", "ts": T.format("09:10:00"), "q": "shoes"},
-        {"id": "t4", "u": "u1", "a": None, "ts": T.format("07:00:00"), "q": "late"},
-    ]),
-    ("INSERT INTO seg.pages VALUES ('p1', NULL, 'a1', CAST(:ts AS TIMESTAMPTZ), CAST(:ts AS TIMESTAMPTZ), 'Home', "
-     "'/', 'https://shop.example.com/', NULL, 'Shop', NULL, '10.0.0.1')", [{"ts": T.format("10:01:00")}]),
-    ("INSERT INTO seg.screens VALUES ('s1', 'u1', NULL, CAST(:ts AS TIMESTAMPTZ), CAST(:ts AS TIMESTAMPTZ), "
-     "'Cart', '4.1.8')", [{"ts": T.format("10:02:00")}]),
-    ("INSERT INTO seg.identifies VALUES ('i1', 'u1', NULL, CAST(:ts AS TIMESTAMPTZ), CAST(:ts AS TIMESTAMPTZ), "
-     "'a@example.com')", [{"ts": T.format("10:03:00")}]),
-]  # fmt: skip
+    (
+        "INSERT INTO seg.tracks VALUES (:id, :u, :a, CAST(:ts AS TIMESTAMPTZ), CAST(:rx AS TIMESTAMPTZ), :ev, :et, "
+        "'10.0.0.1')",
+        [
+            {
+                "id": "t1",
+                "u": "u1",
+                "a": "a1",
+                "ts": T.format("10:05:00"),
+                "rx": T.format("10:05:02"),
+                "ev": "order_completed",
+                "et": "Order Completed",
+            },
+            {
+                "id": "t2",
+                "u": None,
+                "a": "a2",
+                "ts": T.format("09:10:00"),
+                "rx": T.format("09:10:01"),
+                "ev": "products_searched",
+                "et": "Products Searched",
+            },
+            {
+                "id": "t3",
+                "u": "u3",
+                "a": None,
+                "ts": T.format("10:20:00"),
+                "rx": T.format("10:20:01"),
+                "ev": "signed_up",
+                "et": "Signed Up",
+            },
+            # arrived in the window hours after it happened: read by arrival time
+            {
+                "id": "t4",
+                "u": "u1",
+                "a": None,
+                "ts": T.format("07:00:00"),
+                "rx": T.format("10:40:00"),
+                "ev": "products_searched",
+                "et": "Products Searched",
+            },
+            {
+                "id": "t5",
+                "u": "u1",
+                "a": None,
+                "ts": T.format("10:50:00"),
+                "rx": T.format("11:30:00"),
+                "ev": "signed_up",
+                "et": "Signed Up",
+            },  # arrives after the window
+            {
+                "id": "t6",
+                "u": "u1",
+                "a": None,
+                "ts": T.format("10:10:00"),
+                "rx": T.format("10:10:01"),
+                "ev": None,
+                "et": None,
+            },  # no name: rejected
+            {
+                "id": "t7",
+                "u": "u1",
+                "a": None,
+                "ts": T.format("05:00:00"),
+                "rx": T.format("06:00:00"),
+                "ev": "signed_up",
+                "et": "Signed Up",
+            },  # before the lookback
+        ],
+    ),
+    (
+        'INSERT INTO seg.order_completed (id, user_id, anonymous_id, "timestamp", received_at, event, event_text, '
+        "order_id, revenue, currency, products, gift, shipped_at) VALUES ('t1', 'u1', 'a1', "
+        "CAST(:ts AS TIMESTAMPTZ), CAST(:ts AS TIMESTAMPTZ), 'order_completed', 'Order Completed', 'ORD-1', 39.80, "
+        "'USD', CAST(:products AS JSON), TRUE, CAST(:shipped AS TIMESTAMPTZ))",
+        [
+            {
+                "ts": T.format("10:05:00"),
+                "shipped": T.format("10:30:00"),
+                "products": '[{"product_id": "SKU-1", "price": 39.8, "quantity": 1}]',
+            }
+        ],
+    ),
+    (
+        'INSERT INTO seg.products_searched (id, user_id, anonymous_id, "timestamp", received_at, query) '
+        "VALUES (:id, :u, :a, CAST(:ts AS TIMESTAMPTZ), CAST(:ts AS TIMESTAMPTZ), :q)",
+        [
+            {"id": "t2", "u": None, "a": "a2", "ts": T.format("09:10:00"), "q": "shoes"},
+            {"id": "t4", "u": "u1", "a": None, "ts": T.format("07:00:00"), "q": "late"},
+        ],
+    ),
+    (
+        "INSERT INTO seg.pages VALUES ('p1', NULL, 'a1', CAST(:ts AS TIMESTAMPTZ), CAST(:ts AS TIMESTAMPTZ), 'Home', "
+        "'/', 'https://shop.example.com/', NULL, 'Shop', NULL, '10.0.0.1')",
+        [{"ts": T.format("10:01:00")}],
+    ),
+    (
+        "INSERT INTO seg.screens VALUES ('s1', 'u1', NULL, CAST(:ts AS TIMESTAMPTZ), CAST(:ts AS TIMESTAMPTZ), "
+        "'Cart', '4.1.8')",
+        [{"ts": T.format("10:02:00")}],
+    ),
+    (
+        "INSERT INTO seg.identifies VALUES ('i1', 'u1', NULL, CAST(:ts AS TIMESTAMPTZ), CAST(:ts AS TIMESTAMPTZ), "
+        "'a@example.com')",
+        [{"ts": T.format("10:03:00")}],
+    ),
+]
 SEGMENT_EXPECTED = [
-    {"userId": "u1", "anonymousId": "a1", "eventName": "Order Completed", "eventTime": "2026-10-31T10:05:00+0000",
-     "eventData": {"orderId": "ORD-1", "amount": 39.8, "currency": "USD", "gift": True,
-                   "products": [{"product_id": "SKU-1", "price": 39.8, "quantity": 1}],
-                   "shippedAt": "2026-10-31T10:30:00+0000"}},
-    {"anonymousId": "a2", "eventName": "Searched", "eventTime": "2026-10-31T09:10:00+0000",
-     "eventData": {"query": "shoes"}},
+    {
+        "userId": "u1",
+        "anonymousId": "a1",
+        "eventName": "Order Completed",
+        "eventTime": "2026-10-31T10:05:00+0000",
+        "eventData": {
+            "orderId": "ORD-1",
+            "amount": 39.8,
+            "currency": "USD",
+            "gift": True,
+            "products": [{"product_id": "SKU-1", "price": 39.8, "quantity": 1}],
+            "shippedAt": "2026-10-31T10:30:00+0000",
+        },
+    },
+    {
+        "anonymousId": "a2",
+        "eventName": "Searched",
+        "eventTime": "2026-10-31T09:10:00+0000",
+        "eventData": {"query": "shoes"},
+    },
     {"userId": "u3", "eventName": "Signed Up", "eventTime": "2026-10-31T10:20:00+0000"},
     {"userId": "u1", "eventName": "Searched", "eventTime": "2026-10-31T07:00:00+0000", "eventData": {"query": "late"}},
-    {"anonymousId": "a1", "eventName": "Page Viewed", "eventTime": "2026-10-31T10:01:00+0000",
-     "eventData": {"name": "Home", "path": "/", "url": "https://shop.example.com/", "title": "Shop"}},
-    {"userId": "u1", "eventName": "Screen Viewed", "eventTime": "2026-10-31T10:02:00+0000",
-     "eventData": {"name": "Cart"}},
-]  # fmt: skip
+    {
+        "anonymousId": "a1",
+        "eventName": "Page Viewed",
+        "eventTime": "2026-10-31T10:01:00+0000",
+        "eventData": {"name": "Home", "path": "/", "url": "https://shop.example.com/", "title": "Shop"},
+    },
+    {
+        "userId": "u1",
+        "eventName": "Screen Viewed",
+        "eventTime": "2026-10-31T10:02:00+0000",
+        "eventData": {"name": "Cart"},
+    },
+]
 
 
 def create_segment_schema(url: str) -> None:
@@ -323,15 +426,22 @@ def test_segment_preset_reads_tracks_pages_screens(
     with StateStore(make_engine(url)) as store:
         assert store.registry("event:Order Completed")["shippedAt"][0] == "date"
         assert ledger.accepted_ids(store, ["t1", "t2", "t3", "t4", "t5", "t6", "p1", "s1"]) == {
-            "t1", "t2", "t3", "t4", "p1", "s1"}  # fmt: skip
+            "t1",
+            "t2",
+            "t3",
+            "t4",
+            "p1",
+            "s1",
+        }
     again = events.run(settings, window=HOUR, run_id="seg2", mapping=SEGMENT, clock=lambda: AS_OF)
     assert again["already_sent"] == 6 and again["requests"] == 0
 
 
 def test_segment_preset_on_the_demo_schema(sandbox: SandboxServer, warehouse: Path) -> None:
     mapping = event_mapping_from_dict({"source": {"preset": "segment", "segment_schema": "segment"}})
-    summary = events.run(settings_for(sandbox.url, duck(warehouse)), window=WHOLE, run_id="sd", mapping=mapping,
-                         clock=lambda: AS_OF)  # fmt: skip
+    summary = events.run(
+        settings_for(sandbox.url, duck(warehouse)), window=WHOLE, run_id="sd", mapping=mapping, clock=lambda: AS_OF
+    )
     start = (WHOLE[0] - timedelta(hours=2)).replace(tzinfo=None)
     valid = scalar(
         duck(warehouse),

@@ -44,8 +44,13 @@ warehouse = warehouse_fixture(600)
 
 
 def settings_for(url: str, warehouse: str, **extra: Any) -> Settings:
-    rates = {"bulk_users_rpm": FAST, "bulk_events_rpm": FAST, "users_rpm": FAST, "events_rpm": FAST,
-             "expected_latency_s": 0.05}  # fmt: skip
+    rates = {
+        "bulk_users_rpm": FAST,
+        "bulk_events_rpm": FAST,
+        "users_rpm": FAST,
+        "events_rpm": FAST,
+        "expected_latency_s": 0.05,
+    }
     return sandbox_settings(url, warehouse, KEY, **(rates | extra))
 
 
@@ -85,9 +90,11 @@ def test_k2_users_and_events_complete_under_the_fault_profile(faulty: SandboxSer
     ev = events.run(settings, window=WINDOW, run_id="k2-events")
     stats = faulty.stats()
     faults = stats["faults"]
-    print(f"FIGURES K2 faults {dict(faults)}; responses {stats['responses']}; users retries {summary['retries']} "
-          f"429s {summary['throttled']}; events retries {ev['retries']} 429s {ev['throttled']}; "
-          f"de-duplicated {stats['deduplicated_requests']}")  # fmt: skip
+    print(
+        f"FIGURES K2 faults {dict(faults)}; responses {stats['responses']}; users retries {summary['retries']} "
+        f"429s {summary['throttled']}; events retries {ev['retries']} 429s {ev['throttled']}; "
+        f"de-duplicated {stats['deduplicated_requests']}"
+    )
     # The profile really happened, every kind of it.
     assert faults["error_5xx"] > 5 and faults["throttle_storm"] > 0 and faults["error_body_2xx"] > 0
     assert faults["timeout"] + faults["timeout_after_store"] > 0
@@ -191,10 +198,13 @@ def test_k4_warehouse_connection_killed_mid_run_then_resume(healthy: SandboxServ
         conn.execute(sa.text(PG_USERS))
     query = tmp_path / "k4_users.sql"
     query.write_text("SELECT * FROM k4_users\n", encoding="utf-8")
-    mapping = user_mapping_from_dict({
-        "source": {"query": str(query), "user_id": "id", "updated_at": "updated_at", "chunk_rows": 500},
-        "system": {"firstName": "first_name"}, "attributes": {"visits": "visits"},
-    })  # fmt: skip
+    mapping = user_mapping_from_dict(
+        {
+            "source": {"query": str(query), "user_id": "id", "updated_at": "updated_at", "chunk_rows": 500},
+            "system": {"firstName": "first_name"},
+            "attributes": {"visits": "visits"},
+        }
+    )
     state = duck(tmp_path / "state.duckdb")  # the state survives; only the warehouse goes away
     settings = settings_for(healthy.url, pg_db, state_url=state, concurrency=2)
     healthy.reset()
@@ -203,10 +213,14 @@ def test_k4_warehouse_connection_killed_mid_run_then_resume(healthy: SandboxServ
     def pull_the_plug(report: RunReport) -> None:
         if report.extracted >= 1000 and not killed:
             with admin.connect() as conn:  # another session ends the warehouse reader's backend
-                killed.extend(conn.execute(sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )).scalars())  # fmt: skip
+                killed.extend(
+                    conn.execute(
+                        sa.text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    ).scalars()
+                )
 
     with pytest.raises(sa.exc.OperationalError) as info:
         users.run(settings, mapping=mapping, run_id="k4-cut", progress=pull_the_plug)
@@ -224,8 +238,10 @@ def test_k4_warehouse_connection_killed_mid_run_then_resume(healthy: SandboxServ
     assert sandbox_ids(healthy) == everyone == user_state_ids(state)
     assert healthy.stats()["violations"] == 0
     admin.dispose()
-    print(f"FIGURES K4 warehouse cut after {failed['counts']['extracted']} rows: {len(in_state)} checkpointed, "
-          f"{len(in_sandbox - in_state)} accepted but not checkpointed, resume sent {resumed['accepted']}")  # fmt: skip
+    print(
+        f"FIGURES K4 warehouse cut after {failed['counts']['extracted']} rows: {len(in_state)} checkpointed, "
+        f"{len(in_sandbox - in_state)} accepted but not checkpointed, resume sent {resumed['accepted']}"
+    )
 
 
 HOLD_LOCK = """

@@ -45,8 +45,13 @@ def sync_tiers(settings: Settings, **options: Any) -> dict[str, Any]:
                 run.report.extracted += len(chunk)
                 yield from tier_items(chunk)
 
-        requests = batch_requests(prepared(), endpoint="bulk-users", batch_size=run.settings.batch_size,
-                                  max_bytes=run.settings.max_batch_bytes, oversize=[])  # fmt: skip
+        requests = batch_requests(
+            prepared(),
+            endpoint="bulk-users",
+            batch_size=run.settings.batch_size,
+            max_bytes=run.settings.max_batch_bytes,
+            oversize=[],
+        )
         if run.dry_run:
             return count_only(requests, run.report)
 
@@ -78,8 +83,12 @@ def warehouse(tmp_path: Path) -> str:
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE crm_tiers AS SELECT printf('u%03d', i) AS user_id, CASE WHEN i % 3 = 0 "
-                             "THEN 'gold' ELSE 'silver' END AS tier FROM range(60) t(i)"))  # fmt: skip
+        conn.execute(
+            sa.text(
+                "CREATE TABLE crm_tiers AS SELECT printf('u%03d', i) AS user_id, CASE WHEN i % 3 = 0 "
+                "THEN 'gold' ELSE 'silver' END AS tier FROM range(60) t(i)"
+            )
+        )
     engine.dispose()
     return url
 
@@ -87,9 +96,17 @@ def warehouse(tmp_path: Path) -> str:
 def test_the_fourth_sync_gets_runs_dry_runs_and_rejects_from_the_engine(warehouse: str) -> None:
     with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
         settings = Settings.from_mapping(
-            {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": warehouse,
-             "bulk_users_rpm": 60_000, "expected_latency_s": 0.05, "max_retries": 0, "max_reject_attempts": 1}
-        )  # fmt: skip
+            {
+                "license_code": "~99199077",
+                "api_key": KEY,
+                "api_url": sandbox.url,
+                "warehouse_url": warehouse,
+                "bulk_users_rpm": 60_000,
+                "expected_latency_s": 0.05,
+                "max_retries": 0,
+                "max_reject_attempts": 1,
+            }
+        )
         dry = sync_tiers(settings, dry_run=True, run_id="tiers-dry")
         assert (dry["dry_run"], dry["sent"], dry["requests"]) == (True, 60, 0) and sandbox.stats()["requests"] == {}
         done = sync_tiers(settings, run_id="tiers-1")

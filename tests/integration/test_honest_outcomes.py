@@ -41,16 +41,22 @@ def run_against(handler: Callable[[httpx.Request], httpx.Response], warehouse: P
 
 
 def test_every_batch_failing_transiently_is_a_red_run(warehouse: Path) -> None:
-    calls, run = run_against(lambda r: httpx.Response(503, json={"response": {"status": "error"}}), warehouse,
-                             max_retries=2, backoff_base_s=0.001, backoff_max_s=0.002)  # fmt: skip
+    calls, run = run_against(
+        lambda r: httpx.Response(503, json={"response": {"status": "error"}}),
+        warehouse,
+        max_retries=2,
+        backoff_base_s=0.001,
+        backoff_max_s=0.002,
+    )
     summary = failed_delivery(run)
     assert summary["accepted"] == 0 and summary["rejected_by_reason"]["transient_failure"] == summary["sent"]
     assert "delivered nothing" in summary["message"] and len(calls) <= summary["batches"] * 3  # ≤ its retries
 
 
 def test_every_item_refused_is_a_red_run(warehouse: Path) -> None:
-    _, run = run_against(lambda r: httpx.Response(400, json={"response": {"status": "error", "message": "bad"}}),
-                             warehouse)  # fmt: skip
+    _, run = run_against(
+        lambda r: httpx.Response(400, json={"response": {"status": "error", "message": "bad"}}), warehouse
+    )
     summary = failed_delivery(run)
     assert summary["accepted"] == 0 and summary["rejected_by_reason"]["api_rejected"] == summary["sent"]
 
@@ -96,11 +102,24 @@ def test_the_cli_exits_non_zero_with_the_counts_and_one_line(warehouse: Path, tm
     from etl.sandbox import SandboxConfig, SandboxServer
 
     with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, error_5xx_rate=1.0)) as sandbox:
-        env = {"PATH": "/usr/bin:/bin", "WAREHOUSE_URL": f"duckdb:///{warehouse}", "WEBENGAGE_API_URL": sandbox.url,
-               "WEBENGAGE_LICENSE_CODE": "~99199077", "WEBENGAGE_API_KEY": KEY, "WEBENGAGE_MAX_RETRIES": "0",
-               "WEBENGAGE_BULK_USERS_RPM": "60000"}  # fmt: skip
-        done = subprocess.run([sys.executable, "-m", "etl.cli", "sync", "users"], env=env, capture_output=True,
-                              text=True, timeout=120, check=False, cwd=tmp_path)  # fmt: skip
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "WAREHOUSE_URL": f"duckdb:///{warehouse}",
+            "WEBENGAGE_API_URL": sandbox.url,
+            "WEBENGAGE_LICENSE_CODE": "~99199077",
+            "WEBENGAGE_API_KEY": KEY,
+            "WEBENGAGE_MAX_RETRIES": "0",
+            "WEBENGAGE_BULK_USERS_RPM": "60000",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "etl.cli", "sync", "users"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,
+        )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "users sync failed: delivered nothing" in " ".join(done.stderr.split())
     assert "extracted" in done.stderr  # the counts are printed before the reason

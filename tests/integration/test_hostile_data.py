@@ -39,8 +39,14 @@ BIG_USER_JSON = blob(64_890)
 BIG_EVENT_JSON = blob(61_890)
 
 # -- users ------------------------------------------------------------------------------------------------
-USER_COLUMNS = {"user_id": "VARCHAR", "updated_at": "TIMESTAMP", "first_name": "VARCHAR", "city": "VARCHAR",
-                "prefs": "VARCHAR", "extra": "VARCHAR"}  # fmt: skip
+USER_COLUMNS = {
+    "user_id": "VARCHAR",
+    "updated_at": "TIMESTAMP",
+    "first_name": "VARCHAR",
+    "city": "VARCHAR",
+    "prefs": "VARCHAR",
+    "extra": "VARCHAR",
+}
 #: (user id, values); row labels (row:N) follow the extract's order by user id.
 USER_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("good_1", {"first_name": "Asha", "city": "Pune", "prefs": '{"lang": "hi"}', "extra": '{"n": 1}'}),
@@ -58,8 +64,13 @@ USER_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("two_objects", {"first_name": "Two", "prefs": blob(10_000), "extra": blob(9_000)}),
 ]
 #: Rejected rows: (user id as in the warehouse, reason). Keyed by position in the rejects table.
-USER_ROW_REJECTS = {"null": "null_like_id", "None": "null_like_id", "nan": "null_like_id", " NULL ": "null_like_id",
-                    "u\x00nul": "control_character_in_id"}  # fmt: skip
+USER_ROW_REJECTS = {
+    "null": "null_like_id",
+    "None": "null_like_id",
+    "nan": "null_like_id",
+    " NULL ": "null_like_id",
+    "u\x00nul": "control_character_in_id",
+}
 USER_VALUE_REJECTS = {
     ("city_null", "city", "null_like_value"),
     ("city_nan", "city", "null_like_value"),
@@ -87,14 +98,27 @@ extra = {{ type = "json" }}
 """
 
 # -- events -----------------------------------------------------------------------------------------------
-EVENT_COLUMNS = {"event_id": "VARCHAR", "user_id": "VARCHAR", "anonymous_id": "VARCHAR", "event_name": "VARCHAR",
-                 "event_time": "TIMESTAMP", "received_at": "TIMESTAMP", "properties": "VARCHAR",
-                 "city": "VARCHAR"}  # fmt: skip
-BAD_NAMES = {"null": "null_like_event_name", "NULL": "null_like_event_name", "None": "null_like_event_name",
-             "nan": "null_like_event_name", "NaN": "null_like_event_name", "undefined": "null_like_event_name",
-             "\x00": "control_character_in_event_name", "a\x00b": "control_character_in_event_name"}  # fmt: skip
-BAD_IDS = {"null": "null_like_id", "None": "null_like_id", "nan": "null_like_id",
-           "u\x00nul": "control_character_in_id"}  # fmt: skip
+EVENT_COLUMNS = {
+    "event_id": "VARCHAR",
+    "user_id": "VARCHAR",
+    "anonymous_id": "VARCHAR",
+    "event_name": "VARCHAR",
+    "event_time": "TIMESTAMP",
+    "received_at": "TIMESTAMP",
+    "properties": "VARCHAR",
+    "city": "VARCHAR",
+}
+BAD_NAMES = {
+    "null": "null_like_event_name",
+    "NULL": "null_like_event_name",
+    "None": "null_like_event_name",
+    "nan": "null_like_event_name",
+    "NaN": "null_like_event_name",
+    "undefined": "null_like_event_name",
+    "\x00": "control_character_in_event_name",
+    "a\x00b": "control_character_in_event_name",
+}
+BAD_IDS = {"null": "null_like_id", "None": "null_like_id", "nan": "null_like_id", "u\x00nul": "control_character_in_id"}
 #: event id -> values (user_id "good_1", event_name "Order Placed", a time in the window unless given).
 EVENT_ROWS: dict[str, dict[str, Any]] = {
     "e_good": {"properties": '{"amount": 5, "note": "ok", "nested": {"a": [1, 2]}}', "city": "Pune"},
@@ -140,17 +164,25 @@ def create_warehouse(path: Path) -> None:
         # Table and column names are this module's constants; values are bound parameters.
         con.execute(f"CREATE TABLE hostile_users ({', '.join(f'{c} {t}' for c, t in USER_COLUMNS.items())})")
         names = list(USER_COLUMNS)
-        rows = [{c: None for c in names} | {"updated_at": datetime(2026, 3, 1)} | v | {"user_id": u}
-                for u, v in USER_ROWS]  # fmt: skip
-        con.executemany(f"INSERT INTO hostile_users VALUES ({', '.join('?' for _ in names)})",
-                        [[r[c] for c in names] for r in rows])  # fmt: skip
+        rows = [
+            {c: None for c in names} | {"updated_at": datetime(2026, 3, 1)} | v | {"user_id": u} for u, v in USER_ROWS
+        ]
+        con.executemany(
+            f"INSERT INTO hostile_users VALUES ({', '.join('?' for _ in names)})", [[r[c] for c in names] for r in rows]
+        )
         con.execute(f"CREATE TABLE hostile_events ({', '.join(f'{c} {t}' for c, t in EVENT_COLUMNS.items())})")
         names = list(EVENT_COLUMNS)
-        base = {c: None for c in names} | {"user_id": "good_1", "event_name": "Order Placed", "event_time": HAPPENED,
-                                           "received_at": ARRIVED}  # fmt: skip
+        base = {c: None for c in names} | {
+            "user_id": "good_1",
+            "event_name": "Order Placed",
+            "event_time": HAPPENED,
+            "received_at": ARRIVED,
+        }
         rows = [base | v | {"event_id": e} for e, v in EVENT_ROWS.items()]
-        con.executemany(f"INSERT INTO hostile_events VALUES ({', '.join('?' for _ in names)})",
-                        [[r[c] for c in names] for r in rows])  # fmt: skip
+        con.executemany(
+            f"INSERT INTO hostile_events VALUES ({', '.join('?' for _ in names)})",
+            [[r[c] for c in names] for r in rows],
+        )
 
 
 sandbox = sandbox_fixture(KEY, bulk_users_rpm=FAST, bulk_events_rpm=FAST)
@@ -166,13 +198,21 @@ def make_settings(tmp_path: Path, sandbox: SandboxServer, *, keep_null_like: boo
     users_toml = tmp_path / "hostile_users.toml"
     users_toml.write_text(USERS_MAPPING.format(query=users_sql, options=options), encoding="utf-8")
     events_sql = tmp_path / "hostile_events.sql"
-    events_sql.write_text("SELECT * FROM hostile_events WHERE received_at >= :start AND received_at < :end\n",
-                          encoding="utf-8")  # fmt: skip
+    events_sql.write_text(
+        "SELECT * FROM hostile_events WHERE received_at >= :start AND received_at < :end\n", encoding="utf-8"
+    )
     events_toml = tmp_path / "hostile_events.toml"
     events_toml.write_text(EVENTS_MAPPING.format(query=events_sql, options=options), encoding="utf-8")
-    return sandbox_settings(sandbox, warehouse, KEY, bulk_users_rpm=FAST, bulk_events_rpm=FAST,
-                            expected_latency_s=0.05, users_mapping=str(users_toml),
-                            events_mapping=str(events_toml))  # fmt: skip
+    return sandbox_settings(
+        sandbox,
+        warehouse,
+        KEY,
+        bulk_users_rpm=FAST,
+        bulk_events_rpm=FAST,
+        expected_latency_s=0.05,
+        users_mapping=str(users_toml),
+        events_mapping=str(events_toml),
+    )
 
 
 @pytest.fixture
@@ -220,8 +260,12 @@ def test_hostile_users_leave_no_garbage_and_every_drop_is_reported(sandbox: Sand
 
     # No profile for a null-like or NUL id; the good values around the garbage went.
     assert all(sandbox.store.get_profile(u.strip()) is None for u in USER_ROW_REJECTS)
-    assert profile(sandbox, "good_1") == {"userId": "good_1", "firstName": "Asha", "city": "Pune",
-                                          "attributes": {"prefs": {"lang": "hi"}, "extra": {"n": 1}}}  # fmt: skip
+    assert profile(sandbox, "good_1") == {
+        "userId": "good_1",
+        "firstName": "Asha",
+        "city": "Pune",
+        "attributes": {"prefs": {"lang": "hi"}, "extra": {"n": 1}},
+    }
     assert profile(sandbox, "city_null") == {"userId": "city_null", "firstName": "City"}
     assert profile(sandbox, "city_nan") == {"userId": "city_nan", "firstName": "City2"}
     assert profile(sandbox, "city_undefined") == {"userId": "city_undefined", "attributes": {"prefs": {"ok": True}}}

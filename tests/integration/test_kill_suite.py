@@ -110,13 +110,26 @@ def lift(http: httpx.Client) -> None:
 
 
 # -- users --------------------------------------------------------------------------------------------------
-def users_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client, warehouse: Path,
-                reference: dict[str, Any], *, overflow: bool) -> str:  # fmt: skip
+def users_trial(
+    rng: random.Random,
+    sandbox: SandboxProcess,
+    http: httpx.Client,
+    warehouse: Path,
+    reference: dict[str, Any],
+    *,
+    overflow: bool,
+) -> str:
     target = rng.randint(1, 40)
     pace = PACE["users-overflow" if overflow else "users"]
     lane = {"WEBENGAGE_OVERFLOW_LANE": "true", "WEBENGAGE_USERS_RPM": str(pace["users_rpm"])} if overflow else {}
-    proc = start(["etl.cli", "sync", "users"], sandbox, warehouse, WEBENGAGE_CONCURRENCY="1",
-                 WEBENGAGE_BULK_USERS_RPM=str(pace["bulk_users_rpm"]), **lane)  # fmt: skip
+    proc = start(
+        ["etl.cli", "sync", "users"],
+        sandbox,
+        warehouse,
+        WEBENGAGE_CONCURRENCY="1",
+        WEBENGAGE_BULK_USERS_RPM=str(pace["bulk_users_rpm"]),
+        **lane,
+    )
     seen = kill_at(proc, http, "bulk-users", target)
     singles = requests_to(http, "users")
     in_sandbox, in_state = set(profiles(http)), user_state_ids(warehouse)
@@ -127,8 +140,7 @@ def users_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client,
     assert len(in_sandbox) < len(reference), "the kill came after the run had finished"
 
     lift(http)
-    summary = users.run(settings_for(sandbox.url, warehouse, concurrency=1, overflow_lane=overflow),
-                        run_id="resume")  # fmt: skip
+    summary = users.run(settings_for(sandbox.url, warehouse, concurrency=1, overflow_lane=overflow), run_id="resume")
     stats = http.get("/_sandbox/stats").json()
     assert summary["status"] == "success" and summary["accepted"] == len(reference) - len(in_state)
     assert summary["extracted"] == summary["unchanged"] + summary["accepted"] + summary["rejected"]
@@ -137,8 +149,10 @@ def users_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client,
     assert stats["violations"] == 0
     unrecorded = len(in_sandbox - in_state)
     if overflow:
-        return (f"killed at {seen} bulk requests and {singles} singles, checkpointed {len(in_state)}, accepted "
-                f"but unrecorded {unrecorded} users (re-sent)")  # fmt: skip
+        return (
+            f"killed at {seen} bulk requests and {singles} singles, checkpointed {len(in_state)}, accepted "
+            f"but unrecorded {unrecorded} users (re-sent)"
+        )
     resent = int(stats["requests"]["bulk-users"]) - math.ceil(len(reference) / BATCH)
     assert 0 <= resent <= 1, f"{resent} batches re-sent after one kill"
     return f"killed at {seen} requests, checkpointed {len(in_state)}, re-sent batches {resent}"
@@ -149,8 +163,13 @@ def events_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client
     expected = reference_events(warehouse, WINDOW)
     target = rng.randint(1, 60)
     argv = ["etl.cli_events", "--start", WINDOW[0].isoformat(), "--end", WINDOW[1].isoformat()]
-    proc = start(argv, sandbox, warehouse, WEBENGAGE_BULK_EVENTS_RPM=str(PACE["events"]["bulk_events_rpm"]),
-                 WEBENGAGE_EXPECTED_LATENCY_S="0.05")  # fmt: skip
+    proc = start(
+        argv,
+        sandbox,
+        warehouse,
+        WEBENGAGE_BULK_EVENTS_RPM=str(PACE["events"]["bulk_events_rpm"]),
+        WEBENGAGE_EXPECTED_LATENCY_S="0.05",
+    )
     seen = kill_at(proc, http, "bulk-events", target)
     ingested = http.get("/_sandbox/events").json()["events"]
     assert ledger_request_ids(warehouse) <= {str(e["request_id"]) for e in ingested}  # never ahead
@@ -166,8 +185,10 @@ def events_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client
     with StateStore(make_engine(duck(warehouse))) as store:
         assert ledger.ledger_counts(store)["accepted"] == len(delivered)
         assert ledger.pending(store) == []
-    return (f"killed at {seen} requests with {len(ingested)} events ingested; replayed "
-            f"{summary['replayed_events']}, de-duplicated requests {stats['deduplicated_requests']}")  # fmt: skip
+    return (
+        f"killed at {seen} requests with {len(ingested)} events ingested; replayed "
+        f"{summary['replayed_events']}, de-duplicated requests {stats['deduplicated_requests']}"
+    )
 
 
 # -- cohorts ------------------------------------------------------------------------------------------------
@@ -193,12 +214,14 @@ def cohort_config(tmp_path: Path) -> Path:
 
 def attribute_values(http: httpx.Client) -> dict[str, bool]:
     body = http.get("/_sandbox/users", params={"limit": 1_000_000}).json()
-    return {u["id"]: u["profile"]["attributes"][ATTR] for u in body["users"]
-            if ATTR in u["profile"].get("attributes", {})}  # fmt: skip
+    return {
+        u["id"]: u["profile"]["attributes"][ATTR] for u in body["users"] if ATTR in u["profile"].get("attributes", {})
+    }
 
 
-def cohorts_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Client, warehouse: Path,
-                  tmp_path: Path) -> str:  # fmt: skip
+def cohorts_trial(
+    rng: random.Random, sandbox: SandboxProcess, http: httpx.Client, warehouse: Path, tmp_path: Path
+) -> str:
     config = cohort_config(tmp_path)
     settings = settings_for(sandbox.url, warehouse, cohorts_config=str(config))
     first = [uid(i) for i in range(1, 301)]
@@ -210,10 +233,15 @@ def cohorts_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Clien
     http.post("/_sandbox/config", json=PACE["cohorts"]).raise_for_status()
     endpoint = rng.choice(["bulk-users", "bulk-users", "bulk-events"])
     target = requests_to(http, endpoint) + rng.randint(1, 14)
-    proc = start(["etl.cli_cohorts", "export", "k1", "--events"], sandbox, warehouse,
-                 WEBENGAGE_COHORTS_CONFIG=str(config), WEBENGAGE_CONCURRENCY="2",
-                 WEBENGAGE_BULK_USERS_RPM=str(PACE["cohorts"]["bulk_users_rpm"]),
-                 WEBENGAGE_BULK_EVENTS_RPM=str(PACE["cohorts"]["bulk_events_rpm"]))  # fmt: skip
+    proc = start(
+        ["etl.cli_cohorts", "export", "k1", "--events"],
+        sandbox,
+        warehouse,
+        WEBENGAGE_COHORTS_CONFIG=str(config),
+        WEBENGAGE_CONCURRENCY="2",
+        WEBENGAGE_BULK_USERS_RPM=str(PACE["cohorts"]["bulk_users_rpm"]),
+        WEBENGAGE_BULK_EVENTS_RPM=str(PACE["cohorts"]["bulk_events_rpm"]),
+    )
     seen = kill_at(proc, http, endpoint, target)
     with StateStore(make_engine(duck(warehouse))) as store:
         after_kill = cstate.snapshot(store, "k1")
@@ -234,8 +262,9 @@ def cohorts_trial(rng: random.Random, sandbox: SandboxProcess, http: httpx.Clien
     assert entered == sorted(set(first) | set(final)) and exited == sorted(set(first) - set(final))
     stats = http.get("/_sandbox/stats").json()
     assert stats["duplicate_events"] == 0 and stats["violations"] == 0
-    return (f"killed at {endpoint} request {seen}; in doubt {len(after_kill.in_doubt)}, re-run sent "
-            f"{rerun['sent']} users")  # fmt: skip
+    return (
+        f"killed at {endpoint} request {seen}; in doubt {len(after_kill.in_doubt)}, re-run sent {rerun['sent']} users"
+    )
 
 
 def events_named(http: httpx.Client, name: str) -> list[dict[str, Any]]:

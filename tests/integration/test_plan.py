@@ -45,8 +45,14 @@ def test_eta_arithmetic_and_warning() -> None:
     )
     from etl.plan import PlanLine
 
-    line = PlanLine(pipeline="users", noun="changed users", rows=1_204_331, requests=48_174, endpoint="bulk-users",
-                    rpm=effective_rpm(settings, "bulk-users"))  # fmt: skip
+    line = PlanLine(
+        pipeline="users",
+        noun="changed users",
+        rows=1_204_331,
+        requests=48_174,
+        endpoint="bulk-users",
+        rpm=effective_rpm(settings, "bulk-users"),
+    )
     assert line.describe() == "users: 1,204,331 changed users → 48,174 requests → 96 min at 500 req/min"
     assert round(total_minutes([line], settings)) == 96
     assert "WARNING" in render_plan([line], settings)

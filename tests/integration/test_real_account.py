@@ -44,10 +44,16 @@ def test_sync_with_a_real_license_code_format(
 ) -> None:
     with SandboxServer(SandboxConfig(license_code=code, api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
         settings = Settings.from_mapping(
-            {"license_code": code, "api_key": KEY, "api_url": sandbox.url, "warehouse_url": f"duckdb:///{warehouse}",
-             "state_url": f"duckdb:///{tmp_path / 'state.duckdb'}", "bulk_users_rpm": 60_000,
-             "expected_latency_s": 0.05}
-        )  # fmt: skip
+            {
+                "license_code": code,
+                "api_key": KEY,
+                "api_url": sandbox.url,
+                "warehouse_url": f"duckdb:///{warehouse}",
+                "state_url": f"duckdb:///{tmp_path / 'state.duckdb'}",
+                "bulk_users_rpm": 60_000,
+                "expected_latency_s": 0.05,
+            }
+        )
         assert settings.account_url == f"{sandbox.url}/v1/accounts/{code}"  # into the path unchanged
         summary = users.run(settings)
         stats = sandbox.stats()

@@ -33,7 +33,7 @@ def warehouse(tmp_path: Path) -> str:
                 "INSERT INTO people VALUES ('a', 'a@x.io', '98765 43210', 'pro'),"
                 " ('b', 'not-an-email', NULL, 'free'), ('c', 'c@x.io', 'call me', 'free')"
             )
-        )  # fmt: skip
+        )
     engine.dispose()
     return url
 
@@ -52,9 +52,12 @@ def open_reasons(url: str) -> set[tuple[str, str, str]]:
 
 def run(settings: Settings) -> dict[str, object]:
     mapping = user_mapping_from_dict(
-        {"source": {"query": str(QUERY), "user_id": "id", "updated_at": "id"},
-         "system": {"email": "email", "phone": "phone"}, "attributes": {"plan": "plan"}}
-    )  # fmt: skip
+        {
+            "source": {"query": str(QUERY), "user_id": "id", "updated_at": "id"},
+            "system": {"email": "email", "phone": "phone"},
+            "attributes": {"plan": "plan"},
+        }
+    )
     return users.run(settings, mapping=mapping, clock=lambda: AS_OF)
 
 

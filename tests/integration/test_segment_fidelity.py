@@ -82,9 +82,16 @@ def sandbox() -> Iterator[SandboxServer]:
 
 def settings_for(sandbox: SandboxServer, url: str) -> Settings:
     return Settings.from_mapping(
-        {"license_code": "~99199077", "api_key": KEY, "api_url": sandbox.url, "warehouse_url": url,
-         "bulk_users_rpm": 60_000, "bulk_events_rpm": 60_000, "expected_latency_s": 0.05}
-    )  # fmt: skip
+        {
+            "license_code": "~99199077",
+            "api_key": KEY,
+            "api_url": sandbox.url,
+            "warehouse_url": url,
+            "bulk_users_rpm": 60_000,
+            "bulk_events_rpm": 60_000,
+            "expected_latency_s": 0.05,
+        }
+    )
 
 
 def sent_events(sandbox: SandboxServer) -> dict[str, dict[str, Any]]:

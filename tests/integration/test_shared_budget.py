@@ -76,10 +76,18 @@ def worker(sandbox_url: str, budget_url: str, name: str, start_at: float, durati
     from tests.helpers.requests import event_request
 
     settings = Settings.from_mapping(
-        {"license_code": LICENSE, "api_key": KEY, "api_url": sandbox_url, "events_rpm": N,
-         "shared_budget_url": budget_url, "rate_headroom": HEADROOM, "burst_seconds": BURST_S,
-         "concurrency": 4, "max_throttle_wait_s": 0}
-    )  # fmt: skip
+        {
+            "license_code": LICENSE,
+            "api_key": KEY,
+            "api_url": sandbox_url,
+            "events_rpm": N,
+            "shared_budget_url": budget_url,
+            "rate_headroom": HEADROOM,
+            "burst_seconds": BURST_S,
+            "concurrency": 4,
+            "max_throttle_wait_s": 0,
+        }
+    )
     store = RecordingStore(budget_url)  # the store the settings name, watched
     with WebEngageClient(settings, budget_store=store) as client:  # connects to the budget table first
         time.sleep(max(0.0, start_at - time.time()))
@@ -92,9 +100,18 @@ def worker(sandbox_url: str, budget_url: str, name: str, start_at: float, durati
 
         accepted = sum(r.accepted for r in client.send_many(requests()))
         stats = client.stats.snapshot()
-    print(json.dumps({"name": name, "accepted": accepted, "requests": stats["requests"],
-                      "throttled": stats["throttled"], "reservations": store.reservations,
-                      "holds": store.holds}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "name": name,
+                "accepted": accepted,
+                "requests": stats["requests"],
+                "throttled": stats["throttled"],
+                "reservations": store.reservations,
+                "holds": store.holds,
+            }
+        )
+    )
 
 
 def granted_rate(reservations: list[tuple[float, float, float]]) -> tuple[float, int]:
@@ -132,10 +149,12 @@ def test_four_processes_share_one_budget(pg_db: str) -> None:
         procs = [
             subprocess.Popen(  # this file, fixed arguments
                 [sys.executable, __file__, "worker", sandbox.url, pg_db, f"w{i}", str(start_at), str(DURATION_S)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for i in range(WORKERS)
-        ]  # fmt: skip
+        ]
         reports = []
         for proc in procs:
             out, err = proc.communicate(timeout=60)

@@ -51,11 +51,22 @@ COLUMNS = {
 }
 
 GOOD = {
-    "first_name": "Asha", "email": "Asha@Example.COM", "phone": "+91 98765 43210", "birth_date": "1990-05-17",
-    "gender": "F", "sms_opt_in": "yes", "score": 12.5, "score_text": " 42 ", "bio": "hello", "prefs": '{"lang": "hi"}',
-    "seen_text": "2026-03-01 10:00:00", "signup_ts": datetime(2026, 1, 15, 12, 0), "tier": "gold", "ltv": 99.5,
+    "first_name": "Asha",
+    "email": "Asha@Example.COM",
+    "phone": "+91 98765 43210",
+    "birth_date": "1990-05-17",
+    "gender": "F",
+    "sms_opt_in": "yes",
+    "score": 12.5,
+    "score_text": " 42 ",
+    "bio": "hello",
+    "prefs": '{"lang": "hi"}',
+    "seen_text": "2026-03-01 10:00:00",
+    "signup_ts": datetime(2026, 1, 15, 12, 0),
+    "tier": "gold",
+    "ltv": 99.5,
     "last_seen_tz": datetime(2026, 3, 1, 4, 30, tzinfo=UTC),
-}  # fmt: skip
+}
 
 #: (user id, values) per row; one or two bad values each, next to good ones.
 ROWS: list[tuple[str | None, dict[str, Any]]] = [
@@ -225,16 +236,25 @@ def test_every_bad_value_is_reported_and_the_rest_of_the_row_goes(sandbox: Sandb
     # What is left of each row still went; the bad value did not.
     good = profile(sandbox, "good_1")
     assert good == {
-        "userId": "good_1", "firstName": "Asha", "email": "Asha@example.com", "phone": "+919876543210",
-        "birthDate": "1990-05-17T00:00:00+0000", "gender": "female", "smsOptIn": True,
+        "userId": "good_1",
+        "firstName": "Asha",
+        "email": "Asha@example.com",
+        "phone": "+919876543210",
+        "birthDate": "1990-05-17T00:00:00+0000",
+        "gender": "female",
+        "smsOptIn": True,
         "attributes": {
-            "score": 12.5, "score_text": 42.0, "bio": "hello", "prefs": {"lang": "hi"},
+            "score": 12.5,
+            "score_text": 42.0,
+            "bio": "hello",
+            "prefs": {"lang": "hi"},
             "seen_text": "2026-03-01T04:30:00+0000",  # naive, Asia/Kolkata -> UTC
             "signup_ts": "2026-01-15T06:30:00+0000",  # naive TIMESTAMP, Asia/Kolkata -> UTC
             "last_seen_tz": "2026-03-01T04:30:00+0000",  # already an instant: unchanged
-            "attr_tier": "gold", sanitize_attribute_name(LONG_NAME): 99.5,
+            "attr_tier": "gold",
+            sanitize_attribute_name(LONG_NAME): 99.5,
         },
-    }  # fmt: skip
+    }
     phone_a = profile(sandbox, "phone_a")
     assert (
         phone_a["firstName"] == "Phone A" and "phone" not in phone_a and phone_a["attributes"]["attr_tier"] == "bronze"

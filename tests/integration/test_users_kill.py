@@ -50,8 +50,9 @@ def sandbox(sandbox_proc: SandboxProcess) -> Iterator[SandboxProcess]:
 
 
 def start_sync(sandbox: SandboxProcess, warehouse: Path, **env: str) -> subprocess.Popen[bytes]:
-    return start_cli(["etl.cli", "sync", "users"], sandbox.url, warehouse, KEY, WEBENGAGE_BULK_USERS_RPM=str(RPM),
-                     **env)  # fmt: skip
+    return start_cli(
+        ["etl.cli", "sync", "users"], sandbox.url, warehouse, KEY, WEBENGAGE_BULK_USERS_RPM=str(RPM), **env
+    )
 
 
 def kill_after(proc: subprocess.Popen[bytes], sandbox: SandboxProcess, requests: int) -> int:

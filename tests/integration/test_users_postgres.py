@@ -69,11 +69,22 @@ DUPLICATE = (
 MAPPING = {
     "source": {"user_id": "id", "updated_at": "updated_at"},
     "options": {"source_timezone": "UTC", "default_phone_region": "IN"},
-    "system": {"firstName": "first_name", "email": "email", "phone": "phone", "birthDate": "birth_date",
-               "gender": "gender"},
-    "attributes": {"vip": "vip", "ltv": "ltv", "orders": "orders", "prefs": "prefs", "last_seen": "last_seen",
-                   "signed_up": "signed_up"},
-}  # fmt: skip
+    "system": {
+        "firstName": "first_name",
+        "email": "email",
+        "phone": "phone",
+        "birthDate": "birth_date",
+        "gender": "gender",
+    },
+    "attributes": {
+        "vip": "vip",
+        "ltv": "ltv",
+        "orders": "orders",
+        "prefs": "prefs",
+        "last_seen": "last_seen",
+        "signed_up": "signed_up",
+    },
+}
 
 
 sandbox = sandbox_fixture(KEY, bulk_users_rpm=60_000)
@@ -110,26 +121,39 @@ def test_postgres_warehouse_and_state(sandbox: SandboxServer, pg_db: str, tmp_pa
     assert first["accepted"] == N_USERS == stats["users"] == len(state_ids(pg_db))
     assert first["rejected_by_reason"] == {"duplicate_user_id": 1}
     assert first["requests"] == math.ceil(N_USERS / 25)
-    assert first["values_dropped_by_reason"] == {"invalid_email": len([i for i in range(1, N_USERS + 1)
-                                                                         if i % 13 == 0 and i % 7 != 0])}  # fmt: skip
+    assert first["values_dropped_by_reason"] == {
+        "invalid_email": len([i for i in range(1, N_USERS + 1) if i % 13 == 0 and i % 7 != 0])
+    }
 
     # Types from PostgreSQL: numeric -> number, jsonb -> object, timestamptz -> UTC, naive -> source zone.
     p = sandbox.store.get_profile("pg_0001")
     assert p == {
-        "userId": "pg_0001", "firstName": "Name 1", "email": "user1@example.com", "phone": "+919800007919",
-        "birthDate": "1980-02-07T00:00:00+0000", "gender": "female",
+        "userId": "pg_0001",
+        "firstName": "Name 1",
+        "email": "user1@example.com",
+        "phone": "+919800007919",
+        "birthDate": "1980-02-07T00:00:00+0000",
+        "gender": "female",
         "attributes": {
-            "vip": False, "ltv": 10.25, "orders": 1, "prefs": {"lang": "en", "n": 1, "tags": ["a", 1]},
-            "last_seen": "2026-10-15T07:30:00+0000", "signed_up": "2025-01-02T09:30:00+0000",
+            "vip": False,
+            "ltv": 10.25,
+            "orders": 1,
+            "prefs": {"lang": "en", "n": 1, "tags": ["a", 1]},
+            "last_seen": "2026-10-15T07:30:00+0000",
+            "signed_up": "2025-01-02T09:30:00+0000",
         },
-    }  # fmt: skip
+    }
     newer = sandbox.store.get_profile("pg_0002")  # the duplicate id: the newer row won
     assert newer is not None and newer["firstName"] == "Name 2" and "gender" not in newer  # 'unknown' is missing
     with StateStore(make_engine(pg_db)) as store:
         assert store.registry("users") == {
-            "vip": ("boolean", "users"), "ltv": ("number", "users"), "orders": ("number", "users"),
-            "prefs": ("object", "users"), "last_seen": ("date", "users"), "signed_up": ("date", "users"),
-        }  # fmt: skip
+            "vip": ("boolean", "users"),
+            "ltv": ("number", "users"),
+            "orders": ("number", "users"),
+            "prefs": ("object", "users"),
+            "last_seen": ("date", "users"),
+            "signed_up": ("date", "users"),
+        }
 
     second = users.run(settings, mapping=mapping, run_id="pg2", clock=lambda: AS_OF)
     assert second["requests"] == 0 and second["unchanged"] == N_USERS

@@ -164,10 +164,19 @@ def test_segment_preset_on_postgres(sandbox: SandboxServer, pg_db: str) -> None:
     assert summary["accepted"] == 3 and summary["values_dropped_by_reason"] == {"invalid_email": 1, "invalid_phone": 1}
     got = profiles(sandbox)
     assert got["seg_1"] == {
-        "userId": "seg_1", "firstName": "Asha", "lastName": "Rao", "email": "Asha@example.com",
-        "phone": "+919876543210", "city": "Pune", "country": "India", "postalCode": "411001", "company": "Acme",
-        "birthDate": "1990-05-17T00:00:00+0000", "gender": "female", "attributes": {"plan": "pro", "logins": 12},
-    }  # fmt: skip
+        "userId": "seg_1",
+        "firstName": "Asha",
+        "lastName": "Rao",
+        "email": "Asha@example.com",
+        "phone": "+919876543210",
+        "city": "Pune",
+        "country": "India",
+        "postalCode": "411001",
+        "company": "Acme",
+        "birthDate": "1990-05-17T00:00:00+0000",
+        "gender": "female",
+        "attributes": {"plan": "pro", "logins": 12},
+    }
     assert got["seg_2"]["gender"] == "male" and "phone" not in got["seg_2"] and "email" not in got["seg_2"]
     assert got["seg_3"] == {"userId": "seg_3", "attributes": {"logins": 3}}
 
@@ -176,7 +185,16 @@ def test_segment_preset_on_postgres(sandbox: SandboxServer, pg_db: str) -> None:
     check_common(summary, sandbox, {"plan": "string"})
     assert summary["extracted"] == 2 and summary["accepted"] == 2  # the anonymous-only identify is not a user
     got = profiles(sandbox)
-    assert got["seg_1"] == {"userId": "seg_1", "firstName": "Asha R", "email": "asha@example.com",
-                            "phone": "+919876543210", "attributes": {"plan": "pro"}}  # fmt: skip
-    assert got["seg_2"] == {"userId": "seg_2", "firstName": "Ben", "email": "ben@example.com",
-                            "attributes": {"plan": "free"}}  # fmt: skip
+    assert got["seg_1"] == {
+        "userId": "seg_1",
+        "firstName": "Asha R",
+        "email": "asha@example.com",
+        "phone": "+919876543210",
+        "attributes": {"plan": "pro"},
+    }
+    assert got["seg_2"] == {
+        "userId": "seg_2",
+        "firstName": "Ben",
+        "email": "ben@example.com",
+        "attributes": {"plan": "free"},
+    }

@@ -81,10 +81,14 @@ def test_duckdb_lock_from_other_process_is_waited_out(tmp_path: Path) -> None:
     db = tmp_path / "locked.duckdb"
     engine = _fill(f"duckdb:///{db}")
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         f"import duckdb,time; c=duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep(1.5)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,time; c=duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep(1.5)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     chunks = list(read_chunks(engine, "SELECT count(*) AS n FROM t"))
     holder.wait(timeout=10)

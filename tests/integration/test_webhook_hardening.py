@@ -23,8 +23,12 @@ AUTH = {"licenseCode": LICENSE, "secret": hashlib.md5(f"{LICENSE}:{KEY}".encode(
 
 
 def settings_for(tmp_path: Path) -> WebhookSettings:
-    return WebhookSettings(license_code=LICENSE, secret_key=Secret(KEY), landing_dir=tmp_path / "landing",
-                           warehouse_url=f"duckdb:///{tmp_path / 'w.duckdb'}")  # fmt: skip
+    return WebhookSettings(
+        license_code=LICENSE,
+        secret_key=Secret(KEY),
+        landing_dir=tmp_path / "landing",
+        warehouse_url=f"duckdb:///{tmp_path / 'w.duckdb'}",
+    )
 
 
 def test_a_client_that_never_finishes_its_headers_is_disconnected(tmp_path: Path) -> None:
@@ -44,11 +48,23 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected(tmp_path: Path
 
 def test_the_authenticated_license_is_stored_not_the_one_the_body_claims(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
-    body = {"event_name": "email_open", "event_time": "2016-06-01T15:53:59+0000", "category": "system",
-            "license_code": "OTHERLIC", "user_id": "u1", "event_data": {}, "system_data": {}}  # fmt: skip
+    body = {
+        "event_name": "email_open",
+        "event_time": "2016-06-01T15:53:59+0000",
+        "category": "system",
+        "license_code": "OTHERLIC",
+        "user_id": "u1",
+        "event_data": {},
+        "system_data": {},
+    }
     with WebhookServer(settings) as server:
-        r = httpx.post(f"{server.url}/webhooks", params=AUTH, content=orjson.dumps(body),
-                       headers={"x-request-id": "lic-1"}, timeout=5)  # fmt: skip
+        r = httpx.post(
+            f"{server.url}/webhooks",
+            params=AUTH,
+            content=orjson.dumps(body),
+            headers={"x-request-id": "lic-1"},
+            timeout=5,
+        )
     assert r.status_code == 200
     loader.run(settings)
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:

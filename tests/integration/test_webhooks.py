@@ -46,13 +46,18 @@ def test_seed_payloads_posted_to_the_server_reach_the_warehouse_once(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     url = f"duckdb:///{tmp_path / 'w.duckdb'}" if backend == "duckdb" else request.getfixturevalue("pg_db")
-    settings = WebhookSettings(license_code=LICENSE, secret_key=Secret(KEY), landing_dir=tmp_path / "landing",
-                               warehouse_url=url)  # fmt: skip
+    settings = WebhookSettings(
+        license_code=LICENSE, secret_key=Secret(KEY), landing_dir=tmp_path / "landing", warehouse_url=url
+    )
     with WebhookServer(settings) as server, httpx.Client(base_url=server.url) as http:
         for i, (event_type, body) in enumerate(EXAMPLES):
             for _ in range(2):  # every delivery twice: a redelivery is stored once
-                r = http.post("/webhooks", params={**AUTH, "eventType": event_type}, content=orjson.dumps(body),
-                              headers={"x-request-id": f"seed-{i}"})  # fmt: skip
+                r = http.post(
+                    "/webhooks",
+                    params={**AUTH, "eventType": event_type},
+                    content=orjson.dumps(body),
+                    headers={"x-request-id": f"seed-{i}"},
+                )
                 assert r.status_code == 200
         assert http.post("/webhooks", params={**AUTH, "secret": "0" * 32}, content=b"{}").status_code == 401
         assert (
@@ -61,8 +66,11 @@ def test_seed_payloads_posted_to_the_server_reach_the_warehouse_once(
         )
     first = loader.run(settings)
     assert (first["events_loaded"], first["quarantined"], first["duplicates"]) == (4, 1, 0)
-    got = rows(url, "SELECT request_id, event_name, category, event_type, user_id, event_time, event_data "
-                    "FROM webengage_events ORDER BY request_id")  # fmt: skip
+    got = rows(
+        url,
+        "SELECT request_id, event_name, category, event_type, user_id, event_time, event_data "
+        "FROM webengage_events ORDER BY request_id",
+    )
     assert [(r[0], r[1], r[2], r[3], r[4]) for r in got] == [
         (f"seed-{i}", b["event_name"], b["category"], et, b["user_id"]) for i, (et, b) in enumerate(EXAMPLES)
     ]
@@ -71,7 +79,8 @@ def test_seed_payloads_posted_to_the_server_reach_the_warehouse_once(
         event_data = r[6] if isinstance(r[6], dict) else json.loads(r[6])
         assert event_data == body["event_data"]
     assert rows(url, "SELECT request_id, reason, body FROM webengage_webhook_quarantine") == [
-        ("bad", "malformed_json", "{not json")]  # fmt: skip
+        ("bad", "malformed_json", "{not json")
+    ]
     # Incremental: a new delivery and a replayed old one later load one row.
     with WebhookServer(settings) as server, httpx.Client(base_url=server.url) as http:
         r = http.post("/webhooks", params=AUTH, content=orjson.dumps(CUSTOM_EVENT), headers={"x-request-id": "new"})
@@ -104,8 +113,12 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None:
                 deadline = time.monotonic() + 60
                 while True:  # WebEngage's behaviour: until a 200
                     try:
-                        r = http.post(f"http://127.0.0.1:{port}/webhooks", params=AUTH, content=body,
-                                      headers={"x-request-id": rid})  # fmt: skip
+                        r = http.post(
+                            f"http://127.0.0.1:{port}/webhooks",
+                            params=AUTH,
+                            content=body,
+                            headers={"x-request-id": rid},
+                        )
                     except httpx.TransportError:
                         r = None
                         with lock:
@@ -185,7 +198,8 @@ def test_replay_lands_and_loads_a_file_once(tmp_path: Path, monkeypatch: pytest.
     assert (json.loads(again.stdout)["load"]["events_loaded"], json.loads(again.stdout)["load"]["duplicates"]) == (0, 6)
     assert rows(warehouse, "SELECT count(*) FROM webengage_events") == [(6,)]
     assert rows(warehouse, "SELECT event_type, received_at FROM webengage_events WHERE request_id = 'env-1'") == [
-        ("JOURNEY", datetime(2026, 11, 20, 8, tzinfo=UTC))]  # fmt: skip
+        ("JOURNEY", datetime(2026, 11, 20, 8, tzinfo=UTC))
+    ]
     assert rows(warehouse, "SELECT count(*) FROM webengage_webhook_quarantine") == [(1,)]
     nothing = runner.invoke(webhooks_app, ["load"])
     assert nothing.exit_code == 0 and "0 events loaded" in nothing.output.replace("\n", " ")

@@ -25,9 +25,12 @@ def test_from_env_defaults_match_contract() -> None:
 
 @pytest.mark.parametrize(
     ("dc", "host"),
-    [("global", "https://api.webengage.com"), ("in", "https://api.in.webengage.com"),
-     ("ksa", "https://api.ksa.webengage.com")],
-)  # fmt: skip
+    [
+        ("global", "https://api.webengage.com"),
+        ("in", "https://api.in.webengage.com"),
+        ("ksa", "https://api.ksa.webengage.com"),
+    ],
+)
 def test_data_center_selects_host(dc: str, host: str) -> None:
     assert Settings.from_env({**BASE, "WEBENGAGE_DATA_CENTER": dc}).base_url == host
 
@@ -158,9 +161,18 @@ def test_settings_without_credentials_for_read_only_commands() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("true", True), ("TRUE", True), ("yes", True), ("On", True), ("1", True),
-     ("false", False), ("No", False), ("off", False), (" 0 ", False)],
-)  # fmt: skip
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("On", True),
+        ("1", True),
+        ("false", False),
+        ("No", False),
+        ("off", False),
+        (" 0 ", False),
+    ],
+)
 def test_one_boolean_rule(text: str, expected: bool) -> None:
     assert Settings.from_env({**BASE, "WEBENGAGE_OVERFLOW_LANE": text}).overflow_lane is expected
     assert Settings.from_mapping({**MAPPING, "overflow_lane": text}).overflow_lane is expected
@@ -180,9 +192,18 @@ MAPPING = {"license_code": "~2024bb40", "api_key": KEY}
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("data_center", KEY), ("batch_size", KEY), ("batch_size", 2.5), ("batch_size", True), ("users_rpm", KEY),
-     ("users_rpm", float("inf")), ("accepted_statuses", 5), ("shared_bulk_budget", KEY), ("warehouse_url", KEY)],
-)  # fmt: skip
+    [
+        ("data_center", KEY),
+        ("batch_size", KEY),
+        ("batch_size", 2.5),
+        ("batch_size", True),
+        ("users_rpm", KEY),
+        ("users_rpm", float("inf")),
+        ("accepted_statuses", 5),
+        ("shared_bulk_budget", KEY),
+        ("warehouse_url", KEY),
+    ],
+)
 def test_type_errors_name_the_setting_and_never_echo_the_value(name: str, value: object) -> None:
     with pytest.raises(ConfigError) as err:
         Settings.from_mapping({**MAPPING, name: value})
@@ -227,8 +248,13 @@ def test_only_the_documented_variables_are_read(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_text_is_stripped_lists_split_and_numbers_read_loosely() -> None:
-    env = {**BASE, "WAREHOUSE_URL": " duckdb:///x.duckdb\n", "WEBENGAGE_ACCEPTED_STATUSES": "queued, ok ,",
-           "WEBENGAGE_MAX_BATCH_BYTES": "1_000_000", "WEBENGAGE_DATA_CENTER": " in "}  # fmt: skip
+    env = {
+        **BASE,
+        "WAREHOUSE_URL": " duckdb:///x.duckdb\n",
+        "WEBENGAGE_ACCEPTED_STATUSES": "queued, ok ,",
+        "WEBENGAGE_MAX_BATCH_BYTES": "1_000_000",
+        "WEBENGAGE_DATA_CENTER": " in ",
+    }
     s = Settings.from_env(env)
     assert (s.warehouse_url, s.accepted_statuses, s.max_batch_bytes) == ("duckdb:///x.duckdb", ("queued", "ok"), 10**6)
     assert s.data_center == "in"

@@ -23,8 +23,9 @@ sys.meta_path.insert(0, _NotInstalled())
 
 def run_without_web_stack(code: str) -> subprocess.CompletedProcess[str]:
     script = BLOCK + textwrap.dedent(code)
-    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_syncs_cli_and_loader_import_without_the_web_stack() -> None:

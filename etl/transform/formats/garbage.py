@@ -142,8 +142,9 @@ def clean_values(
         dirty = pc.match_substring_regex(arr, _C0_PATTERN).to_numpy(zero_copy_only=False).astype(bool)
     except (pa.ArrowException, UnicodeError):  # lone surrogates: Arrow cannot hold them
         arr = None
-        dirty = np.fromiter((_VALUE_CONTROL_RE.search(t) is not None for t in texts.tolist()), dtype=bool,
-                            count=len(texts))  # fmt: skip
+        dirty = np.fromiter(
+            (_VALUE_CONTROL_RE.search(t) is not None for t in texts.tolist()), dtype=bool, count=len(texts)
+        )
     if dirty.any():
         texts = texts.copy()
         texts[dirty] = [clean_text(t) for t in texts[dirty].tolist()]

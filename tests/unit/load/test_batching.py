@@ -34,9 +34,10 @@ def test_single_oversize_item_is_set_aside_not_failing_neighbours() -> None:
     big = Item(key="big", identity="big:1", payload={"userId": "big", "x": "b" * 5000})
     oversize: list[Item[str]] = []
     reqs = list(
-        batch_requests([items[0], big, *items[1:]], endpoint="bulk-users", batch_size=25, max_bytes=2048,
-                       oversize=oversize)
-    )  # fmt: skip
+        batch_requests(
+            [items[0], big, *items[1:]], endpoint="bulk-users", batch_size=25, max_bytes=2048, oversize=oversize
+        )
+    )
     assert oversize == [big]
     assert sum(r.items for r in reqs) == 3
 

@@ -45,8 +45,9 @@ def test_errors_are_config_errors_naming_the_setting() -> None:
 
 
 def test_json_like_values_are_read_with_the_shared_rules() -> None:
-    config = SandboxConfig.from_mapping({"users_rpm": "60", "retry_after": "off", "dedupe_request_ids": 0,
-                                         "latency_ms": "2.5", "bulk_users_rpm": None})  # fmt: skip
+    config = SandboxConfig.from_mapping(
+        {"users_rpm": "60", "retry_after": "off", "dedupe_request_ids": 0, "latency_ms": "2.5", "bulk_users_rpm": None}
+    )
     assert (config.users_rpm, config.retry_after, config.dedupe_request_ids) == (60, False, False)
     assert (config.latency_ms, config.rpm_for("bulk-users")) == (2.5, None)
     assert SandboxConfig.from_mapping(config.to_dict()) == config and hash(config) == hash(config.replace())

@@ -180,8 +180,12 @@ def test_guard_error_is_a_sync_error_naming_the_override() -> None:
 def test_payloads_carry_only_the_attribute_or_the_cohort_name() -> None:
     assert tx.attribute_payload("u1", "cohort_vip", False) == {"userId": "u1", "attributes": {"cohort_vip": False}}
     event = tx.event_payload("u1", "vip", "entered", "2026-11-01T00:00:00+0000")
-    assert event == {"userId": "u1", "eventName": "Cohort Entered", "eventTime": "2026-11-01T00:00:00+0000",
-                     "eventData": {"cohort": "vip"}}  # fmt: skip
+    assert event == {
+        "userId": "u1",
+        "eventName": "Cohort Entered",
+        "eventTime": "2026-11-01T00:00:00+0000",
+        "eventData": {"cohort": "vip"},
+    }
 
 
 def test_configured_names_by_mode(query: Path, tmp_path: Path) -> None:

@@ -543,9 +543,17 @@ def test_to_json_object() -> None:
     assert v[4] is None and v[7] is None
     assert r.reasons is not None
     assert r.reasons.tolist() == [
-        pd.NA, pd.NA, "invalid_json", "json_not_object", pd.NA, pd.NA, "invalid_json", pd.NA,
-        "json_not_object", "invalid_json",
-    ]  # fmt: skip
+        pd.NA,
+        pd.NA,
+        "invalid_json",
+        "json_not_object",
+        pd.NA,
+        pd.NA,
+        "invalid_json",
+        pd.NA,
+        "json_not_object",
+        "invalid_json",
+    ]
 
 
 def test_to_json_object_string_column_and_arrow() -> None:

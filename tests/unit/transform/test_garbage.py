@@ -90,11 +90,13 @@ def test_clean_values_leaves_other_columns_and_values_alone() -> None:
 
 
 # -- users ------------------------------------------------------------------------------------------
-MAPPING = user_mapping_from_dict({
-    "source": {"user_id": "id", "updated_at": None},
-    "system_attributes": {"first": "firstName", "city": "city"},
-    "custom_attributes": {"a": {"type": "json"}, "b": {"type": "json"}},
-})  # fmt: skip
+MAPPING = user_mapping_from_dict(
+    {
+        "source": {"user_id": "id", "updated_at": None},
+        "system_attributes": {"first": "firstName", "city": "city"},
+        "custom_attributes": {"a": {"type": "json"}, "b": {"type": "json"}},
+    }
+)
 
 
 def test_null_like_and_control_character_user_ids_are_rejected_by_position() -> None:
@@ -103,9 +105,12 @@ def test_null_like_and_control_character_user_ids_are_rejected_by_position() -> 
     usable, rejects = tx.screen_keys(df, keys, MAPPING)
     assert usable.tolist() == [True, False, False, False, False, False, True]
     assert {(r.row_key, r.reason) for r in rejects} == {
-        ("row:1", "null_like_id"), ("row:2", "null_like_id"), ("row:3", "null_like_id"),
-        ("row:4", "control_character_in_id"), ("row:5", "null_like_id"),
-    }  # fmt: skip
+        ("row:1", "null_like_id"),
+        ("row:2", "null_like_id"),
+        ("row:3", "null_like_id"),
+        ("row:4", "control_character_in_id"),
+        ("row:5", "null_like_id"),
+    }
     assert all("\x00" not in r.detail for r in rejects)
     _usable, only_null = tx.screen_keys(df, keys, MAPPING, null_tokens=frozenset({"null"}))
     assert Counter(r.reason for r in only_null) == {"null_like_id": 2, "control_character_in_id": 1}
@@ -125,16 +130,21 @@ def test_null_like_string_values_are_left_out_and_reported() -> None:
     built = build(users_frame(id=["u1", "u2"], first=["Ann", "None"], city=["null", "Pune"]))
     assert built.payloads == [{"userId": "u1", "firstName": "Ann"}, {"userId": "u2", "city": "Pune"}]
     assert {(r.row_key, r.column, r.reason) for r in built.rejects} == {
-        ("u1", "city", "null_like_value"), ("u2", "first", "null_like_value")}  # fmt: skip
+        ("u1", "city", "null_like_value"),
+        ("u2", "first", "null_like_value"),
+    }
     assert built.stats.dropped == {"null_like_value": 2}
     assert built.masks == ["1000", "0100"]
 
 
 def test_keep_null_like_values_sends_them() -> None:
-    keep = user_mapping_from_dict({
-        "source": {"user_id": "id", "updated_at": None}, "options": {"keep_null_like_values": True},
-        "system_attributes": {"city": "city"},
-    })  # fmt: skip
+    keep = user_mapping_from_dict(
+        {
+            "source": {"user_id": "id", "updated_at": None},
+            "options": {"keep_null_like_values": True},
+            "system_attributes": {"city": "city"},
+        }
+    )
     df = pd.DataFrame({"id": ["u1"], "city": ["null"]})
     built = tx.build_payloads(df, df["id"], keep, {}, [None], today=TODAY)
     assert built.payloads == [{"userId": "u1", "city": "null"}] and not built.rejects
@@ -160,22 +170,32 @@ def test_control_characters_are_stripped_from_values_and_json_and_counted() -> N
 
 def test_objects_of_one_profile_stay_within_16_kb_largest_left_out_first() -> None:
     big, mid, small = ("x" * 12_000, "y" * 9_000, "z" * 100)
-    df = users_frame(id=["u1", "u2", "u3"], first=["A", "B", "C"],
-                     a=[json.dumps({"s": big}), json.dumps({"s": mid}), json.dumps({"s": "x" * 20_000})],
-                     b=[json.dumps({"s": mid}), json.dumps({"s": small}), None])  # fmt: skip
+    df = users_frame(
+        id=["u1", "u2", "u3"],
+        first=["A", "B", "C"],
+        a=[json.dumps({"s": big}), json.dumps({"s": mid}), json.dumps({"s": "x" * 20_000})],
+        b=[json.dumps({"s": mid}), json.dumps({"s": small}), None],
+    )
     built = build(df)
     assert built.payloads[0] == {"userId": "u1", "firstName": "A", "attributes": {"b": {"s": mid}}}
     assert built.payloads[1]["attributes"] == {"a": {"s": mid}, "b": {"s": small}}
     assert built.payloads[2] == {"userId": "u3", "firstName": "C"}
     assert {(r.row_key, r.column, r.reason) for r in built.rejects} == {
-        ("u1", "a", "object_too_large"), ("u3", "a", "object_too_large")}  # fmt: skip
+        ("u1", "a", "object_too_large"),
+        ("u3", "a", "object_too_large"),
+    }
     assert built.masks[0] == "1001" and built.masks[2] == "1000"
 
 
 # -- events -----------------------------------------------------------------------------------------
 def events_frame(*rows: dict[str, Any]) -> pd.DataFrame:
-    base = {"event_id": None, "user_id": "u1", "anonymous_id": None, "event_name": "Viewed",
-            "event_time": pd.Timestamp("2026-10-31T10:00:00Z")}  # fmt: skip
+    base = {
+        "event_id": None,
+        "user_id": "u1",
+        "anonymous_id": None,
+        "event_name": "Viewed",
+        "event_time": pd.Timestamp("2026-10-31T10:00:00Z"),
+    }
     return pd.DataFrame([{**base, "event_id": f"e{i}", **r} for i, r in enumerate(rows)])
 
 
@@ -186,10 +206,17 @@ def transform(df: pd.DataFrame, mapping: EventMapping | None = None, **kwargs: A
 
 @pytest.mark.parametrize(
     ("name", "reason"),
-    [("null", "null_like_event_name"), ("NULL", "null_like_event_name"), ("None", "null_like_event_name"),
-     ("nan", "null_like_event_name"), ("NaN", "null_like_event_name"), ("undefined", "null_like_event_name"),
-     ("\x00", "control_character_in_event_name"), ("a\x00b", "control_character_in_event_name")],
-)  # fmt: skip
+    [
+        ("null", "null_like_event_name"),
+        ("NULL", "null_like_event_name"),
+        ("None", "null_like_event_name"),
+        ("nan", "null_like_event_name"),
+        ("NaN", "null_like_event_name"),
+        ("undefined", "null_like_event_name"),
+        ("\x00", "control_character_in_event_name"),
+        ("a\x00b", "control_character_in_event_name"),
+    ],
+)
 def test_garbage_event_names_are_rejected(name: str, reason: str) -> None:
     out = transform(events_frame({"event_name": name}))
     assert not out.payloads and [(r.event_id, r.reason) for r in out.rejects] == [("e0", reason)]
@@ -197,10 +224,14 @@ def test_garbage_event_names_are_rejected(name: str, reason: str) -> None:
 
 @pytest.mark.parametrize(
     ("ids", "reason"),
-    [({"user_id": "null"}, "null_like_id"), ({"user_id": "None"}, "null_like_id"),
-     ({"user_id": "nan"}, "null_like_id"), ({"user_id": "u\x00"}, "control_character_in_id"),
-     ({"user_id": None, "anonymous_id": "undefined"}, "null_like_id")],
-)  # fmt: skip
+    [
+        ({"user_id": "null"}, "null_like_id"),
+        ({"user_id": "None"}, "null_like_id"),
+        ({"user_id": "nan"}, "null_like_id"),
+        ({"user_id": "u\x00"}, "control_character_in_id"),
+        ({"user_id": None, "anonymous_id": "undefined"}, "null_like_id"),
+    ],
+)
 def test_garbage_event_user_ids_are_rejected(ids: dict[str, Any], reason: str) -> None:
     out = transform(events_frame(ids))
     assert not out.payloads and [r.reason for r in out.rejects] == [reason]
@@ -218,7 +249,10 @@ def test_property_keys_lose_control_characters_and_blank_ones_are_reported() -> 
     out = transform(events_frame({"properties": props}))
     assert out.payloads[0]["eventData"] == {"key": 1, "ok": "ab"}
     assert [(d.column, d.reason) for d in out.drops] == [
-        ('""', "empty_property_name"), (" ", "empty_property_name"), ("\\x00", "empty_property_name")]  # fmt: skip
+        ('""', "empty_property_name"),
+        (" ", "empty_property_name"),
+        ("\\x00", "empty_property_name"),
+    ]
     assert out.cleaned == 2
 
 
@@ -249,13 +283,17 @@ def test_event_objects_over_16_kb_are_left_out_per_value() -> None:
 
 
 def test_events_beyond_the_future_tolerance_are_rejected_against_the_clock_passed_in() -> None:
-    df = events_frame({"event_time": pd.Timestamp("2031-11-01T00:00:00Z")},
-                      {"event_time": pd.Timestamp("2026-11-01T23:59:59Z")},
-                      {"event_time": pd.Timestamp("2026-11-02T00:00:01Z")})  # fmt: skip
+    df = events_frame(
+        {"event_time": pd.Timestamp("2031-11-01T00:00:00Z")},
+        {"event_time": pd.Timestamp("2026-11-01T23:59:59Z")},
+        {"event_time": pd.Timestamp("2026-11-02T00:00:01Z")},
+    )
     out = transform(df, now=NOW)
     assert [p["eventTime"] for p in out.payloads] == ["2026-11-01T23:59:59+0000"]
-    assert [(r.event_id, r.reason) for r in out.rejects] == [("e0", "event_time_in_future"),
-                                                              ("e2", "event_time_in_future")]  # fmt: skip
+    assert [(r.event_id, r.reason) for r in out.rejects] == [
+        ("e0", "event_time_in_future"),
+        ("e2", "event_time_in_future"),
+    ]
     assert len(transform(df, now=NOW, future_tolerance_s=10 * 366 * 86_400).payloads) == 3
     assert len(transform(df).payloads) == 3  # no clock: no check
     naive = transform(df, now=NOW.replace(tzinfo=None))
@@ -298,12 +336,15 @@ def test_sandbox_counts_control_characters_in_ids_names_and_keys() -> None:
     assert rules(check_event({"userId": "u", "eventName": "a\x00b"})) == ["control_character_in_event_name"]
     assert rules(check_event({"userId": "u", "eventName": "null"})) == ["null_like_event_name"]
     assert rules(check_event({"userId": "u", "eventName": "E", "eventData": {"k\x00": 1, " ": 2}})) == [
-        "attribute_name_garbage", "attribute_name_garbage"]  # fmt: skip
+        "attribute_name_garbage",
+        "attribute_name_garbage",
+    ]
     assert check_user({"userId": "u", "firstName": "null"}) == []  # a value: kept on purpose, not garbage
 
 
 def test_sandbox_counts_objects_over_16_kb() -> None:
     big = {"s": "x" * 16_400}
     assert rules(check_event({"userId": "u", "eventName": "E", "eventData": {"o": big, "p": 1}})) == [
-        "object_too_large"]  # fmt: skip
+        "object_too_large"
+    ]
     assert check_event({"userId": "u", "eventName": "E", "eventData": {"o": {"s": "x" * 16_000}}}) == []

@@ -74,15 +74,39 @@ def test_shipped_users_mapping_uses_the_new_spelling_and_equals_the_old_one() ->
     old_doc = {
         "source": {"query": "users/users.sql", "user_id": "user_id", "updated_at": "updated_at", "chunk_rows": 100000},
         "options": {"phone_region_column": "country_code"},
-        "system": {"firstName": "first_name", "lastName": "last_name", "email": "email", "phone": "phone",
-                   "birthDate": "birth_date", "gender": "gender", "company": "company", "emailOptIn": "email_opt_in",
-                   "smsOptIn": "sms_opt_in", "whatsappOptIn": "whatsapp_opt_in", "country": "country",
-                   "city": "city", "region": "region", "postalCode": "postal_code"},
-        "attributes": {"plan": "plan", **{c: {"column": c, "type": t} for c, t in [
-            ("lifetime_value", "number"), ("orders_count", "integer"), ("signup_at", "date"),
-            ("last_seen_at", "date"), ("preferences", "json"), ("bio", "string"), ("notes", "string"),
-            ("is_test_user", "boolean")]}},
-    }  # fmt: skip
+        "system": {
+            "firstName": "first_name",
+            "lastName": "last_name",
+            "email": "email",
+            "phone": "phone",
+            "birthDate": "birth_date",
+            "gender": "gender",
+            "company": "company",
+            "emailOptIn": "email_opt_in",
+            "smsOptIn": "sms_opt_in",
+            "whatsappOptIn": "whatsapp_opt_in",
+            "country": "country",
+            "city": "city",
+            "region": "region",
+            "postalCode": "postal_code",
+        },
+        "attributes": {
+            "plan": "plan",
+            **{
+                c: {"column": c, "type": t}
+                for c, t in [
+                    ("lifetime_value", "number"),
+                    ("orders_count", "integer"),
+                    ("signup_at", "date"),
+                    ("last_seen_at", "date"),
+                    ("preferences", "json"),
+                    ("bio", "string"),
+                    ("notes", "string"),
+                    ("is_test_user", "boolean"),
+                ]
+            },
+        },
+    }
     doc = tomllib.loads((DEFAULTS / "users.toml").read_text())
     assert "system_attributes" in doc and "system" not in doc and "attributes" not in doc
     with pytest.warns(MappingFormatWarning):
@@ -96,11 +120,17 @@ def test_shipped_users_mapping_uses_the_new_spelling_and_equals_the_old_one() ->
     [
         ({"system": {"firstName": "a"}, "system_attributes": {"b": "lastName"}}, "[system]", "old and new spelling"),
         ({"attributes": {"a": "a"}, "custom_attributes": {"b": "b"}}, "[attributes]", "old and new spelling"),
-        ({"system_attributes": {"first_name": "firstname"}}, "[system_attributes].first_name",
-         "not a WebEngage system attribute"),
+        (
+            {"system_attributes": {"first_name": "firstname"}},
+            "[system_attributes].first_name",
+            "not a WebEngage system attribute",
+        ),
         ({"system_attributes": {"a": "email", "b": "email"}}, "[system_attributes]", "email from a, b"),
-        ({"custom_attributes": {"ltv": {"column": "ltv", "type": "number"}}}, "[custom_attributes].ltv",
-         "the key is the column"),
+        (
+            {"custom_attributes": {"ltv": {"column": "ltv", "type": "number"}}},
+            "[custom_attributes].ltv",
+            "the key is the column",
+        ),
         ({"custom_attributes": {"ltv": {"type": "money"}}}, "[custom_attributes].ltv.type", "unknown type 'money'"),
         ({"custom_attributes": {"a": "x", "b": "x"}}, "[custom_attributes].b", "already filled"),
         ({"custom_attributes": {"a": 3}}, "[custom_attributes].a", 'expected "name"'),
@@ -108,7 +138,7 @@ def test_shipped_users_mapping_uses_the_new_spelling_and_equals_the_old_one() ->
         ({"options": {"source_timezone": "Mars/Base"}}, "[options].source_timezone", "unknown IANA time zone"),
         ({"source": {"chunk_rows": "100"}}, "[source].chunk_rows", "must be positive"),
     ],
-)  # fmt: skip
+)
 def test_users_problems_name_the_file_the_key_and_what_to_write(doc: dict[str, Any], where: str, needle: str) -> None:
     with pytest.raises(ConfigError) as err:
         user_mapping_from_dict(doc, origin="my/users.toml")

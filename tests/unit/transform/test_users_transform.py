@@ -137,15 +137,3 @@ def test_infer_type_from_dtype_not_values() -> None:
     assert tx.infer_type(pd.Series([True, False])) == "boolean"
     assert tx.infer_type(pd.Series(["1", "2"])) == "string"
     assert tx.infer_type(pd.Series(pd.to_datetime(["2026-01-01"]))) == "date"
-
-
-def test_carry_over_keeps_a_key_in_one_chunk() -> None:
-    chunks = [
-        pd.DataFrame({"id": ["a", "b", "b"]}),
-        pd.DataFrame({"id": ["b", "c"]}),
-        pd.DataFrame({"id": ["c", "c"]}),
-        pd.DataFrame({"id": ["d"]}),
-    ]
-    out = [c["id"].tolist() for c in tx.carry_over(chunks, "id")]
-    assert out == [["a"], ["b", "b", "b"], ["c", "c", "c"], ["d"]]
-    assert sum(len(c) for c in out) == 8

@@ -36,8 +36,10 @@ def bulk(n_items: int) -> list[SendRequest]:
 def singles(request: SendRequest) -> list[SendRequest]:
     batch = request.key
     assert isinstance(batch, Batch)
-    return [SendRequest("users", orjson.dumps(i.payload), deterministic_request_id([i.identity]), 1, Batch((i,)))
-            for i in batch.items]  # fmt: skip
+    return [
+        SendRequest("users", orjson.dumps(i.payload), deterministic_request_id([i.identity]), 1, Batch((i,)))
+        for i in batch.items
+    ]
 
 
 class StubClient:
@@ -178,8 +180,13 @@ sandbox = sandbox_fixture(KEY, bulk_users_rpm=1200, users_rpm=6000, latency_ms=5
 
 
 def settings_for(sandbox: SandboxServer | str, warehouse: Path, **extra: Any) -> Settings:
-    values = {"bulk_users_rpm": 1200, "users_rpm": 6000, "expected_latency_s": 0.05, "burst_seconds": 0.2,
-              "overflow_lane": True}  # fmt: skip
+    values = {
+        "bulk_users_rpm": 1200,
+        "users_rpm": 6000,
+        "expected_latency_s": 0.05,
+        "burst_seconds": 0.2,
+        "overflow_lane": True,
+    }
     return sandbox_settings(sandbox, warehouse, KEY, **(values | extra))
 
 
@@ -194,8 +201,10 @@ def test_profile_sync_uses_both_budgets_and_sends_every_user_once(sandbox: Sandb
     assert stats["deduplicated_requests"] == 0  # ... and nobody went twice
     assert int(stats["requests"]["bulk-users"]) * 25 + singles_sent >= summary["accepted"]
     assert any(note.startswith(f"overflow lane: {singles_sent} users") for note in summary["notes"])
-    print(f"FIGURES overflow: {summary['accepted']} users, bulk {stats['requests']['bulk-users']}, single "
-          f"{singles_sent}, {summary['duration_s']}s")  # fmt: skip
+    print(
+        f"FIGURES overflow: {summary['accepted']} users, bulk {stats['requests']['bulk-users']}, single "
+        f"{singles_sent}, {summary['duration_s']}s"
+    )
     again = users.run(settings_for(sandbox, warehouse), run_id="o2", clock=lambda: AS_OF)
     assert again["requests"] == 0 and again["unchanged"] == summary["accepted"]
 
@@ -221,8 +230,9 @@ def test_checkpoints_never_run_ahead_and_a_stopped_run_keeps_what_was_accepted(
         return response
 
     with pytest.raises(TerminalAPIError):
-        users.run(settings_for(sandbox, warehouse), run_id="stop", clock=lambda: AS_OF,
-                  transport=httpx.MockTransport(handler))  # fmt: skip
+        users.run(
+            settings_for(sandbox, warehouse), run_id="stop", clock=lambda: AS_OF, transport=httpx.MockTransport(handler)
+        )
     in_sandbox = {u["id"] for u in sandbox.store.list_users(limit=100_000)[1]}
     checkpointed = user_state_ids(warehouse)
     assert checkpointed and checkpointed == in_sandbox  # accepted in flight at the stop were still recorded

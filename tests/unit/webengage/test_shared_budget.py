@@ -31,8 +31,13 @@ from .fakes import FakeAPI, a_user, make_client, make_settings, reply
 
 
 def shared_client(api: FakeAPI, *, clock: FakeClock, store: BudgetStore | None, **overrides: Any) -> WebEngageClient:
-    return WebEngageClient(make_settings(**overrides), transport=httpx.MockTransport(api), clock=clock,
-                           rng=random.Random(1), budget_store=store)  # fmt: skip
+    return WebEngageClient(
+        make_settings(**overrides),
+        transport=httpx.MockTransport(api),
+        clock=clock,
+        rng=random.Random(1),
+        budget_store=store,
+    )
 
 
 MINUTE = 1_800_000_000.0
@@ -134,10 +139,11 @@ def test_two_clients_with_one_store_pace_together() -> None:
         clock = FakeClock()
         store = MemoryBudgetStore(clock) if shared else None
         clients = [
-            shared_client(FakeAPI(reply(201)), clock=clock, store=store, users_rpm=600, rate_headroom=1.0,
-                          burst_seconds=1)
+            shared_client(
+                FakeAPI(reply(201)), clock=clock, store=store, users_rpm=600, rate_headroom=1.0, burst_seconds=1
+            )
             for _ in range(2)
-        ]  # fmt: skip
+        ]
         for n in range(50):
             for client in clients:
                 client.send(a_user(n))
@@ -159,8 +165,9 @@ def test_a_429_at_one_client_pauses_the_other() -> None:
     assert other.send(a_user(2)).accepted
     assert clock.monotonic() - before < 0.01  # the retry above already waited out the pause
     store2 = MemoryBudgetStore(clock)
-    first = shared_client(FakeAPI(reply(429, headers={"Retry-After": "7"})), clock=clock, store=store2,
-                          max_throttle_wait_s=0)  # fmt: skip
+    first = shared_client(
+        FakeAPI(reply(429, headers={"Retry-After": "7"})), clock=clock, store=store2, max_throttle_wait_s=0
+    )
     second = shared_client(FakeAPI(reply(201)), clock=clock, store=store2)
     assert first.send(a_user(3)).outcome == "transient"  # gives up at once, but the pause stays
     start = clock.monotonic()

@@ -31,8 +31,9 @@ AT = datetime(2026, 11, 24, 1, 2, 3, 456789, tzinfo=UTC)
 
 
 def event_line(rid: str, body: dict[str, object] = PUSH_ACCEPTED) -> bytes:
-    return encode_event(request_id=rid, received_at=AT, event_type="et", license_code="~99199077",
-                        raw_body=orjson.dumps(body))  # fmt: skip
+    return encode_event(
+        request_id=rid, received_at=AT, event_type="et", license_code="~99199077", raw_body=orjson.dumps(body)
+    )
 
 
 def test_event_line_keeps_the_raw_body_on_one_line() -> None:
@@ -51,8 +52,14 @@ def test_event_line_keeps_the_raw_body_on_one_line() -> None:
     [(b'{"event_name": "x",\n "oops"', "utf8"), (b"\xff\xfe garbage", "base64"), (b'{"a":"\x00"}', "base64")],
 )
 def test_quarantine_line_keeps_the_exact_bytes(raw: bytes, encoding: str) -> None:
-    line = encode_quarantine(request_id="q1", received_at=AT, event_type="et", license_code="~99199077",
-                             reason="malformed_json", raw_body=raw)  # fmt: skip
+    line = encode_quarantine(
+        request_id="q1",
+        received_at=AT,
+        event_type="et",
+        license_code="~99199077",
+        reason="malformed_json",
+        raw_body=raw,
+    )
     assert line.count(b"\n") == 1
     rec = decode(line)
     assert (rec.kind, rec.reason, rec.encoding) == ("quarantine", "malformed_json", encoding)
@@ -142,14 +149,26 @@ def test_rebuild_keeps_the_newest_ids_and_separates_quarantine(tmp_path: Path) -
     for batch in (["r1", "r2"], ["r3", "r4"]):
         writer = SegmentWriter(tmp_path)
         writer.open()
-        q = encode_quarantine(request_id=batch[0], received_at=AT, event_type=None, license_code=None,
-                              reason="malformed_json", raw_body=b"{")  # fmt: skip
+        q = encode_quarantine(
+            request_id=batch[0],
+            received_at=AT,
+            event_type=None,
+            license_code=None,
+            reason="malformed_json",
+            raw_body=b"{",
+        )
         writer.append([event_line(rid) for rid in batch] + [q])
         writer.close()
         time.sleep(0.001)  # distinct segment names (microsecond timestamps)
     seen = rebuild_seen(tmp_path, capacity=100)
-    assert {k for k in ("r1", "r2", "r3", "r4", "q:r1", "q:r3") if k in seen} == {"r1", "r2", "r3", "r4", "q:r1",
-                                                                                  "q:r3"}  # fmt: skip
+    assert {k for k in ("r1", "r2", "r3", "r4", "q:r1", "q:r3") if k in seen} == {
+        "r1",
+        "r2",
+        "r3",
+        "r4",
+        "q:r1",
+        "q:r3",
+    }
     assert "q:r2" not in seen
     small = rebuild_seen(tmp_path, capacity=3)
     assert len(small) == 3 and "r4" in small and "r1" not in small

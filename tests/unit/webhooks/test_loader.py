@@ -27,8 +27,9 @@ def line(rid: str, body: dict[str, Any] | bytes, *, event_type: str | None = "et
 
 
 def qline(rid: str, raw: bytes, reason: str = "malformed_json") -> bytes:
-    return encode_quarantine(request_id=rid, received_at=T0, event_type=None, license_code="~99199077", reason=reason,
-                             raw_body=raw)  # fmt: skip
+    return encode_quarantine(
+        request_id=rid, received_at=T0, event_type=None, license_code="~99199077", reason=reason, raw_body=raw
+    )
 
 
 def land(directory: Path, lines: list[bytes], *, close: bool = True) -> SegmentWriter:
@@ -63,9 +64,12 @@ def test_every_shape_becomes_a_typed_row(settings: WebhookSettings) -> None:
     summary = run(settings)
     assert (summary["lines"], summary["events_loaded"], summary["duplicates"], summary["quarantined"]) == (4, 4, 0, 0)
     assert summary["categories"] == {"account": 1, "application": 1, "system": 2}
-    rows = query(settings, "SELECT request_id, event_name, event_time, category, user_id, anonymous_id, "
-                           "event_data, system_data, extra, license_code, event_type, received_at, loaded_at "
-                           "FROM webengage_events ORDER BY request_id")  # fmt: skip
+    rows = query(
+        settings,
+        "SELECT request_id, event_name, event_time, category, user_id, anonymous_id, "
+        "event_data, system_data, extra, license_code, event_type, received_at, loaded_at "
+        "FROM webengage_events ORDER BY request_id",
+    )
     assert [r[0] for r in rows] == ["r0", "r1", "r2", "r3"]
     for row, (event_type, body) in zip(rows, EXAMPLES, strict=True):
         assert row[1] == body["event_name"] and row[3] == body["category"] and row[10] == event_type
@@ -93,7 +97,10 @@ def test_reruns_and_redeliveries_store_each_request_id_once(settings: WebhookSet
     third = run(settings)
     assert (third["lines"], third["events_loaded"], third["duplicates"]) == (2, 1, 1)
     assert query(settings, "SELECT request_id, count(*) FROM webengage_events GROUP BY 1 ORDER BY 1") == [
-        ("a", 1), ("b", 1), ("c", 1)]  # fmt: skip
+        ("a", 1),
+        ("b", 1),
+        ("c", 1),
+    ]
 
 
 def test_a_live_segment_is_read_to_its_last_complete_line_then_finished(settings: WebhookSettings) -> None:
@@ -104,7 +111,7 @@ def test_a_live_segment_is_read_to_its_last_complete_line_then_finished(settings
         f.write(half[:40])  # a line being written right now
     first = run(settings)
     assert (first["lines"], first["events_loaded"], first["torn_bytes"]) == (1, 1, 0)
-    (offset, closed_at), = query(settings, "SELECT byte_offset, closed_at FROM we_webhook_segments")  # fmt: skip
+    ((offset, closed_at),) = query(settings, "SELECT byte_offset, closed_at FROM we_webhook_segments")
     assert offset == len(line("a", PUSH_ACCEPTED)) and closed_at is None
     with open(path, "ab") as f:
         f.write(half[40:])
@@ -134,31 +141,37 @@ def test_a_crash_mid_load_loses_and_doubles_nothing(settings: WebhookSettings, m
     monkeypatch.undo()
     summary = run(settings, chunk_rows=2)
     assert (summary["lines"], summary["events_loaded"], summary["duplicates"], summary["chunks"]) == (3, 3, 0, 2)
-    assert query(settings, "SELECT list(event_data->>'i' ORDER BY request_id) FROM webengage_events") == [(
-        ["0", "1", "2", "3", "4", "5", "6"],)]  # fmt: skip
+    assert query(settings, "SELECT list(event_data->>'i' ORDER BY request_id) FROM webengage_events") == [
+        (["0", "1", "2", "3", "4", "5", "6"],)
+    ]
 
 
 def test_bad_deliveries_land_in_quarantine_with_their_reason(settings: WebhookSettings) -> None:
-    writer = land(settings.landing_dir, [
-        qline("q1", b'{"event_name": '),
-        qline("q2", b"\xff\xfe", reason="malformed_json"),
-        qline("q1", b'{"event_name": '),  # WebEngage's retry, landed twice
-        line("e1", {**CUSTOM_EVENT, "event_time": "not a time"}),  # landed under older, looser rules
-        line("e2", CUSTOM_EVENT),
-    ], close=False)  # fmt: skip
+    writer = land(
+        settings.landing_dir,
+        [
+            qline("q1", b'{"event_name": '),
+            qline("q2", b"\xff\xfe", reason="malformed_json"),
+            qline("q1", b'{"event_name": '),  # WebEngage's retry, landed twice
+            line("e1", {**CUSTOM_EVENT, "event_time": "not a time"}),  # landed under older, looser rules
+            line("e2", CUSTOM_EVENT),
+        ],
+        close=False,
+    )
     with open(settings.landing_dir / f"{writer.segment}.open", "ab") as f:
         f.write(b"this is not a landing record\n")
     writer.close()
     summary = run(settings)
     assert (summary["events_loaded"], summary["quarantined"], summary["duplicates"]) == (1, 4, 1)
-    rows = dict((r[0], r[1:]) for r in query(settings, "SELECT request_id, reason, body_encoding, body "
-                                                       "FROM webengage_webhook_quarantine"))  # fmt: skip
+    rows = dict(
+        (r[0], r[1:])
+        for r in query(settings, "SELECT request_id, reason, body_encoding, body FROM webengage_webhook_quarantine")
+    )
     assert rows["q1"] == ("malformed_json", "utf8", '{"event_name": ')
     assert rows["q2"] == ("malformed_json", "base64", "//4=")
     assert rows["e1"][0] == "bad_event_time" and json.loads(rows["e1"][2])["event_time"] == "not a time"
     corrupt = [k for k in rows if k.startswith("line-")]
-    assert len(corrupt) == 1 and rows[corrupt[0]] == ("corrupt_landing_line", "utf8",
-                                                      "this is not a landing record\n")  # fmt: skip
+    assert len(corrupt) == 1 and rows[corrupt[0]] == ("corrupt_landing_line", "utf8", "this is not a landing record\n")
 
 
 def test_closed_loaded_segments_are_deleted_after_retention(settings: WebhookSettings) -> None:

@@ -84,14 +84,21 @@ def test_direct_construction_is_checked_and_names_the_variable() -> None:
 
 
 def test_secret_is_taken_as_given_and_other_values_stripped() -> None:
-    s = WebhookSettings.from_env({**BASE, "WEBENGAGE_WEBHOOK_SECRET": " s p ", "WEBENGAGE_WEBHOOK_DIR": " /srv/x\n",
-                                  "WEBENGAGE_WEBHOOK_SEGMENT_SECONDS": " 60 "})  # fmt: skip
+    s = WebhookSettings.from_env(
+        {
+            **BASE,
+            "WEBENGAGE_WEBHOOK_SECRET": " s p ",
+            "WEBENGAGE_WEBHOOK_DIR": " /srv/x\n",
+            "WEBENGAGE_WEBHOOK_SEGMENT_SECONDS": " 60 ",
+        }
+    )
     assert (s.secret_key.reveal(), s.landing_dir, s.segment_max_age_s) == (" s p ", Path("/srv/x"), 60.0)
 
 
 def test_empty_variables_are_unset_and_only_the_documented_ones_are_read() -> None:
-    s = WebhookSettings.from_env({"WEBENGAGE_WEBHOOK_DIR": "", "max_body_bytes": "5", "landing_dir": "/x"},
-                                 require_auth=False)  # fmt: skip
+    s = WebhookSettings.from_env(
+        {"WEBENGAGE_WEBHOOK_DIR": "", "max_body_bytes": "5", "landing_dir": "/x"}, require_auth=False
+    )
     assert s.landing_dir == Path(".demo/webhooks") and s.max_body_bytes == 1_000_000
 
 
