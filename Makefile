@@ -32,11 +32,11 @@ test: check pytest-shifted
 check: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check etl tests benchmarks dags
-	$(BIN)/ruff check etl tests benchmarks dags
+	$(BIN)/ruff format --check etl webengage_dev tests benchmarks dags
+	$(BIN)/ruff check etl webengage_dev tests benchmarks dags
 
 typecheck: $(STAMP)
-	$(BIN)/mypy etl
+	$(BIN)/mypy etl webengage_dev
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
@@ -70,4 +70,4 @@ clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
 
 airflow: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m etl.demo.airflow_up
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m webengage_dev.demo.airflow_up

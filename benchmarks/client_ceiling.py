@@ -12,8 +12,8 @@ import time
 from etl.config import Settings
 from etl.engine.frame import client_options
 from etl.load.batching import Item, batch_requests
-from etl.sandbox import SandboxConfig, SandboxProcess
 from etl.webengage.client import WebEngageClient
+from webengage_dev.sandbox import SandboxConfig, SandboxProcess
 
 
 def payloads(n: int) -> list[Item[str]]:

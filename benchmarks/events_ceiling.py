@@ -19,7 +19,7 @@ import duckdb
 from etl.config import Settings
 from etl.mappings.events import event_mapping_from_dict
 from etl.pipelines import events
-from etl.sandbox import SandboxConfig, SandboxProcess
+from webengage_dev.sandbox import SandboxConfig, SandboxProcess
 
 _EVENTS_TABLE = """
 CREATE TABLE main.bench_events AS

@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 
 from etl.config import Settings
-from etl.demo.warehouse import build_demo_warehouse
 from etl.pipelines import users
-from etl.sandbox import SandboxConfig, SandboxProcess
+from webengage_dev.demo.warehouse import build_demo_warehouse
+from webengage_dev.sandbox import SandboxConfig, SandboxProcess
 
 KEY = "bench-key-0123456789"
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)

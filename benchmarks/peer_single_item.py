@@ -40,9 +40,9 @@ from _common import load, machine
 from etl.config import Settings
 from etl.engine.frame import client_options
 from etl.load.batching import Item, batch_requests
-from etl.sandbox import SandboxConfig, SandboxProcess
 from etl.webengage.client import WebEngageClient
 from tests.helpers.requests import user_request
+from webengage_dev.sandbox import SandboxConfig, SandboxProcess
 
 LICENSE, KEY = "bench", "bench-key-0123456789"
 USERS_RPM, BULK_USERS_RPM, BULK_ITEMS = 5000, 500, 25  # WebEngage's documented defaults

@@ -9,7 +9,7 @@ a unique ``x-request-id``, over keep-alive loopback connections for two phases:
    measured from each request's *scheduled* time, so a stall is not hidden by the client waiting on it.
 
 The client is a minimal HTTP/1.1 writer/reader on asyncio: httpx costs more CPU per request than the server
-(see etl/sandbox/loadcheck.py), and client and server share the machine's 2 cores. Afterwards the receiver
+(see webengage_dev/sandbox/loadcheck.py), and client and server share the machine's 2 cores. Afterwards the receiver
 is stopped (SIGTERM, drained), the loader moves the landing log into a DuckDB warehouse, and every
 acknowledged id must be there exactly once. Last line: sustained deliveries/s ÷ 1,000 target.
 

@@ -123,7 +123,7 @@ def sandbox(
       curl -s http://127.0.0.1:8765/_sandbox/stats
     """
     require_extra("sandbox", "sandbox")
-    from etl.sandbox import SandboxConfig, serve
+    from webengage_dev.sandbox import SandboxConfig, serve
 
     try:
         config = SandboxConfig.from_mapping(
@@ -163,7 +163,7 @@ def demo(
       webengage-sync demo --users 5000
     """
     require_extra("sandbox", "demo")
-    from etl.demo.run import run_demo
+    from webengage_dev.demo.run import run_demo
 
     setup_logging(verbose)
     try:

@@ -14,11 +14,11 @@ import duckdb
 import pytest
 
 from etl.config import Settings
-from etl.demo.warehouse import build_demo_warehouse
 from etl.pipelines import cohorts
-from etl.sandbox import SandboxConfig, SandboxServer
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
+from webengage_dev.demo.warehouse import build_demo_warehouse
+from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
 KEY = "dag-cohort-key-123456"
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from etl.demo.warehouse import build_demo_warehouse
-from etl.sandbox import SandboxConfig, SandboxServer
+from webengage_dev.demo.warehouse import build_demo_warehouse
+from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
 KEY = "dag-events-key-123456"
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from etl.demo.warehouse import build_demo_warehouse
-from etl.sandbox import SandboxConfig, SandboxServer
+from webengage_dev.demo.warehouse import build_demo_warehouse
+from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
 KEY = "dag-test-key-123456"
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.demo.airflow_up import AirflowStack, airflow_stack
+from webengage_dev.demo.airflow_up import AirflowStack, airflow_stack
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from etl.sandbox import SandboxProcess, SandboxServer
+from webengage_dev.sandbox import SandboxProcess, SandboxServer
 
 from .sandbox import LICENSE
 from .warehouse import duck

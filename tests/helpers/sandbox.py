@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from etl.config import Settings
-from etl.sandbox import SandboxConfig, SandboxProcess, SandboxServer
+from webengage_dev.sandbox import SandboxConfig, SandboxProcess, SandboxServer
 
 from .warehouse import duck
 

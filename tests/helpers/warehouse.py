@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl.demo.warehouse import build_demo_warehouse
 from etl.state.store import USER_STATE
 from etl.warehouse.engine import make_engine
+from webengage_dev.demo.warehouse import build_demo_warehouse
 
 #: The day the tests' demo warehouses are built for (the demo's data is relative to it).
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)

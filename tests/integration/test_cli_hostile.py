@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from etl.demo.warehouse import build_demo_warehouse
+from webengage_dev.demo.warehouse import build_demo_warehouse
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 

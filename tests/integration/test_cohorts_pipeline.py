@@ -24,7 +24,6 @@ from etl.config import Settings
 from etl.errors import ConfigError
 from etl.mappings.cohorts import load_cohort_config
 from etl.pipelines import cohorts
-from etl.sandbox import SandboxServer
 from etl.state import cohorts as cstate
 from etl.state.store import StateStore
 from etl.transform.cohorts import GuardError
@@ -33,6 +32,7 @@ from tests.helpers.kill import kill_at, requests_to, start_cli
 from tests.helpers.runs import failed_delivery
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 from tests.helpers.warehouse import AS_OF, COHORT_TABLE, warehouse_fixture
+from webengage_dev.sandbox import SandboxServer
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "cohort-test-key-not-logged-7"

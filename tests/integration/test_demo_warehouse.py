@@ -12,8 +12,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from etl.demo import DemoWarehouseSummary, add_events, build_demo_warehouse, change_users
-from etl.demo._sql import EVENT_NAMES
+from webengage_dev.demo import DemoWarehouseSummary, add_events, build_demo_warehouse, change_users
+from webengage_dev.demo._sql import EVENT_NAMES
 
 USERS = 2_000
 #: A fixed instant: the data is built relative to it, never to today.

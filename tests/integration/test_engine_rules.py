@@ -13,14 +13,14 @@ import pytest
 import sqlalchemy as sa
 
 from etl.config import Settings
-from etl.demo.warehouse import build_demo_warehouse
 from etl.engine.rejects import RejectKind, classify, too_large
 from etl.pipelines import cohorts, events
-from etl.sandbox import SandboxConfig, SandboxServer
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
 from etl.webengage.models import SendRequest, SendResult
 from tests.helpers.runs import failed_delivery
+from webengage_dev.demo.warehouse import build_demo_warehouse
+from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "engine-rules-key-0123456"

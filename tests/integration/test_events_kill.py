@@ -17,7 +17,6 @@ import httpx
 import pytest
 
 from etl.pipelines import events
-from etl.sandbox import SandboxProcess
 from etl.state import ledger
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
@@ -25,6 +24,7 @@ from tests.helpers.events import WINDOW, canonical, ledger_request_ids, referenc
 from tests.helpers.kill import kill_at, requests_to, start_cli
 from tests.helpers.sandbox import reconfigure, sandbox_process, sandbox_settings
 from tests.helpers.warehouse import duck, warehouse_fixture
+from webengage_dev.sandbox import SandboxProcess
 
 KEY = "events-kill-key-not-logged"
 RPM = 6000

@@ -15,10 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from etl.config import Settings
-from etl.demo.mutate import add_events
 from etl.mappings.events import EventMapping, event_mapping_from_dict
 from etl.pipelines import events
-from etl.sandbox import SandboxConfig, SandboxServer
 from etl.state import ledger
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
@@ -26,6 +24,8 @@ from tests.helpers.events import canonical
 from tests.helpers.runs import failed_delivery
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 from tests.helpers.warehouse import AS_OF, duck, warehouse_fixture
+from webengage_dev.demo.mutate import add_events
+from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
 KEY = "events-test-key-not-logged"
 DAY = (AS_OF - timedelta(days=1), AS_OF)

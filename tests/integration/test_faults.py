@@ -29,13 +29,13 @@ from etl.errors import TerminalAPIError
 from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import events, users
 from etl.report import RunReport
-from etl.sandbox import SandboxServer
 from etl.state import ledger
 from etl.state.store import StateStore
 from etl.warehouse.engine import DatabaseLockedError, make_engine
 from tests.helpers.events import WINDOW, canonical, reference_events
 from tests.helpers.sandbox import FAST, profiles, sandbox_server, sandbox_settings
 from tests.helpers.warehouse import duck, user_state_ids, valid_user_ids, warehouse_fixture
+from webengage_dev.sandbox import SandboxServer
 
 KEY = "fault-suite-key-not-logged-3"
 

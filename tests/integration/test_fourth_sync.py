@@ -20,11 +20,11 @@ from etl.engine.delivery import Checkpoints, Request, Result, count_only, counte
 from etl.engine.frame import Run, execute
 from etl.engine.rejects import ROW, RejectRow, classify
 from etl.load.batching import Item, batch_requests
-from etl.sandbox import SandboxConfig, SandboxServer
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
 from etl.warehouse.queries import read_chunks
 from tests.helpers.runs import failed_delivery
+from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
 KEY = "fourth-sync-key-0123456"
 

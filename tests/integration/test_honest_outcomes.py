@@ -99,7 +99,7 @@ def test_a_host_that_is_not_webengage_stops_the_run_after_one_request(
 
 
 def test_the_cli_exits_non_zero_with_the_counts_and_one_line(warehouse: Path, tmp_path: Path) -> None:
-    from etl.sandbox import SandboxConfig, SandboxServer
+    from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
     with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, error_5xx_rate=1.0)) as sandbox:
         env = {

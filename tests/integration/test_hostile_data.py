@@ -18,10 +18,10 @@ import pytest
 
 from etl.config import Settings
 from etl.pipelines import events, users
-from etl.sandbox import SandboxServer
 from etl.state.store import ROW, StateStore
 from etl.warehouse.engine import make_engine
 from tests.helpers.sandbox import FAST, sandbox_fixture, sandbox_settings
+from webengage_dev.sandbox import SandboxServer
 
 KEY = "hostile-data-key-not-logged-14"
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)

@@ -27,7 +27,6 @@ import pytest
 
 from etl.config import Settings
 from etl.pipelines import cohorts, events, users
-from etl.sandbox import SandboxProcess
 from etl.state import cohorts as cstate
 from etl.state import ledger
 from etl.state.store import StateStore
@@ -36,6 +35,7 @@ from tests.helpers.events import WINDOW, canonical, ledger_request_ids, referenc
 from tests.helpers.kill import kill_at, requests_to, start_cli
 from tests.helpers.sandbox import FAST, profiles, reconfigure, sandbox_process, sandbox_server, sandbox_settings
 from tests.helpers.warehouse import AS_OF, COHORT_TABLE, DemoTemplates, duck, user_state_ids, valid_user_ids
+from webengage_dev.sandbox import SandboxProcess
 
 KEY = "k1-kill-suite-key-not-logged"
 BATCH = 25

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from etl.config import Settings
-from etl.demo.mutate import change_users
 from etl.pipelines import cohorts, users
 from etl.plan import effective_rpm, plan, render_plan, total_minutes
 from tests.helpers.sandbox import sandbox_server, sandbox_settings
 from tests.helpers.warehouse import AS_OF, DemoTemplates
+from webengage_dev.demo.mutate import change_users
 
 KEY = "plan-test-key-123456"
 

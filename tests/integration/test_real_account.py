@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from etl.cli import app
 from etl.config import Settings
-from etl.demo.warehouse import build_demo_warehouse, demo_as_of
 from etl.pipelines import cohorts, users
-from etl.sandbox import SandboxConfig, SandboxServer
 from tests.helpers.sandbox import sandbox_server, sandbox_settings
 from tests.helpers.warehouse import AS_OF, DemoTemplates
+from webengage_dev.demo.warehouse import build_demo_warehouse, demo_as_of
+from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
 KEY = "real-account-key-0123456789"
 #: Codes as WebEngage shows them: a leading "~" (seed 003, the dashboard), all digits, and the "in~" / "ksa~~"

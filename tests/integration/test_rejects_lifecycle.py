@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from etl.config import Settings
 from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import users
-from etl.sandbox import SandboxServer
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
 from tests.helpers.runs import failed_delivery
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
+from webengage_dev.sandbox import SandboxServer
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "rejects-test-key-1234"

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.sandbox import SandboxConfig, SandboxServer
-from etl.sandbox.runner import SandboxProcess
 from tests.helpers.sandbox import quiesce
+from webengage_dev.sandbox import SandboxConfig, SandboxServer
+from webengage_dev.sandbox.runner import SandboxProcess
 
 KEY = "test-key"
 LICENSE = "~2024bb40"

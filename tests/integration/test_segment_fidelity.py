@@ -17,8 +17,8 @@ from etl.errors import ConfigError
 from etl.mappings.events import event_mapping_from_dict
 from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import events, users
-from etl.sandbox import SandboxConfig, SandboxServer
 from etl.warehouse.engine import make_engine
+from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 HOUR = (datetime(2026, 10, 31, 10, tzinfo=UTC), datetime(2026, 10, 31, 11, tzinfo=UTC))

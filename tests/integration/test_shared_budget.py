@@ -140,8 +140,8 @@ def most_in_window(times: list[float], window: float) -> int:
 
 @pytest.mark.postgres
 def test_four_processes_share_one_budget(pg_db: str) -> None:
-    from etl.sandbox import SandboxConfig, SandboxProcess
     from etl.state.budget import BUDGETS
+    from webengage_dev.sandbox import SandboxConfig, SandboxProcess
 
     config = SandboxConfig(license_code=LICENSE, api_key=KEY, events_rpm=N, retry_after=True)
     with SandboxProcess(config) as sandbox:

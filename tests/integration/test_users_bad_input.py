@@ -16,11 +16,11 @@ import pytest
 
 from etl.config import Settings
 from etl.pipelines import users
-from etl.sandbox import SandboxServer
 from etl.state.store import ROW, StateStore
 from etl.transform.formats import sanitize_attribute_name
 from etl.warehouse.engine import make_engine
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
+from webengage_dev.sandbox import SandboxServer
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "bad-input-key-not-logged-7"

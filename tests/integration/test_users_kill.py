@@ -19,12 +19,12 @@ import httpx
 import pytest
 
 from etl.pipelines import users
-from etl.sandbox import SandboxProcess
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
 from tests.helpers.kill import kill_at, start_cli
 from tests.helpers.sandbox import profiles, reconfigure, sandbox_process, sandbox_settings
 from tests.helpers.warehouse import duck, user_state_ids, valid_user_ids, warehouse_fixture
+from webengage_dev.sandbox import SandboxProcess
 
 KEY = "kill-test-key-not-logged-42"
 RPM = 1200

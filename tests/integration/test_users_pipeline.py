@@ -12,15 +12,15 @@ import pytest
 import sqlalchemy as sa
 
 from etl.config import Settings
-from etl.demo.mutate import change_users
 from etl.errors import TerminalAPIError
 from etl.pipelines import users
-from etl.sandbox import SandboxServer
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
 from tests.helpers.runs import failed_delivery
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 from tests.helpers.warehouse import AS_OF, warehouse_fixture
+from webengage_dev.demo.mutate import change_users
+from webengage_dev.sandbox import SandboxServer
 
 KEY = "test-key-do-not-log-123"
 

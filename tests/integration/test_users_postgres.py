@@ -12,14 +12,14 @@ import duckdb
 import sqlalchemy as sa
 
 from etl.config import Settings
-from etl.demo.mutate import change_users
-from etl.demo.warehouse import build_demo_warehouse
 from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import users
-from etl.sandbox import SandboxServer
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
+from webengage_dev.demo.mutate import change_users
+from webengage_dev.demo.warehouse import build_demo_warehouse
+from webengage_dev.sandbox import SandboxServer
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 KEY = "pg-test-key-not-logged-9"

@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from etl.config import Settings
 from etl.mappings.users import user_mapping_from_dict
 from etl.pipelines import users
-from etl.sandbox import SandboxServer
 from etl.warehouse.engine import make_engine
 from etl.warehouse.presets import SEGMENT_BOOKKEEPING
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 from tests.helpers.warehouse import AS_OF, warehouse_fixture
+from webengage_dev.sandbox import SandboxServer
 
 KEY = "segment-test-key-not-logged-3"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")

@@ -17,8 +17,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from etl.demo.warehouse import build_demo_warehouse
-from etl.sandbox import SandboxConfig, SandboxServer
+from webengage_dev.demo.warehouse import build_demo_warehouse
+from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
 pytestmark = pytest.mark.slow
 

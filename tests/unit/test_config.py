@@ -8,7 +8,7 @@ import pytest
 
 from etl.config import Secret, Settings, env_values, env_var_for
 from etl.errors import ConfigError
-from etl.sandbox.config import SandboxConfig
+from webengage_dev.sandbox.config import SandboxConfig
 
 KEY = "sk-live-VERY-SECRET-123"
 BASE = {"WEBENGAGE_LICENSE_CODE": "~2024bb40", "WEBENGAGE_API_KEY": KEY}

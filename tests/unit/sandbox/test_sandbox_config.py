@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from etl.sandbox.config import SandboxConfig
+from webengage_dev.sandbox.config import SandboxConfig
 
 
 def test_round_trip_and_replace() -> None:

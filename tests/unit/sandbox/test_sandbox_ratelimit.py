@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from etl.sandbox.ratelimit import SlidingWindowLimiter
+from webengage_dev.sandbox.ratelimit import SlidingWindowLimiter
 
 
 def test_admits_up_to_limit_then_refuses_until_oldest_leaves() -> None:

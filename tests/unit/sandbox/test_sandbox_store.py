@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from etl.sandbox.store import REQUEST_ID_TTL_S, SandboxStore
+from webengage_dev.sandbox.store import REQUEST_ID_TTL_S, SandboxStore
 
 
 def test_upsert_merges_fields_and_attributes() -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from etl.sandbox.store import SandboxStore
-from etl.sandbox.validation import (
+from webengage_dev.sandbox.store import SandboxStore
+from webengage_dev.sandbox.validation import (
     NonFinite,
     check_event,
     check_user,

@@ -15,11 +15,11 @@ from etl.config import Settings
 from etl.errors import ConfigError
 from etl.mappings.events import EventMapping, event_mapping_from_dict
 from etl.mappings.users import user_mapping_from_dict
-from etl.sandbox.validation import check_event, check_user
 from etl.transform import cohorts
 from etl.transform import users as tx
 from etl.transform.events import TypeRegistry, transform_events
 from etl.transform.formats import garbage
+from webengage_dev.sandbox.validation import check_event, check_user
 
 TOKENS = garbage.null_tokens()
 TODAY = dt.date(2026, 11, 1)

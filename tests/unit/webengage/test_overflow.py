@@ -15,10 +15,10 @@ from etl.config import Settings
 from etl.errors import TerminalAPIError
 from etl.load.batching import Batch, Item, batch_requests
 from etl.pipelines import users
-from etl.sandbox import SandboxServer
 from etl.webengage import OverflowLane, SendRequest, SystemClock, WebEngageClient, deterministic_request_id
 from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
 from tests.helpers.warehouse import AS_OF, user_state_ids, warehouse_fixture
+from webengage_dev.sandbox import SandboxServer
 
 from .fakes import make_settings
 

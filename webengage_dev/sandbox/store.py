@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from etl.sandbox.validation import (
+from webengage_dev.sandbox.validation import (
     AttrType,
     Violation,
     classify,

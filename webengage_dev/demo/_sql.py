@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from etl.demo import _reference as ref
+from webengage_dev.demo import _reference as ref
 
 SITE = "https://shop.example.com"
 

@@ -16,15 +16,15 @@ from rich.console import Console
 from rich.table import Table
 
 from etl.config import Settings
-from etl.demo.mutate import change_users
-from etl.demo.warehouse import build_demo_warehouse, demo_as_of
 from etl.pipelines import cohorts as cohort_pipeline
 from etl.pipelines import events as events_pipeline
 from etl.pipelines import users as users_pipeline
 from etl.report import render
-from etl.sandbox import SandboxConfig, SandboxProcess
 from etl.state.store import reset_state
 from etl.warehouse.engine import make_engine
+from webengage_dev.demo.mutate import change_users
+from webengage_dev.demo.warehouse import build_demo_warehouse, demo_as_of
+from webengage_dev.sandbox import SandboxConfig, SandboxProcess
 
 #: A real-looking license code: WebEngage's start with "~" (the demo proves such codes go through).
 DEMO_LICENSE_CODE = "~99199077"

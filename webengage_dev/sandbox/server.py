@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from etl.sandbox.config import SandboxConfig
-from etl.sandbox.ratelimit import Decision, SlidingWindowLimiter
-from etl.sandbox.store import SandboxStore
-from etl.sandbox.validation import Violation, has_identity, parse_json
+from webengage_dev.sandbox.config import SandboxConfig
+from webengage_dev.sandbox.ratelimit import Decision, SlidingWindowLimiter
+from webengage_dev.sandbox.store import SandboxStore
+from webengage_dev.sandbox.validation import Violation, has_identity, parse_json
 
 BULK_MAX_ITEMS = 25
 ENDPOINTS: tuple[str, ...] = ("users", "events", "bulk-users", "bulk-events")

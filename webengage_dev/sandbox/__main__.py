@@ -1,4 +1,4 @@
-"""``python -m etl.sandbox``: run the sandbox in the foreground.
+"""``python -m webengage_dev.sandbox``: run the sandbox in the foreground.
 
 With ``--port 0`` a free port is chosen and printed alone on stdout's first line, for a parent process.
 """
@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from etl.sandbox.config import SandboxConfig
-from etl.sandbox.runner import bind_socket, serve
+from webengage_dev.sandbox.config import SandboxConfig
+from webengage_dev.sandbox.runner import bind_socket, serve
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m etl.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m webengage_dev.sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--config-json", default="{}", help="SandboxConfig fields as a JSON object")

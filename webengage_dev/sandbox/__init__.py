@@ -4,11 +4,11 @@ It serves ``/v1/accounts/{license}/users|events|bulk-users|bulk-events``, record
 violation, throttles per endpoint and injects faults on demand; ``/_sandbox/*`` exposes what it stored.
 """
 
-from etl.sandbox.config import SandboxConfig
-from etl.sandbox.runner import SandboxProcess, SandboxServer, serve
-from etl.sandbox.server import create_app
-from etl.sandbox.store import SandboxStore
-from etl.sandbox.validation import Violation
+from webengage_dev.sandbox.config import SandboxConfig
+from webengage_dev.sandbox.runner import SandboxProcess, SandboxServer, serve
+from webengage_dev.sandbox.server import create_app
+from webengage_dev.sandbox.store import SandboxStore
+from webengage_dev.sandbox.validation import Violation
 
 __all__ = [
     "SandboxConfig",

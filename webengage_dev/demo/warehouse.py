@@ -44,8 +44,8 @@ from pathlib import Path
 
 import duckdb
 
-from etl.demo import _reference as ref
-from etl.demo import _sql
+from webengage_dev.demo import _reference as ref
+from webengage_dev.demo import _sql
 
 LONG_ID_USERS = 20
 VISITORS_PER_USER = 0.3

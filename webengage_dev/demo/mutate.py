@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from etl.demo import _sql
-from etl.demo.warehouse import VALID_USER_ID
+from webengage_dev.demo import _sql
+from webengage_dev.demo.warehouse import VALID_USER_ID
 
 _PICK_USERS = """
 CREATE OR REPLACE TEMP TABLE _chg AS

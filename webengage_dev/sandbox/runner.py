@@ -6,10 +6,10 @@ import json
 import socket
 from typing import Any
 
-from etl.sandbox.config import SandboxConfig
-from etl.sandbox.server import SandboxState, create_app
-from etl.sandbox.store import SandboxStore
 from etl.serving import ServerProcess, ThreadedServer, bind_socket, run_foreground, uvicorn_config
+from webengage_dev.sandbox.config import SandboxConfig
+from webengage_dev.sandbox.server import SandboxState, create_app
+from webengage_dev.sandbox.store import SandboxStore
 
 __all__ = ["SandboxProcess", "SandboxServer", "bind_socket", "serve"]
 
@@ -66,7 +66,7 @@ class SandboxProcess(ServerProcess):
     """The sandbox in a subprocess, so a benchmark's client does not share the GIL with the server."""
 
     name = "sandbox"
-    module = "etl.sandbox"
+    module = "webengage_dev.sandbox"
     health_path = "/_sandbox/health"
     stats_path = "/_sandbox/stats"
     graceful_s = GRACEFUL_SHUTDOWN_S

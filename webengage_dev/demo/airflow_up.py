@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from etl.demo.run import DEMO_LICENSE_CODE
-from etl.demo.warehouse import build_demo_warehouse, demo_as_of
-from etl.sandbox import SandboxConfig, SandboxProcess
 from etl.serving import wait_healthy
+from webengage_dev.demo.run import DEMO_LICENSE_CODE
+from webengage_dev.demo.warehouse import build_demo_warehouse, demo_as_of
+from webengage_dev.sandbox import SandboxConfig, SandboxProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 

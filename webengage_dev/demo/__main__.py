@@ -1,5 +1,5 @@
-"""`python -m etl.demo PATH [--users N] [--seed S] [--days D] [--as-of ISO]`: build the demo warehouse and print a
-summary. Without --as-of the data is built relative to the start of the current hour."""
+"""`python -m webengage_dev.demo PATH [--users N] [--seed S] [--days D] [--as-of ISO]`: build the demo
+warehouse and print a summary. Without --as-of the data is built relative to the start of the current hour."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 
-from etl.demo.warehouse import build_demo_warehouse, demo_as_of
+from webengage_dev.demo.warehouse import build_demo_warehouse, demo_as_of
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m etl.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m webengage_dev.demo", description=__doc__)
     parser.add_argument("path")
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=42)

@@ -1,4 +1,4 @@
-"""Throughput check of the sandbox: ``python -m etl.sandbox.loadcheck [--seconds 10 --concurrency 16]``.
+"""Throughput check of the sandbox: ``python -m webengage_dev.sandbox.loadcheck [--seconds 10 --concurrency 16]``.
 
 Runs the sandbox in a subprocess (so client and server do not share a GIL) with unlimited rate and posts
 bulk-users bodies of 25 valid users from ``concurrency`` connections for ``seconds``. httpx costs more CPU
@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import orjson
 
-from etl.sandbox.config import SandboxConfig
-from etl.sandbox.runner import SandboxProcess
+from webengage_dev.sandbox.config import SandboxConfig
+from webengage_dev.sandbox.runner import SandboxProcess
 
 BODIES = 200  # distinct bodies cycled through, so profiles are both created and merged
 
@@ -139,7 +139,7 @@ def _cpu_seconds(pid: int | None) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m etl.sandbox.loadcheck", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m webengage_dev.sandbox.loadcheck", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--processes", type=int, default=2, help="client processes (httpx is the bottleneck)")
