@@ -8,7 +8,7 @@ import math
 import queue
 import random
 import threading
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
@@ -157,12 +157,6 @@ class WebEngageClient:
         with self._in_flight_lock:
             self._in_flight[endpoint] += delta
 
-    def _untrack(self, endpoint: Endpoint) -> Callable[[Future[SendResult[Any]]], None]:
-        def done(_future: Future[SendResult[Any]]) -> None:
-            self._track(endpoint, -1)
-
-        return done
-
     # -- sending -------------------------------------------------------------------------------------
     def send(self, request: SendRequest[K]) -> SendResult[K]:
         """Send one request with pacing and retries; returns its outcome or raises TerminalAPIError."""
@@ -192,6 +186,10 @@ class WebEngageClient:
         failure: BaseException | None = None
         exhausted = False
         in_flight = 0
+        # A request counts as in flight for its endpoint until its result is taken here, not merely finished:
+        # the overflow lane reads the count, and a finished but unsettled batch is still accepted-but-not-
+        # checkpointed (what a crash would re-send), so it must keep its lane's slot.
+        endpoints: dict[Future[SendResult[K]], Endpoint] = {}
         executor = ThreadPoolExecutor(max_workers=width, thread_name_prefix="webengage-send")
         try:
             while True:
@@ -208,14 +206,14 @@ class WebEngageClient:
                         break
                     self._track(request.endpoint, 1)
                     future = executor.submit(self._send, request, cancel)
-                    # Un-counted before the result is queued, so the caller never sees a stale count.
-                    future.add_done_callback(self._untrack(request.endpoint))
+                    endpoints[future] = request.endpoint
                     future.add_done_callback(finished.put)
                     in_flight += 1
                 if in_flight == 0:
                     break
                 done = finished.get()
                 in_flight -= 1
+                self._track(endpoints.pop(done), -1)  # before the caller sees the result: never a stale count
                 error = done.exception()
                 if error is not None:
                     failure = failure or error  # the first failure is raised; later ones are the same story
@@ -226,6 +224,8 @@ class WebEngageClient:
         finally:
             cancel.set()
             executor.shutdown(wait=True, cancel_futures=True)
+            for endpoint in endpoints.values():  # closed early: results never taken
+                self._track(endpoint, -1)
 
     def _send(self, request: SendRequest[K], cancel: threading.Event | None) -> SendResult[K]:
         s = self._settings
