@@ -6,7 +6,7 @@ WebEngage → one-time sync*: every member gets the cohort's boolean user attrib
 who were in it at the previous export and have left get `false`, and nobody else is touched. Exporting a
 cohort again overwrites the previous export.
 
-**Trigger DAG w/ config** shows a form:
+**Trigger** (in the Airflow 3 UI: the DAG's *Trigger* button) shows a form:
 
 * `cohort` — which cohort (the list comes from the cohort config);
 * `dry_run` — compute and report, send nothing;
@@ -42,6 +42,7 @@ NAMES = configured_names()
 @dag(
     default_args=task_defaults(),
     dag_id="webengage_cohort_export",
+    description="Export one cohort to WebEngage now (a boolean attribute; leavers get false).",
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,

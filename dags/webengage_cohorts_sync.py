@@ -18,13 +18,12 @@ treated as a mistake and retires nothing unless triggered with `override_guard`.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
 from webengage_common.assets import COHORTS_ASSET
-from webengage_common.defaults import task_defaults
+from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import cohort_sync_params, flag, run_as_of
@@ -38,7 +37,8 @@ DYNAMIC = configured_names(mode="dynamic")
 @dag(
     default_args=task_defaults(),
     dag_id="webengage_cohorts_sync",
-    schedule=os.environ.get("WEBENGAGE_COHORTS_SCHEDULE", "0 */2 * * *"),
+    description="Re-export every dynamic cohort to WebEngage (every 2 hours).",
+    schedule=schedule("WEBENGAGE_COHORTS_SCHEDULE", "0 */2 * * *"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

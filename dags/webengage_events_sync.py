@@ -30,18 +30,19 @@ from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 from webengage_common.assets import EVENTS_ASSET
-from webengage_common.defaults import task_defaults
+from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import dry_run_param, flag
 
-SCHEDULE = os.environ.get("WEBENGAGE_EVENTS_SCHEDULE", "0 * * * *")
+SCHEDULE = schedule("WEBENGAGE_EVENTS_SCHEDULE", "0 * * * *")
 CATCHUP = os.environ.get("WEBENGAGE_EVENTS_CATCHUP", "false").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dag(
     default_args=task_defaults(),
     dag_id="webengage_events_sync",
+    description="Send each hour's warehouse events to WebEngage, exactly once.",
     # A data-interval timetable: each run covers [previous tick, this tick). (A plain cron string makes
     # trigger-style runs whose interval is empty.)
     schedule=CronDataIntervalTimetable(SCHEDULE, timezone="UTC"),

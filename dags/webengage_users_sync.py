@@ -14,13 +14,12 @@ with a readable summary block. Connection: `webengage_default` (see README).
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
 from webengage_common.assets import USERS_ASSET
-from webengage_common.defaults import task_defaults
+from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import dry_run_param, flag, flag_param, run_as_of
@@ -29,7 +28,8 @@ from webengage_common.params import dry_run_param, flag, flag_param, run_as_of
 @dag(
     default_args=task_defaults(),
     dag_id="webengage_users_sync",
-    schedule=os.environ.get("WEBENGAGE_USERS_SCHEDULE", "0 2 * * *"),
+    description="Send new and changed warehouse users to WebEngage profiles (nightly).",
+    schedule=schedule("WEBENGAGE_USERS_SCHEDULE", "0 2 * * *"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -20,20 +20,20 @@ schedule your own DAG on it to process what arrived.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 
 from airflow.sdk import dag, task
 from webengage_common.assets import WEBHOOKS_ASSET
-from webengage_common.defaults import task_defaults
+from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 
-SCHEDULE = os.environ.get("WEBENGAGE_WEBHOOKS_SCHEDULE", "15 * * * *")
+SCHEDULE = schedule("WEBENGAGE_WEBHOOKS_SCHEDULE", "15 * * * *")
 
 
 @dag(
     default_args=task_defaults(),
     dag_id="webengage_webhooks_load",
+    description="Load WebEngage webhook deliveries into the warehouse table webengage_events.",
     schedule=SCHEDULE,
     start_date=datetime(2026, 1, 1),
     catchup=False,  # every run loads everything landed so far: nothing to catch up

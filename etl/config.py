@@ -146,6 +146,9 @@ class Settings(SettingsModel):
     max_reject_share: Number = 0.5
     #: Seconds to wait for another process's DuckDB file lock before giving up with a clear error.
     lock_timeout_s: Number = 120.0
+    #: A cohort export that finds no member at all (a broken query, an empty table) warns; true: it fails
+    #: instead (before sending), so the task turns red.
+    fail_on_empty_cohort: Flag = False
     #: ``response.status`` values of a 2xx body that count as accepted (``queued,success`` in the environment).
     accepted_statuses: TextList = ("queued", "success")
     #: String values read as "no value" (upstream bugs: ``str(None)``, pandas' NaN as text, JavaScript's

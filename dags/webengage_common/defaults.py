@@ -56,3 +56,8 @@ def task_defaults(*, retries: int = 2) -> dict[str, Any]:
     if pool:
         args["pool"] = pool
     return args
+
+
+def schedule(variable: str, default: str) -> str:
+    """A DAG's cron schedule: the environment variable when set (read at parse time), else the default."""
+    return os.environ.get(variable, "").strip() or default

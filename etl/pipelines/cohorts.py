@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from etl.config import Settings
 from etl.engine.delivery import Checkpoints, Request, Result, count_only, counted, deliver, keys_of
-from etl.engine.frame import Run, WallClock, execute, naive_utc, state_engine_for, system_now
+from etl.engine.frame import Run, WallClock, execute, log, naive_utc, state_engine_for, system_now
 from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, Verdict, classify, too_large
 from etl.errors import ConfigError, WebEngageSyncError
 from etl.load.batching import Item, batch_requests
@@ -346,6 +346,12 @@ def _export(run: Run, spec: CohortSpec, counts: _Counts, *, as_of: datetime, ove
     ids = _read_members(run.warehouse(), spec, as_of, counts, null_tokens=run.settings.null_tokens)
     diff = tx.diff_members(ids, members=current.members, in_doubt=current.in_doubt)
     counts.members, counts.previous = len(ids), len(current.members)
+    if not ids:
+        empty = f"cohort {spec.name}: the query found no member (as of {as_of:%Y-%m-%d %H:%M} UTC)"
+        if run.settings.fail_on_empty_cohort and not report.dry_run:
+            raise GuardError(spec.name, f"{empty}; fail_on_empty_cohort is set")
+        log.warning("%s", empty)
+        report.notes.append(f"{empty}: check the query and its as_of (fail_on_empty_cohort=true makes this fail)")
     counts.entered, counts.exited, counts.unchanged = len(diff.entered), len(diff.exited), diff.unchanged
     counts.resend_true, counts.resend_false = len(diff.resend_true), len(diff.resend_false)
 

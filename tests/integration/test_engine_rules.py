@@ -16,6 +16,7 @@ from etl.config import Settings
 from etl.engine.rejects import RejectKind, classify, too_large
 from etl.pipelines import cohorts, events
 from etl.state.store import StateStore
+from etl.transform.cohorts import GuardError
 from etl.warehouse.engine import make_engine
 from etl.webengage.models import SendRequest, SendResult
 from tests.helpers.runs import failed_delivery
@@ -142,3 +143,21 @@ def test_a_killed_run_is_marked_abandoned_by_the_next_run_with_when_it_was_last_
     assert runs["next"]["status"] == "running"
     assert runs["killed"]["status"] == "abandoned" and "2031-05-01 03:07:00" in runs["killed"]["message"]
     assert runs["killed"]["finished_at"] == datetime(2031, 5, 1, 3, 7)
+
+
+def test_an_empty_cohort_warns_or_fails_when_asked(sandbox: SandboxServer, tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE vip (user_id VARCHAR)"))  # no member at all
+    engine.dispose()
+    (tmp_path / "vip.sql").write_text("SELECT user_id FROM vip\n")
+    config = tmp_path / "cohorts.toml"
+    config.write_text(f'[cohorts.vip]\nquery = "{tmp_path / "vip.sql"}"\nmode = "dynamic"\n')
+    warned = cohorts.export(settings_for(sandbox, url, cohorts_config=str(config)), cohort="vip", as_of=AS_OF)
+    assert warned["status"] == "success" and warned["members"] == 0
+    assert any("found no member" in n for n in warned["notes"])
+    strict = settings_for(sandbox, url, cohorts_config=str(config), fail_on_empty_cohort=True)
+    with pytest.raises(GuardError, match="found no member"):
+        cohorts.export(strict, cohort="vip", as_of=AS_OF)
+    assert sandbox.stats()["requests"] == {}

@@ -104,6 +104,8 @@ def airflow_stack(
             "AIRFLOW_CONN_WEBENGAGE_DEFAULT": json.dumps(conn),
             "WAREHOUSE_URL": f"duckdb:///{warehouse}",
             "STATE_URL": f"duckdb:///{state}",
+            # The WebEngage tasks share the pool created below (one slot at a time: DuckDB state has one writer).
+            "WEBENGAGE_AIRFLOW_POOL": "webengage_api",
         }
         airflow = str(Path(sys.executable).parent / "airflow")  # the venv's, whatever PATH says
         log = (home / "standalone.log").open("wb")
@@ -121,7 +123,7 @@ def airflow_stack(
                 every_s=1.0,
             )
             subprocess.run(  # noqa: S603 - fixed argv, no shell
-                [airflow, "pools", "set", "webengage_api", "4", "Shares the WebEngage API budget"],
+                [airflow, "pools", "set", "webengage_api", "1", "Shares the WebEngage API budget"],
                 env=env,
                 check=False,
                 capture_output=True,
