@@ -89,14 +89,19 @@ class RunReport:
         }
 
 
+def _opening(summary: dict[str, Any]) -> str:
+    """The summary block's first word: a dry run says so before anything else (a task log shows it first)."""
+    return "== DRY RUN ==" if summary.get("dry_run") else "=="
+
+
 def render(summary: dict[str, Any]) -> str:
     """A readable block for task logs and the CLI (counts only: no personal data), for any sync's summary."""
     if str(summary.get("pipeline", "")).startswith("cohort:"):
         return _render_cohort(summary)
     verb = "would send" if summary.get("dry_run") else "sent"
     lines = [
-        f"== webengage-sync {summary['pipeline']} run {summary['run_id']}: {summary['status'].upper()}"
-        + (" (dry run)" if summary.get("dry_run") else ""),
+        f"{_opening(summary)} webengage-sync {summary['pipeline']} run {summary['run_id']}: "
+        f"{summary['status'].upper()}" + (" (dry run: nothing was sent)" if summary.get("dry_run") else ""),
         f"   extracted {summary['extracted']:,} = unchanged {summary['unchanged']:,} + accepted "
         f"{summary['accepted']:,} + rejected {summary['rejected']:,}"
         + (f" (+ {summary['sent'] - summary['accepted']:,} to send)" if summary.get("dry_run") else ""),
@@ -124,8 +129,9 @@ def _render_cohort(summary: dict[str, Any]) -> str:
     """A cohort run: members, entered/exited, attribute updates and events (counts only)."""
     dry = summary.get("dry_run")
     head = (
-        f"== webengage-sync cohort {summary['cohort']} ({summary['attribute']}) {summary['operation']} run "
-        f"{summary['run_id']}: {summary['status'].upper()}" + (" (dry run)" if dry else "")
+        f"{_opening(summary)} webengage-sync cohort {summary['cohort']} ({summary['attribute']}) "
+        f"{summary['operation']} run {summary['run_id']}: {summary['status'].upper()}"
+        + (" (dry run: nothing was sent)" if dry else "")
     )
     excluded = ", ".join(f"{k} {v:,}" for k, v in summary["excluded"].items()) or "none"
     verb = "would send" if dry else "sent"

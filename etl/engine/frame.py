@@ -217,10 +217,11 @@ def execute(
         store.finish_run(run_id=report.run_id, pipeline=pipeline, status="success", counts=summary)
     state_engine.dispose()
     log.info(
-        "%s run %s: %s; extracted %d, unchanged %d, accepted %d, rejected %d, requests %d",
+        "%s run %s: %s%s; extracted %d, unchanged %d, accepted %d, rejected %d, requests %d",
         pipeline,
         report.run_id,
         report.status,
+        " (dry run: nothing sent)" if report.dry_run else "",
         report.extracted,
         report.unchanged,
         report.accepted,
