@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
-from webengage_common.assets import EVENTS_ASSET
+from webengage_common.assets import EVENTS_ASSET, counts_extra
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
@@ -61,6 +61,7 @@ def webengage_events_sync() -> None:
         run_id: str,
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
+        outlet_events: Any = None,
     ) -> dict[str, object]:
         from etl.pipelines import events
         from etl.report import render
@@ -72,6 +73,7 @@ def webengage_events_sync() -> None:
             dry_run=flag(params, "dry_run"),
         )
         print(render(summary))
+        outlet_events[EVENTS_ASSET].extra = counts_extra(summary)
         return summary
 
     sync_events()

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
-from webengage_common.assets import USERS_ASSET
+from webengage_common.assets import USERS_ASSET, counts_extra
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
@@ -46,6 +46,7 @@ def webengage_users_sync() -> None:
         dag_run: Any,
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
+        outlet_events: Any = None,
     ) -> dict[str, object]:
         from etl.pipelines import users
         from etl.plan import eta_warning
@@ -64,6 +65,7 @@ def webengage_users_sync() -> None:
             full_refresh=flag(params, "full_refresh"),
         )
         print(render(summary))
+        outlet_events[USERS_ASSET].extra = counts_extra(summary)
         return summary
 
     sync_users()

@@ -21,9 +21,10 @@ schedule your own DAG on it to process what arrived.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from airflow.sdk import dag, task
-from webengage_common.assets import WEBHOOKS_ASSET
+from webengage_common.assets import WEBHOOKS_ASSET, counts_extra
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 
@@ -44,12 +45,13 @@ SCHEDULE = schedule("WEBENGAGE_WEBHOOKS_SCHEDULE", "15 * * * *")
 def webengage_webhooks_load() -> None:
     @task(task_id="load_webhooks", multiple_outputs=False, outlets=[WEBHOOKS_ASSET], doc_md=__doc__)
     @fail_fast
-    def load_webhooks() -> dict[str, object]:
+    def load_webhooks(outlet_events: Any = None) -> dict[str, object]:
         from etl.webhooks.config import WebhookSettings
         from etl.webhooks.loader import render, run
 
         summary = run(WebhookSettings.from_env(require_auth=False))
         print(render(summary))
+        outlet_events[WEBHOOKS_ASSET].extra = counts_extra(summary)
         return summary
 
     load_webhooks()

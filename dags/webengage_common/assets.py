@@ -7,6 +7,9 @@ published by exports that sent."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from airflow.sdk import Asset, AssetAlias
 
 #: Profiles sent by ``webengage_users_sync``.
@@ -25,3 +28,9 @@ WEBHOOKS_ASSET = Asset("webengage://webhooks")
 def cohort_asset(name: str) -> Asset:
     """The asset of one cohort, published through :data:`COHORT_ALIAS`."""
     return Asset(f"webengage://cohorts/{name}")
+
+
+def counts_extra(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What an asset event carries in ``extra``: the run's scalar counts and ids (never rows or messages),
+    shown in the Airflow UI's asset events and readable by the DAGs scheduled on the asset."""
+    return {k: v for k, v in summary.items() if isinstance(v, int | float | str | bool) and k != "message"}

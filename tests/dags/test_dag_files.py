@@ -126,3 +126,24 @@ def test_a_webhooks_load_run_records_an_asset_event(
             .where(AssetModel.uri == "webengage://webhooks/", AssetEvent.source_run_id == dr.run_id)
         ).all()
     assert [(e.source_dag_id, e.source_task_id) for e in events] == [("webengage_webhooks_load", "load_webhooks")]
+
+
+def test_asset_events_carry_the_run_counts(
+    dagbag: Any, dag_runner: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    monkeypatch.setenv("WEBENGAGE_WEBHOOK_DIR", str(tmp_path / "landing"))
+    monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{tmp_path / 'w.duckdb'}")
+    monkeypatch.delenv("WEBENGAGE_WEBHOOK_SECRET", raising=False)
+    dr = dag_runner(dagbag, "webengage_webhooks_load")
+    with create_session() as session:
+        [event] = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == "webengage://webhooks/", AssetEvent.source_run_id == dr.run_id)
+        ).all()
+        extra = dict(event.extra or {})
+    assert extra["lines"] == 0 and extra["events_loaded"] == 0 and "message" not in extra
