@@ -17,18 +17,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import glob
 import hashlib
 import json
-import os
-import pwd
 import re
 import resource
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from tests.helpers.postgres import throwaway_cluster  # noqa: E402
 
 API_ITEMS_PER_S = 208  # WebEngage bulk API: 500 requests/min x 25 items at 0.98 headroom / 60 ~= 204-208
 AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -495,55 +491,11 @@ def naive_rows_per_s(url: str, mapping: Any, rows: int) -> tuple[float, int]:
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def pg_cluster() -> Iterator[str]:
-    """A throwaway cluster like tests/conftest.py's ``pg_url`` (runs as ``postgres`` when we are root)."""
-    found = shutil.which("pg_ctl") or sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1]
-    bindir = os.path.dirname(os.path.realpath(found))
-    base = tempfile.mkdtemp(prefix="we-bench-pg-")
-    run_as: list[str] = []
-    if os.geteuid() == 0:
-        pw = pwd.getpwnam("postgres")
-        os.chown(base, pw.pw_uid, pw.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-
-    def sh(*args: str) -> None:
-        subprocess.run([*run_as, *args], check=True, capture_output=True, timeout=120)
-
-    sh(
-        f"{bindir}/initdb",
-        "-D",
-        f"{base}/data",
-        "-U",
-        "postgres",
-        "-A",
-        "trust",
-        "-E",
-        "UTF8",
-        "--locale=C.UTF-8",
-        "--no-sync",
-    )
-    opts = (
-        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=UTC "
-        "-c shared_buffers=256MB -c max_wal_size=4GB"
-    )
-    sh(f"{bindir}/pg_ctl", "-D", f"{base}/data", "-l", f"{base}/log", "-w", "-o", opts, "start")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*run_as, f"{bindir}/pg_ctl", "-D", f"{base}/data", "-m", "immediate", "stop"],
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(base, ignore_errors=True)
+    """A throwaway cluster like the tests' ``pg_url``, with memory for a million-row load."""
+    with throwaway_cluster(server_options="-c shared_buffers=256MB -c max_wal_size=4GB", prefix="we-bench-pg-") as url:
+        yield url
 
 
 def load_pg(admin_url: str, name: str, csv_path: Path) -> tuple[str, float]:

@@ -3,18 +3,15 @@ anything imports it."""
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
-import shutil
 import socket
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.postgres import pg_bindir, throwaway_cluster
 from tests.helpers.warehouse import DemoTemplates
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,54 +53,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _pg_bindir() -> str | None:
-    found = shutil.which("pg_ctl") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1:]), None)
-    return os.path.dirname(os.path.realpath(found)) if found else None
-
-
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on a free loopback port (runs as `postgres` when we are root)."""
-    bindir = _pg_bindir()
-    if bindir is None or not os.path.exists(os.path.join(bindir, "initdb")):
+    if pg_bindir() is None:
         pytest.skip("PostgreSQL server binaries (initdb/pg_ctl) not found on this machine")
-    # Not tmp_path: pytest's tmp dirs are 0700 for root, which the postgres user cannot enter.
-    base = tempfile.mkdtemp(prefix="we-pg-")
-    run_as: list[str] = []
-    if os.geteuid() == 0:
-        pw = pwd.getpwnam("postgres")
-        os.chown(base, pw.pw_uid, pw.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-
-    def sh(*args: str) -> None:
-        subprocess.run([*run_as, *args], check=True, capture_output=True, timeout=60)
-
-    sh(
-        f"{bindir}/initdb",
-        "-D",
-        f"{base}/data",
-        "-U",
-        "postgres",
-        "-A",
-        "trust",
-        "-E",
-        "UTF8",
-        "--locale=C.UTF-8",
-        "--no-sync",
-    )
-    # -l is required: without a log file the postmaster keeps our pipe open and run() hangs.
-    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=UTC"
-    sh(f"{bindir}/pg_ctl", "-D", f"{base}/data", "-l", f"{base}/log", "-w", "-o", opts, "start")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*run_as, f"{bindir}/pg_ctl", "-D", f"{base}/data", "-m", "immediate", "stop"],
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(base, ignore_errors=True)
+    with throwaway_cluster(timeout_s=60) as url:
+        yield url
 
 
 @pytest.fixture
