@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from etl import instants
 from etl.config import Settings
 from etl.errors import ConfigError, QueryError, WebEngageSyncError
 from etl.report import RunReport, render
@@ -80,10 +81,9 @@ def require_extra(extra: str, feature: str) -> None:
 def parse_instant(value: str, *, option: str) -> datetime:
     """An ISO 8601 date or date-time; without an offset it is UTC."""
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        return instants.parse_instant(value)
     except ValueError:
         raise typer.BadParameter(f"not an ISO 8601 date-time: {value!r}", param_hint=option) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 class Progress:

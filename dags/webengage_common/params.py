@@ -11,10 +11,12 @@ another DAG parsed in the same process).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import Param
+
+from etl.instants import parse_instant
 
 
 def flag_param(description: str, *, title: str | None = None) -> Param:
@@ -65,10 +67,9 @@ def run_as_of(params: Mapping[str, Any], data_interval_end: datetime | None, dag
     given = (params or {}).get("as_of")
     if given:
         try:
-            parsed = datetime.fromisoformat(str(given).strip())
+            return parse_instant(str(given))
         except ValueError:
             raise ValueError(f"param as_of: not an ISO 8601 date-time: {given!r}") from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     for value in (data_interval_end, getattr(dag_run, "run_after", None)):
         if isinstance(value, datetime):
             return value

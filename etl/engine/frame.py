@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from etl.config import Settings
 from etl.errors import DeliveryError
+from etl.instants import naive_utc
 from etl.report import RunReport
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
@@ -38,11 +39,6 @@ def system_now() -> datetime:
 
 def default_run_id(now: datetime, prefix: str = "manual") -> str:
     return f"{prefix}__{now.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')}"
-
-
-def naive_utc(value: datetime) -> datetime:
-    """The database's form of an instant: naive UTC (naive input is taken to be UTC already)."""
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def state_engine_for(settings: Settings) -> Engine:

@@ -24,9 +24,10 @@ from sqlalchemy.engine import Engine
 
 from etl.config import Settings
 from etl.engine.delivery import Checkpoints, Request, Result, count_only, counted, deliver, keys_of
-from etl.engine.frame import Run, WallClock, execute, log, naive_utc, state_engine_for, system_now
+from etl.engine.frame import Run, WallClock, execute, log, state_engine_for, system_now
 from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, Verdict, classify, too_large
 from etl.errors import ConfigError, WebEngageSyncError
+from etl.instants import naive_utc
 from etl.load.batching import Item, batch_requests
 from etl.mappings import cohorts as cfg
 from etl.mappings.cohorts import CohortConfig, CohortSpec

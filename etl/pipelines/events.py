@@ -31,6 +31,7 @@ from etl.engine.delivery import Checkpoints, Grouping, Request, Result, batch_of
 from etl.engine.frame import Progress, Run, WallClock, Window, execute, system_now
 from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, classify, too_large
 from etl.errors import ConfigError, DeliveryError, WebEngageSyncError
+from etl.instants import as_utc
 from etl.load.batching import Batch, Item, batch_requests
 from etl.mappings.events import EventMapping, load_event_mapping
 from etl.report import RunReport
@@ -77,7 +78,7 @@ def resolve_window(window: tuple[datetime | None, datetime | None]) -> tuple[dat
 
 def _utc(value: datetime) -> datetime:
     """A plain aware-UTC datetime (Airflow hands over pendulum ones, whose arithmetic differs)."""
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    value = as_utc(value)
     return datetime(
         value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, tzinfo=UTC
     )

@@ -21,8 +21,9 @@ from sqlalchemy.engine import Engine
 
 from etl.config import Settings
 from etl.engine.delivery import Checkpoints, Grouping, Request, Result, batch_of, count_only, counted, deliver, keys_of
-from etl.engine.frame import Progress, Run, WallClock, Window, execute, naive_utc, system_now
+from etl.engine.frame import Progress, Run, WallClock, Window, execute, system_now
 from etl.engine.rejects import ROW, Reason, RejectRow, Verdict, classify, too_large
+from etl.instants import naive_utc
 from etl.load.batching import Batch, Item, batch_requests
 from etl.mappings.users import AttrType, UserMapping, complete_mapping, load_user_mapping
 from etl.report import RunReport

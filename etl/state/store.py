@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.engine.rejects import REDRIVEN, RejectRow
 from etl.engine.rejects import ROW as ROW  # re-exported: the rejects table's whole-row column
+from etl.instants import naive_utc
 from etl.resources import state_ddl
 from etl.warehouse.engine import connect_with_retry, lock_timeout, retry_on_lock
 from etl.warehouse.queries import load_sql, split_statements
@@ -103,7 +104,7 @@ def ensure_schema(engine: Engine) -> None:
 def _naive_utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is None:
         return value
-    return value.astimezone(UTC).replace(tzinfo=None)
+    return naive_utc(value)
 
 
 class StateStore:

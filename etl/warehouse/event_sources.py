@@ -7,22 +7,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from etl.errors import ConfigError
+from etl.instants import naive_utc
 from etl.warehouse.engine import connect_with_retry
 from etl.warehouse.presets import SEGMENT_BOOKKEEPING
 from etl.warehouse.queries import load_sql, ordered_by
 
 log = logging.getLogger("etl.warehouse")
-
-
-def _naive(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,7 @@ def custom_source(query: str, params: Mapping[str, Any], *, read_from: datetime,
     sql = load_sql(query)
     params = dict(params)
     # Only parameters the query uses: SQLAlchemy rejects unknown ones on some paths.
-    for name, value in (("start", _naive(read_from)), ("end", _naive(end))):
+    for name, value in (("start", naive_utc(read_from)), ("end", naive_utc(end))):
         if f":{name}" in sql:
             params[name] = value
     if ":start" not in sql:
@@ -135,7 +132,7 @@ def segment_sources(engine: Engine, *, schema: str, read_from: datetime, end: da
     tables = _schema_columns(engine, schema)
     if not {"tracks", "pages", "screens"} & set(tables):
         raise ConfigError("source.segment_schema", f"no tracks, pages or screens table in schema {schema!r}")
-    params = {"start": _naive(read_from), "end": _naive(end)}
+    params = {"start": naive_utc(read_from), "end": naive_utc(end)}
     sources: list[Source] = []
     for kind in ("pages", "screens"):
         if kind not in tables:

@@ -30,6 +30,7 @@ from typing import IO, Any, Final
 
 from sqlalchemy.engine import Connection, Engine
 
+from etl.instants import naive_utc
 from etl.warehouse import webhook_tables as tables
 from etl.warehouse.engine import make_engine
 from etl.webhooks.config import WebhookSettings
@@ -234,7 +235,7 @@ class _Loader:
                 cp.quarantined + quarantined,
                 finished,
             )
-            naive_now = now.astimezone(UTC).replace(tzinfo=None)
+            naive_now = naive_utc(now)
             values = {
                 "segment": name,
                 "byte_offset": new.offset,
@@ -255,7 +256,7 @@ class _Loader:
 
     def delete_expired(self, now: datetime) -> None:
         """Delete closed, fully loaded segment files older than the retention period."""
-        cutoff = (now - timedelta(hours=self.settings.retain_hours)).astimezone(UTC).replace(tzinfo=None)
+        cutoff = naive_utc(now - timedelta(hours=self.settings.retain_hours))
         names = [seg.name for seg in list_segments(self.settings.landing_dir) if seg.closed]
         if not names:
             return

@@ -21,10 +21,11 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from etl.instants import parse_instant
 from etl.webhooks.config import WebhookSettings
 from etl.webhooks.landing import SegmentWriter, encode_event, encode_quarantine, utcnow
 from etl.webhooks.shapes import ShapeError, dumps, loads, parse_body, request_id_for, validate
@@ -70,10 +71,9 @@ def _received_at(value: Any, now: datetime) -> datetime:
     if not isinstance(value, str):
         return now
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return parse_instant(value.replace("Z", "+00:00"))
     except ValueError:
         return now
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def landing_line(delivery: Delivery, *, license_code: str | None) -> tuple[bytes, str | None]:

@@ -21,10 +21,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal
 
 import orjson
+
+from etl.instants import parse_instant
 
 Category = Literal["system", "application", "account"]
 KNOWN_CATEGORIES: Final[frozenset[str]] = frozenset({"system", "application", "account"})
@@ -130,10 +132,9 @@ def parse_event_time(value: Any) -> datetime:
     if not isinstance(value, str) or len(value) < 19:  # a date alone is not an event time
         raise ShapeError("bad_event_time")
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        return parse_instant(value)
     except ValueError:
         raise ShapeError("bad_event_time") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _text(body: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from etl.instants import as_utc
 from webengage_dev.demo import _reference as ref
 
 SITE = "https://shop.example.com"
@@ -205,16 +206,11 @@ def session(path: Path | str) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
-def utc(value: datetime) -> datetime:
-    """Aware UTC datetime; naive input is taken to be UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def install(con: duckdb.DuckDBPyConnection, *, seed: int, as_of: datetime, window_start: datetime) -> None:
     """Bind seed, clock and reference lists as session variables and define the generator macros."""
     con.execute("SET VARIABLE demo_seed = ?::BIGINT", [seed])
-    con.execute("SET VARIABLE demo_as_of = ?::TIMESTAMPTZ", [utc(as_of)])
-    con.execute("SET VARIABLE demo_win_start = ?::TIMESTAMPTZ", [utc(window_start)])
+    con.execute("SET VARIABLE demo_as_of = ?::TIMESTAMPTZ", [as_utc(as_of)])
+    con.execute("SET VARIABLE demo_win_start = ?::TIMESTAMPTZ", [as_utc(window_start)])
     con.execute("SET VARIABLE demo_site = ?", [SITE])
     for name, values in ref.LISTS.items():
         # Names come from our own constant dict; DuckDB cannot bind a variable's name.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from etl.instants import as_utc
 from webengage_dev.demo import _sql
 from webengage_dev.demo.warehouse import VALID_USER_ID
 
@@ -109,7 +110,7 @@ def change_users(path: Path | str, *, share: float, seed: int, as_of: datetime) 
     """
     if not 0.0 <= share <= 1.0:
         raise ValueError("share must be between 0 and 1")
-    as_of = _sql.utc(as_of)
+    as_of = as_utc(as_of)
     with _sql.session(path) as con:
         con.begin()
         row = con.execute(
@@ -141,7 +142,7 @@ def add_events(path: Path | str, *, count: int, start: datetime, end: datetime, 
     """
     if count < 0:
         raise ValueError("count must be >= 0")
-    start, end = _sql.utc(start), _sql.utc(end)
+    start, end = as_utc(start), as_utc(end)
     if end <= start:
         raise ValueError("end must be after start")
     with _sql.session(path) as con:

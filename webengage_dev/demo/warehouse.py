@@ -44,6 +44,7 @@ from pathlib import Path
 
 import duckdb
 
+from etl.instants import as_utc
 from webengage_dev.demo import _reference as ref
 from webengage_dev.demo import _sql
 
@@ -564,7 +565,7 @@ def _run_script(con: duckdb.DuckDBPyConnection, script: str) -> None:
 def demo_as_of(now: datetime) -> datetime:
     """The `as_of` a demo built at `now` uses: the start of the current hour (UTC), so the hour that just
     ended is complete and the last N days of events, orders and signups reach up to the present."""
-    return _sql.utc(now).replace(minute=0, second=0, microsecond=0)
+    return as_utc(now).replace(minute=0, second=0, microsecond=0)
 
 
 def build_demo_warehouse(
@@ -586,7 +587,7 @@ def build_demo_warehouse(
     started = time.perf_counter()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    as_of = _sql.utc(as_of)
+    as_of = as_utc(as_of)
     with _sql.session(path) as con:
         _sql.install(con, seed=seed, as_of=as_of, window_start=as_of - timedelta(days=days))
         _set_sizes(con, users)
