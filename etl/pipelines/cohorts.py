@@ -196,42 +196,50 @@ def retire_removed(
     ]
 
 
-def list_cohorts(settings: Settings) -> list[dict[str, Any]]:
-    """Configured cohorts and cohorts known to the state store, with their sync status."""
+def list_cohorts(settings: Settings, *, store: StateStore | None = None) -> list[dict[str, Any]]:
+    """Configured cohorts and cohorts known to the state store, with their sync status (read through
+    ``store`` when given, e.g. a reader's that creates no schema)."""
     config = load_config(settings)
+    if store is not None:
+        return _cohort_rows(config, store)
     state_engine = state_engine_for(settings)
-    rows: list[dict[str, Any]] = []
-    with StateStore(state_engine) as store:
-        known = {s.cohort: s for s in cstate.all_cohorts(store)}
-        for spec in config.cohorts:
-            record = known.get(spec.name)
-            rows.append(
-                {
-                    "name": spec.name,
-                    "attribute": spec.attribute,
-                    "mode": spec.mode,
-                    "events": spec.events,
-                    "configured": True,
-                    "sql": spec.sql,
-                    "description": spec.description,
-                    **_state_columns(store, record, configured=True),
-                }
-            )
-        for name in sorted(set(known) - set(config.names)):
-            record = known[name]
-            rows.append(
-                {
-                    "name": name,
-                    "attribute": record.attribute,
-                    "mode": record.mode,
-                    "events": record.events,
-                    "configured": False,
-                    "sql": None,
-                    "description": "",
-                    **_state_columns(store, record, configured=False),
-                }
-            )
+    with StateStore(state_engine) as own:
+        rows = _cohort_rows(config, own)
     state_engine.dispose()
+    return rows
+
+
+def _cohort_rows(config: CohortConfig, store: StateStore) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    known = {s.cohort: s for s in cstate.all_cohorts(store)} if store.has_table("we_cohorts") else {}
+    for spec in config.cohorts:
+        record = known.get(spec.name)
+        rows.append(
+            {
+                "name": spec.name,
+                "attribute": spec.attribute,
+                "mode": spec.mode,
+                "events": spec.events,
+                "configured": True,
+                "sql": spec.sql,
+                "description": spec.description,
+                **_state_columns(store, record, configured=True),
+            }
+        )
+    for name in sorted(set(known) - set(config.names)):
+        record = known[name]
+        rows.append(
+            {
+                "name": name,
+                "attribute": record.attribute,
+                "mode": record.mode,
+                "events": record.events,
+                "configured": False,
+                "sql": None,
+                "description": "",
+                **_state_columns(store, record, configured=False),
+            }
+        )
     return rows
 
 
