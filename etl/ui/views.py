@@ -74,8 +74,9 @@ def runs_page(store: StateStore, *, pipeline: str, last: int, root: str = "./") 
     pipelines = store.pipelines()
     runs = store.runs(pipeline=pipeline or None, last=last)
     options = "".join(
-        f'<option value="{esc(p)}"{" selected" if p == pipeline else ""}>{esc(p)}</option>' for p in ["", *pipelines]
-    ).replace('<option value=""></option>', '<option value="">every pipeline</option>', 1)
+        f'<option value="{esc(p)}"{" selected" if p == pipeline else ""}>{esc(p or "every pipeline")}</option>'
+        for p in ["", *pipelines]
+    )
     form = (
         f'<form method="get" action="{esc(root)}"><label>pipeline <select name="pipeline">{options}</select></label> '
         f'<label>last <input name="last" type="number" min="1" max="5000" value="{last}" style="width:5em"></label> '
