@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck pytest test-fast pytest-shifted bench constraints clean sandbox airflow
+.PHONY: demo test check lint typecheck pytest test-fast pytest-shifted bench constraints clean sandbox airflow airflow-test
 
 # Tests whose data or queries are relative to a date: they must pass on any day, so they run again under a
 # shifted clock. REQUIRE_SHIFTED_CLOCK=1 turns a missing faketime into a failure (CI).
@@ -71,3 +71,8 @@ clean:
 
 airflow: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m webengage_dev.demo.airflow_up
+
+# The WebEngage page in a real browser (Debian's chromium + Playwright, no browser download) on the stack
+# `make airflow` starts; screenshots in .screenshots/. `make test` runs it too (tests/e2e).
+airflow-test: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -s tests/e2e/test_airflow_ui_browser.py
