@@ -32,8 +32,8 @@ test: check pytest-shifted
 check: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check etl webengage_dev tests benchmarks dags
-	$(BIN)/ruff check etl webengage_dev tests benchmarks dags
+	$(BIN)/ruff format --check etl webengage_dev tests benchmarks dags plugins
+	$(BIN)/ruff check etl webengage_dev tests benchmarks dags plugins
 
 typecheck: $(STAMP)
 	$(BIN)/mypy etl webengage_dev

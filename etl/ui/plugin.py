@@ -11,15 +11,15 @@ auth manager decides).
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from functools import cache
+from typing import TYPE_CHECKING, Any, Final
 
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from airflow.api_fastapi.core_api.security import requires_access_dag
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI, Request
 
 from etl.config import Settings, env_values
-from etl.ui.app import create_app
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,13 @@ def _login_url(request: Request) -> str:
 
 
 def build_app() -> FastAPI:
+    """The page's app, guarded by Airflow's own dependency: a valid JWT and read access to DAG runs."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+    from fastapi import Depends
+
+    from etl.ui.app import create_app
+
     return create_app(
         ui_settings,
         dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.RUN))],
@@ -57,9 +64,23 @@ def build_app() -> FastAPI:
     )
 
 
+@cache
+def _fastapi_apps() -> list[dict[str, Any]]:
+    return [{"app": build_app(), "url_prefix": URL_PREFIX, "name": "WebEngage"}]
+
+
+class _BuiltOnFirstUse:
+    """``fastapi_apps``, built when first read. Every Airflow process (scheduler, DAG processor, each task)
+    imports plugins, but only the API server reads this: the others skip importing the API's security
+    module and FastAPI (about a second each time)."""
+
+    def __get__(self, instance: object, owner: type | None = None) -> list[dict[str, Any]]:
+        return _fastapi_apps()
+
+
 class WebEngagePlugin(AirflowPlugin):
     name = "webengage"
-    fastapi_apps = [{"app": build_app(), "url_prefix": URL_PREFIX, "name": "WebEngage"}]  # noqa: RUF012
+    fastapi_apps = _BuiltOnFirstUse()
     external_views = [  # noqa: RUF012 - Airflow reads these class attributes
         {
             "name": "WebEngage",

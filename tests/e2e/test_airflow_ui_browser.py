@@ -108,4 +108,11 @@ def test_the_webengage_page_shows_the_runs_counts(stack: AirflowStack, api: http
     tab.get_by_text("Rejected rows by reason").wait_for()
     assert f"accepted {summary['accepted']:,}" in _text(tab.inner_text())
     page.screenshot(path=SHOTS / "05-dag-run-tab.png", full_page=True)
-    print(f"\nWebEngage page: runs table visible {load_s:.2f}s after the click")
+    headers = {"Authorization": api.headers["Authorization"]}
+    started = time.monotonic()
+    served = httpx.get(f"{stack.url}/webengage/", headers=headers, timeout=30)
+    assert served.status_code == 200 and run_id in served.text
+    print(
+        f"\nWebEngage page: runs table visible {load_s:.2f}s after the click in the navigation; "
+        f"served in {time.monotonic() - started:.3f}s"
+    )
