@@ -84,7 +84,8 @@ def table(columns: Sequence[Column | str], rows: Iterable[Sequence[str]], *, emp
         body.append(f"<tr>{cells}</tr>")
     if not body:
         return f'<p class="muted">{esc(empty)}</p>'
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    thead = f"<thead><tr>{head}</tr></thead>" if any(c.title for c in cols) else ""
+    return f"<table>{thead}<tbody>{''.join(body)}</tbody></table>"
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ def bar_chart(caption: str, bars: Sequence[Bar], *, color: str, height: int = 11
     """An inline SVG bar chart, oldest bar first, its own scale (the maximum is labelled)."""
     if not bars:
         return ""
-    top = max(b.value for b in bars) or 1
+    highest = max(b.value for b in bars)
+    top = highest or 1
     width = max(24, min(60, 900 // len(bars)))
     inner = height - 18
     parts = []
@@ -116,7 +118,8 @@ def bar_chart(caption: str, bars: Sequence[Bar], *, color: str, height: int = 11
         f'<figure style="margin:.3em 0 1em"><figcaption>{esc(caption)}</figcaption>'
         f'<svg role="img" aria-label="{esc(caption)}" width="{total_w}" height="{height + 4}" '
         f'viewBox="0 0 {total_w} {height + 4}">'
-        f'<text x="42" y="12" text-anchor="end">{top:,}</text><text x="42" y="{inner + 4}" text-anchor="end">0</text>'
+        f'<text x="42" y="12" text-anchor="end">{highest:,}</text>'
+        f'<text x="42" y="{inner + 4}" text-anchor="end">0</text>'
         f'<line x1="45" y1="4" x2="45" y2="{inner + 4}" stroke="#cbd5e0"/>{"".join(parts)}</svg></figure>'
     )
 

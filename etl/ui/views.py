@@ -86,13 +86,20 @@ def runs_page(store: StateStore, *, pipeline: str, last: int, root: str = "./") 
     charts = ""
     if real:
         bars = [(r, _counts(r)) for r in real]
+        labels = _labels(real)
         charts = bar_chart(
             "accepted rows per run (oldest first; dry runs left out)",
-            [Bar(f"{r['started_at']:%m-%d}", int(c.get("accepted", 0)), _bar_title(r, c, "accepted")) for r, c in bars],
+            [
+                Bar(label, int(c.get("accepted", 0)), _bar_title(r, c, "accepted"))
+                for label, (r, c) in zip(labels, bars, strict=True)
+            ],
             color="#38a169",
         ) + bar_chart(
             "rejected rows per run",
-            [Bar(f"{r['started_at']:%m-%d}", int(c.get("rejected", 0)), _bar_title(r, c, "rejected")) for r, c in bars],
+            [
+                Bar(label, int(c.get("rejected", 0)), _bar_title(r, c, "rejected"))
+                for label, (r, c) in zip(labels, bars, strict=True)
+            ],
             color="#e53e3e",
         )
     columns: list[Column | str] = [
@@ -120,6 +127,12 @@ def runs_page(store: StateStore, *, pipeline: str, last: int, root: str = "./") 
         )
     body = form + charts + table(columns, rows, empty="no run of this pipeline yet")
     return page("Runs", body, active="runs", root=root)
+
+
+def _labels(charted: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Bar labels: the time when every charted run is of one day, else the day."""
+    fmt = "%H:%M" if len({r["started_at"].date() for r in charted}) == 1 else "%m-%d"
+    return [r["started_at"].strftime(fmt) for r in charted]
 
 
 def _bar_title(run: Mapping[str, Any], counts: Mapping[str, Any], key: str) -> str:
@@ -323,17 +336,21 @@ def _guard(run: Mapping[str, Any] | None) -> str:
 
 
 def _cohort_history(runs: Sequence[Mapping[str, Any]], root: str) -> str:
+    labels = _labels(runs)
     chart = bar_chart(
         "entered per export",
         [
-            Bar(f"{r['started_at']:%m-%d}", int(_counts(r)["entered"]), _bar_title(r, _counts(r), "entered"))
-            for r in runs
+            Bar(label, int(_counts(r)["entered"]), _bar_title(r, _counts(r), "entered"))
+            for label, r in zip(labels, runs, strict=True)
         ],
         color="#38a169",
         height=80,
     ) + bar_chart(
         "exited per export",
-        [Bar(f"{r['started_at']:%m-%d}", int(_counts(r)["exited"]), _bar_title(r, _counts(r), "exited")) for r in runs],
+        [
+            Bar(label, int(_counts(r)["exited"]), _bar_title(r, _counts(r), "exited"))
+            for label, r in zip(labels, runs, strict=True)
+        ],
         color="#dd6b20",
         height=80,
     )
@@ -405,8 +422,8 @@ def budget_page(
             )
         )
     parts.append("<h2>Plan: what would be sent now</h2>")
-    limits = kv(
-        (f"{endpoint} (requests/min paced at)", f"{effective_rpm(settings, endpoint):,.0f}")
+    limits = "<h2>Rate limits as paced (budget × headroom × share), requests/min</h2>" + kv(
+        (f"/{endpoint}", f"{effective_rpm(settings, endpoint):,.0f}")
         for endpoint in ("bulk-users", "bulk-events", "users", "events")
     )
     if plan is None and plan_error is None:

@@ -100,6 +100,12 @@ def test_the_webengage_page_shows_the_runs_counts(stack: AirflowStack, api: http
         runs.get_by_role("link", name=name).click()
         runs.get_by_text(heading).first.wait_for()
         page.screenshot(path=SHOTS / f"04-{name.lower()}.png", full_page=True)
+    # The plan: dry runs in the API server; nothing changed since the full refresh, so users send nothing.
+    runs.get_by_role("button", name="compute the plan now").click()
+    plan = runs.locator("main")
+    plan.get_by_text("total:").wait_for()
+    assert re.search(r"users\s+0\s+0\s+bulk-users", plan.inner_text()), plan.inner_text()
+    page.screenshot(path=SHOTS / "04-budget-plan.png", full_page=True)
 
     # The DAG run's own WebEngage tab opens that run's report.
     page.goto(f"{stack.url}/dags/webengage_users_sync/runs/{quote(run_id, safe='')}")
@@ -108,6 +114,14 @@ def test_the_webengage_page_shows_the_runs_counts(stack: AirflowStack, api: http
     tab.get_by_text("Rejected rows by reason").wait_for()
     assert f"accepted {summary['accepted']:,}" in _text(tab.inner_text())
     page.screenshot(path=SHOTS / "05-dag-run-tab.png", full_page=True)
+    # A browser without the session is sent to Airflow's login page, not shown the runs.
+    anonymous = page.context.browser.new_page()
+    try:
+        anonymous.goto(f"{stack.url}/webengage/")
+        anonymous.locator("input[name=password]").wait_for()
+        assert "/auth/login" in anonymous.url and run_id not in anonymous.content()
+    finally:
+        anonymous.close()
     headers = {"Authorization": api.headers["Authorization"]}
     started = time.monotonic()
     served = httpx.get(f"{stack.url}/webengage/", headers=headers, timeout=30)
