@@ -50,7 +50,7 @@ def browser() -> Iterator[Any]:
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A browser tab; its state is kept as ``.screenshots/failure.png`` when the test fails."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+    tab = browser.new_page(viewport={"width": 1400, "height": 1400})
     tab.set_default_timeout(TIMEOUT_MS)
     failed_before = request.session.testsfailed
     yield tab
