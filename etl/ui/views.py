@@ -12,7 +12,7 @@ from typing import Any, Final
 from etl.config import Settings
 from etl.plan import PlanLine, effective_rpm, render_plan, total_minutes
 from etl.report import render
-from etl.state.store import RUNS, StateStore
+from etl.state.store import REGISTRY, RUNS, StateStore
 from etl.ui.html import Bar, Column, bar_chart, esc, href, kv, number, page, pre, table, tag, when
 
 #: Our DAGs and the pipelines their runs write (``cohort:`` = every cohort). A DAG not listed here (your own
@@ -144,7 +144,7 @@ def run_page(store: StateStore, *, pipeline: str, run_id: str, root: str = "./")
     """The run's page, or None when there is no such run."""
     if not store.has_table(RUNS.name):
         return None
-    found = [r for r in store.runs(pipeline=pipeline, run_id=run_id, last=1)]
+    found = store.runs(pipeline=pipeline, run_id=run_id, last=1)
     if not found:
         return None
     return page(f"{pipeline} run {run_id}", run_body(store, found[0], root=root), active="runs", root=root)
@@ -287,7 +287,7 @@ def cohorts_page(settings: Settings, store: StateStore, *, root: str = "./") -> 
 
     cohorts = list_cohorts(settings, store=store)
     has_runs = store.has_table(RUNS.name)
-    registry = store.registry(USERS_SCOPE) if store.has_table("we_attribute_registry") else {}
+    registry = store.registry(USERS_SCOPE) if store.has_table(REGISTRY.name) else {}
     rows = []
     sections = []
     for c in cohorts:
@@ -384,7 +384,7 @@ def budget_page(
     plan_error: str | None,
     root: str = "./",
 ) -> str:
-    usage = store.registry_usage() if store.has_table("we_attribute_registry") else []
+    usage = store.registry_usage() if store.has_table(REGISTRY.name) else []
     users: dict[str, dict[str, int]] = {}
     events: dict[str, dict[str, int]] = {}
     for u in usage:
