@@ -265,7 +265,13 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def ordered_by(sql: str | sa.Select[Any], key: str) -> sa.Select[Any]:
     """``SELECT * FROM (<sql>) AS src ORDER BY <key>``, composed by SQLAlchemy (the key is quoted as an
     identifier by the dialect; the query's own ``:params`` stay bound)."""
+    return ordered_key(sql, key)[0]
+
+
+def ordered_key(sql: str | sa.Select[Any], key: str) -> tuple[sa.Select[Any], sa.ColumnElement[Any]]:
+    """:func:`ordered_by` and its key column (``src.<key>``), for conditions added to the statement later
+    (e.g. an anti-join against the sync state)."""
     src = (sa.text(sql).columns(sa.column(key)) if isinstance(sql, str) else sql).subquery("src")
     if key not in src.c:
         src = sa.select(sa.literal_column("*"), sa.column(key)).select_from(src).subquery("src2")
-    return sa.select(sa.literal_column("src.*")).select_from(src).order_by(src.c[key])
+    return sa.select(sa.literal_column("src.*")).select_from(src).order_by(src.c[key]), src.c[key]
