@@ -1,7 +1,8 @@
 """SQL files by name, bound parameters only, and chunked reads with flat memory.
 
 DuckDB is read through its Arrow record-batch reader (about 80x ``pandas.read_sql`` here, see
-notes-databases.md); every other database through a server-side cursor in ``fetchmany`` chunks.
+notes-databases.md); PostgreSQL through ADBC's Arrow stream when ``adbc-driver-postgresql`` is installed
+(:mod:`etl.warehouse.adbc_reader`); every other database through a server-side cursor in ``fetchmany`` chunks.
 Both paths compile the same SQLAlchemy ``text()`` statement, so parameters are always bound by the
 driver, never spliced into the SQL.
 """
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.errors import ConfigError, QueryError
 from etl.resources import sql_path
+from etl.warehouse import adbc_reader
 from etl.warehouse.engine import connect_with_retry, is_duckdb
 
 DEFAULT_CHUNK_ROWS = 100_000
@@ -78,6 +80,12 @@ def read_chunks(
     stmt = sa.text(sql) if isinstance(sql, str) else sql
     params = dict(params or {})
     try:
+        if adbc_reader.usable(engine):
+            batches = adbc_reader.open_batches(engine, stmt, params)
+            if batches is not None:
+                for table in _recut(batches, chunk_rows, order_key):
+                    yield adbc_reader.to_frame(table)
+                return
         with connect_with_retry(engine) as conn:
             if is_duckdb(engine) and order_key is not None and isinstance(stmt, sa.Select):
                 yield from _duckdb_key_ranges(conn, stmt, params, chunk_rows, order_key)
