@@ -101,10 +101,25 @@ def open_batches(engine: Engine, stmt: sa.Executable, params: dict[str, Any]) ->
 
 
 def _stream(opened: _Open) -> Iterator[pa.RecordBatch]:
+    import adbc_driver_manager
+
     try:
         yield from opened.reader
+    except adbc_driver_manager.Error as exc:
+        # As SQLAlchemy wraps psycopg's: callers handle one family of errors whichever reader ran.
+        wrapper = _SA_ERRORS.get(type(exc).__name__, sa.exc.DBAPIError)
+        raise wrapper("ADBC record-batch stream", None, exc) from exc
     finally:
         opened.close()
+
+
+_SA_ERRORS: dict[str, type[sa.exc.DBAPIError]] = {
+    "OperationalError": sa.exc.OperationalError,
+    "ProgrammingError": sa.exc.ProgrammingError,
+    "DataError": sa.exc.DataError,
+    "IntegrityError": sa.exc.IntegrityError,
+    "InternalError": sa.exc.InternalError,
+}
 
 
 # -- Arrow -> the psycopg path's frame ----------------------------------------------------------------
