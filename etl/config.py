@@ -18,8 +18,8 @@ from pydantic import AliasGenerator, BeforeValidator, Field, SecretStr, model_va
 from pydantic_settings import SettingsConfigDict
 
 from etl.errors import ConfigError
-from etl.warehouse.engine import DEFAULT_DUCKDB_MEMORY_LIMIT
 from etl.settings_base import Flag, Int, Number, Secret, SettingsModel, Text, TextList, checked, stripped
+from etl.warehouse.engine import DEFAULT_DUCKDB_MEMORY_LIMIT
 from etl.webengage.options import MAX_BULK_ITEMS  # WebEngage's per-call item cap
 
 __all__ = [

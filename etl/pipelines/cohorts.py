@@ -419,7 +419,9 @@ def _membership(run: Run, spec: CohortSpec, as_of: datetime, counts: _Counts) ->
             return found
         run.report.notes.append(f"membership diff run by the worker: {found.reason}")
     excluded: Counter[str] = Counter()
-    ids, extracted = _read_members(warehouse, sql, params, spec, null_tokens=run.settings.null_tokens, excluded=excluded)
+    ids, extracted = _read_members(
+        warehouse, sql, params, spec, null_tokens=run.settings.null_tokens, excluded=excluded
+    )
     current = cstate.snapshot(run.store, spec.name)
     return Membership(
         diff=tx.diff_members(ids, members=current.members, in_doubt=current.in_doubt),
@@ -432,7 +434,9 @@ def _membership(run: Run, spec: CohortSpec, as_of: datetime, counts: _Counts) ->
 
 def _require_column(warehouse: Engine, sql: str, params: dict[str, Any], spec: CohortSpec) -> None:
     """The id column must be in the query's result (checked on the result's shape: no row is read)."""
-    shape = sa.select(sa.literal_column("*")).select_from(sa.text(sql).columns().subquery("we_shape")).limit(0)
+    shape: sa.Select[Any] = (
+        sa.select(sa.literal_column("*")).select_from(sa.text(sql).columns().subquery("we_shape")).limit(0)
+    )
     with connect_with_retry(warehouse) as conn:
         columns = list(conn.execute(shape, params).keys())
     if spec.user_id not in columns:

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterator
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
-_DIALECT = pg_psycopg.dialect(paramstyle="numeric_dollar")
+_DIALECT = pg_psycopg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
 
 
 @cache
@@ -143,7 +143,9 @@ def _column(column: pa.ChunkedArray, field: pa.Field) -> pd.Series:
     if n and column.null_count == n:
         return pd.Series([None] * n, dtype=object)  # from_records: an all-None column stays object
     if pa.types.is_integer(kind):
-        return pd.Series(column.to_numpy().astype(np.float64) if column.null_count else column.to_numpy().astype(np.int64))
+        return pd.Series(
+            column.to_numpy().astype(np.float64) if column.null_count else column.to_numpy().astype(np.int64)
+        )
     if pa.types.is_float32(kind):
         # psycopg parses real's text output (shortest form: 1.1), not the binary float32 (1.100000023841858).
         values = pc.cast(pc.cast(column, pa.string()), pa.float64())
@@ -160,7 +162,7 @@ def _column(column: pa.ChunkedArray, field: pa.Field) -> pd.Series:
         return pd.Series(_storage(column).to_pylist())  # other PostgreSQL types: their text, as psycopg's
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_interval(kind):
         return pd.Series(column.to_pylist(), dtype=object)
-    return column.to_pandas()
+    return cast(pd.Series, column.to_pandas())
 
 
 def _json_values(texts: pa.ChunkedArray) -> list[Any]:

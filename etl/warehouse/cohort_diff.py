@@ -27,8 +27,8 @@ from sqlalchemy.engine import Engine
 
 from etl.state.cohorts import MEMBERS
 from etl.transform import cohorts as tx
-from etl.transform.formats import garbage
 from etl.transform.cohorts import MembershipDiff
+from etl.transform.formats import garbage
 from etl.warehouse.engine import connect_with_retry
 from etl.warehouse.queries import read_chunks
 

@@ -32,7 +32,13 @@ def same_database(warehouse_url: str, state_url: str) -> bool:
     if a.get_backend_name() == "duckdb":
         da, db = _duckdb_file(a.database), _duckdb_file(b.database)
         return da is not None and da == db
-    return (a.host, a.port, a.username, a.database, dict(a.query)) == (b.host, b.port, b.username, b.database, dict(b.query))
+    return (a.host, a.port, a.username, a.database, dict(a.query)) == (
+        b.host,
+        b.port,
+        b.username,
+        b.database,
+        dict(b.query),
+    )
 
 
 def _duckdb_file(database: str | None) -> Path | None:

@@ -69,7 +69,9 @@ def pg(pg_db: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def _read(engine: sa.Engine, sql: str | sa.Select[Any], params: dict[str, Any], *, fast: bool, **kw: Any) -> list[pd.DataFrame]:
+def _read(
+    engine: sa.Engine, sql: str | sa.Select[Any], params: dict[str, Any], *, fast: bool, **kw: Any
+) -> list[pd.DataFrame]:
     with pytest.MonkeyPatch.context() as mp:
         if not fast:
             mp.setattr(adbc_reader, "usable", lambda _engine: False)
@@ -139,7 +141,5 @@ def test_falls_back_to_psycopg_when_adbc_cannot_connect(pg: sa.Engine, monkeypat
 
 
 def test_parameters_compile_to_positional_placeholders() -> None:
-    sql, values = adbc_reader.compile_positional(
-        sa.text("SELECT :a, :b, :a, '50%' AS pct"), {"a": 1, "b": "x'--"}
-    )
+    sql, values = adbc_reader.compile_positional(sa.text("SELECT :a, :b, :a, '50%' AS pct"), {"a": 1, "b": "x'--"})
     assert sql == "SELECT $1, $2, $1, '50%' AS pct" and values == [1, "x'--"]

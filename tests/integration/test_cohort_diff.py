@@ -71,7 +71,9 @@ def _setup(url: str, column_type: str, values: list[Any]) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE TABLE cohort_src (user_id {column_type}, n INTEGER)"))  # test's own DDL
-        conn.execute(sa.text("INSERT INTO cohort_src VALUES (:v, :n)"), [{"v": v, "n": i} for i, v in enumerate(values)])
+        conn.execute(
+            sa.text("INSERT INTO cohort_src VALUES (:v, :n)"), [{"v": v, "n": i} for i, v in enumerate(values)]
+        )
     with StateStore(engine) as store, store.transaction() as conn:
         for user, member, pending in SNAPSHOT if column_type == "VARCHAR(200)" else []:
             conn.execute(
@@ -85,7 +87,16 @@ def _setup(url: str, column_type: str, values: list[Any]) -> None:
 def _membership(url: str, tmp_path: Path, mode: str) -> tuple[cohort_diff.Membership, str, list[str]]:
     (tmp_path / "c1.sql").write_text("SELECT user_id FROM cohort_src WHERE n >= :lo\n")
     config = cohort_config_from_dict(
-        {"cohorts": {"c1": {"query": str(tmp_path / "c1.sql"), "attribute": "cohort_c1", "mode": "dynamic", "params": {"lo": 0}}}}
+        {
+            "cohorts": {
+                "c1": {
+                    "query": str(tmp_path / "c1.sql"),
+                    "attribute": "cohort_c1",
+                    "mode": "dynamic",
+                    "params": {"lo": 0},
+                }
+            }
+        }
     )
     spec = config.get("c1")
     settings = Settings.from_mapping({"warehouse_url": url, "diff_mode": mode}, credentials=False)

@@ -108,7 +108,12 @@ def _segment(url: str) -> EventMapping:
         for ddl in SEGMENT_DDL:
             conn.execute(sa.text(ddl))
         tracks = [
-            {"id": f"t{i}", "u": f"u{i % 7}", "e": "order_completed" if i % 3 else None, "ts": base + timedelta(minutes=i)}
+            {
+                "id": f"t{i}",
+                "u": f"u{i % 7}",
+                "e": "order_completed" if i % 3 else None,
+                "ts": base + timedelta(minutes=i),
+            }
             for i in range(300)
         ]
         conn.execute(
