@@ -195,6 +195,8 @@ def _recut(batches: Iterable[pa.RecordBatch], rows: int, key: str | None = None)
 
 def _run_end(keys: pa.ChunkedArray, at: int) -> int:
     """Index of the first row from ``at`` on whose key differs from the key at ``at - 1`` (or the end)."""
+    if isinstance(keys.type, pa.BaseExtensionType):  # e.g. arrow.uuid from ADBC: compared on its storage
+        keys = pa.chunked_array([c.storage for c in keys.chunks], type=keys.type.storage_type)
     last = keys[at - 1]
     if not last.is_valid:
         return at  # rows without a key are not grouped (each is rejected on its own)
