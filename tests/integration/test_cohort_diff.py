@@ -21,9 +21,12 @@ from etl.state import cohorts as cstate
 from etl.state.store import StateStore
 from etl.warehouse import cohort_diff
 from etl.warehouse.engine import make_engine
+from tests.helpers.events import canonical
+from tests.helpers.sandbox import FAST, sandbox_server, sandbox_settings
 from tests.helpers.warehouse import duck
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
+KEY = "cohort-diff-key-not-logged"
 
 #: Query ids: plain, padded, duplicated, blank, NULL, null-like, control characters, tab-padded (screened to
 #: a plain id that is also present), unicode, over-long, and ids only the worker can judge.
@@ -67,7 +70,7 @@ SNAPSHOT: list[tuple[str, bool, bool]] = [
 ]
 
 
-def _setup(url: str, column_type: str, values: list[Any]) -> None:
+def _setup(url: str, column_type: str, values: list[Any], *, snapshot: bool = True) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE TABLE cohort_src (user_id {column_type}, n INTEGER)"))  # test's own DDL
@@ -75,7 +78,7 @@ def _setup(url: str, column_type: str, values: list[Any]) -> None:
             sa.text("INSERT INTO cohort_src VALUES (:v, :n)"), [{"v": v, "n": i} for i, v in enumerate(values)]
         )
     with StateStore(engine) as store, store.transaction() as conn:
-        for user, member, pending in SNAPSHOT if column_type == "VARCHAR(200)" else []:
+        for user, member, pending in SNAPSHOT if column_type == "VARCHAR(200)" and snapshot else []:
             conn.execute(
                 sa.insert(cstate.MEMBERS).values(
                     cohort="c1", user_id=user, member=member, pending=pending, version=1, changed_at=NOW, run_id="r0"
@@ -180,3 +183,75 @@ def test_many_odd_ids_fall_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(cohort_diff, "MAX_WORKER_SCREENED", 3)
     python, sql, how = _both(url, tmp_path)
     assert how[0] == "python" and "worker's screening" in how[1] and sql == python
+
+
+def test_exports_send_the_same_updates_on_both_paths(tmp_path: Path) -> None:
+    """Two exports (the second after members left, joined and changed spelling) against a real sandbox: the
+    same summaries and the same cohort attribute on every profile, whichever path diffed."""
+    (tmp_path / "c1.sql").write_text("SELECT user_id FROM cohort_src WHERE n >= :lo\n")
+    config = cohort_config_from_dict(
+        {
+            "cohorts": {
+                "c1": {
+                    "query": str(tmp_path / "c1.sql"),
+                    "attribute": "cohort_c1",
+                    "mode": "dynamic",
+                    "events": True,
+                    "params": {"lo": 0},
+                }
+            }
+        }
+    )
+    change = (
+        "DELETE FROM cohort_src WHERE user_id IN ('u010', 'u011', 'josé');"
+        "INSERT INTO cohort_src VALUES ('u200', 900), ('\tu201', 901), ('émile', 902), (' u010 ', 903)"
+    )
+    seen: dict[str, Any] = {}
+    for mode in ("python", "warehouse"):
+        (tmp_path / mode).mkdir()
+        url = duck(tmp_path / mode / "w.duckdb")
+        _setup(url, "VARCHAR(200)", TEXT_IDS, snapshot=False)
+        with sandbox_server(KEY, bulk_users_rpm=FAST, bulk_events_rpm=FAST) as sandbox:
+            settings = sandbox_settings(
+                sandbox, url, KEY, bulk_users_rpm=FAST, bulk_events_rpm=FAST, expected_latency_s=0.05, diff_mode=mode
+            )
+            summaries = []
+            for n in range(2):
+                if n:
+                    engine = make_engine(url)
+                    with engine.begin() as conn:
+                        for stmt in change.split(";"):
+                            conn.execute(sa.text(stmt))
+                    engine.dispose()
+                summary = cohorts.export(
+                    settings, cohort="c1", run_id=f"{mode}{n}", as_of=NOW, config=config, clock=lambda: NOW
+                )
+                assert summary["diff"] == mode
+                summaries.append({k: v for k, v in summary.items() if k in COMPARED})
+            stored = {
+                u["id"]: u["profile"].get("attributes", {}).get("cohort_c1")
+                for u in sandbox.store.list_users(limit=1000)[1]
+            }
+            events = canonical([e["event"] for e in sandbox.store.events()])
+            assert sandbox.stats()["violations"] == 0
+        seen[mode] = (summaries, stored, events)
+    assert seen["warehouse"] == seen["python"]
+    summaries, stored = seen["python"][0], seen["python"][1]
+    assert summaries[1]["entered"] == 3 and summaries[1]["exited"] == 2  # u200, émile, u201 / u011, josé
+    assert stored["u011"] is False and stored["u010"] is True and stored["émile"] is True
+
+
+COMPARED = (
+    "status",
+    "extracted",
+    "excluded",
+    "members",
+    "previous_members",
+    "entered",
+    "exited",
+    "unchanged",
+    "resent",
+    "rejected",
+    "requests",
+    "events",
+)
