@@ -33,7 +33,7 @@ def test_auto_follows_the_state(tmp_path: Path) -> None:
 def test_forced_warehouse_checks_the_tables_are_visible(tmp_path: Path) -> None:
     settings = _settings(tmp_path, WEBENGAGE_DIFF_MODE="warehouse")
     engine = sa.create_engine(settings.warehouse_url)
-    with pytest.raises(ConfigError, match="diff_mode.*we_x"):
+    with pytest.raises(ConfigError, match=r"diff_mode.*we_x"):
         diff_location(settings, engine, state_tables=("we_x",))
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE we_x (a INTEGER)"))
