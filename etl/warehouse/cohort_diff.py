@@ -76,7 +76,8 @@ def diff_in_warehouse(
     if backend not in _BACKENDS:
         return Fallback(f"the membership diff in SQL supports DuckDB and PostgreSQL, not {backend}")
     tokens = sorted(garbage.null_tokens(null_tokens))
-    src = sa.text(sql).columns(sa.column(user_id)).subquery("we_cohort_src")
+    # Wrapped as a subquery: a statement-ending semicolon would end it early.
+    src = sa.text(sql.rstrip().rstrip(";")).columns(sa.column(user_id)).subquery("we_cohort_src")
     raw = src.c[user_id]
     key = sa.func.trim(sa.cast(raw, sa.String))
     plain = sa.and_(

@@ -88,7 +88,8 @@ def _setup(url: str, column_type: str, values: list[Any], *, snapshot: bool = Tr
 
 
 def _membership(url: str, tmp_path: Path, mode: str) -> tuple[cohort_diff.Membership, str, list[str]]:
-    (tmp_path / "c1.sql").write_text("SELECT user_id FROM cohort_src WHERE n >= :lo\n")
+    # A statement-ending semicolon, as SQL files often have: the warehouse path wraps the query as a subquery.
+    (tmp_path / "c1.sql").write_text("SELECT user_id FROM cohort_src WHERE n >= :lo ;\n")
     config = cohort_config_from_dict(
         {
             "cohorts": {
