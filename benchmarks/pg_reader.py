@@ -76,7 +76,7 @@ def timed(engine: sa.Engine, fast: bool, table: str) -> tuple[float, int, list[p
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=2, help="runs per reader; the fastest counts")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per reader; the fastest counts")
     args = ap.parse_args()
     if not adbc_reader.installed():
         raise SystemExit("adbc-driver-postgresql is not installed: pip install 'webengage-sync[postgres-fast]'")
