@@ -435,7 +435,9 @@ def _membership(run: Run, spec: CohortSpec, as_of: datetime, counts: _Counts) ->
 def _require_column(warehouse: Engine, sql: str, params: dict[str, Any], spec: CohortSpec) -> None:
     """The id column must be in the query's result (checked on the result's shape: no row is read)."""
     shape: sa.Select[Any] = (
-        sa.select(sa.literal_column("*")).select_from(sa.text(sql.rstrip().rstrip(";")).columns().subquery("we_shape")).limit(0)
+        sa.select(sa.literal_column("*"))
+        .select_from(sa.text(sql.rstrip().rstrip(";")).columns().subquery("we_shape"))
+        .limit(0)
     )
     with connect_with_retry(warehouse) as conn:
         columns = list(conn.execute(shape, params).keys())
