@@ -173,6 +173,8 @@ async def _ingest(state: SandboxState, endpoint: str, request: Request) -> Respo
         return error_response(400, "Invalid JSON body", headers)
     items = _items(cfg, endpoint, payload, request_id)
     store.record_violations(items.violations)
+    if items.credential_check:
+        store.record_credential_check()
     if items.error is not None:
         return error_response(400, items.error, headers)
     if endpoint.endswith("users"):
@@ -229,12 +231,17 @@ class _Items:
     batch: list[tuple[int | None, Any]] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     error: str | None = None
+    credential_check: bool = False
 
 
 def _items(cfg: SandboxConfig, endpoint: str, payload: Any, request_id: str | None) -> _Items:
     if not isinstance(payload, dict):
         return _Items(error="Request body must be a JSON object")
     if endpoint in ("users", "events"):
+        if not payload:
+            # An empty object is the client's credential check (it carries no data): WebEngage's answer, no
+            # violation (etl.engine.credentials).
+            return _Items(error=_NO_ID, credential_check=True)
         if not has_identity(payload):
             violation = Violation(endpoint, "missing_id", None, "userId and anonymousId are both empty")
             return _Items(violations=[_with_request(violation, request_id)], error=_NO_ID)
