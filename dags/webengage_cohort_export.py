@@ -31,12 +31,13 @@ from webengage_common.assets import COHORT_ALIAS, COHORTS_ASSET, cohort_asset
 from webengage_common.defaults import task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
-from webengage_common.params import as_of_param, cohort_param, dry_run_param, flag, flag_param, run_as_of
+from webengage_common.params import cohort_export_params, flag, run_as_of
+from webengage_common.results import finish
 
-from etl.mappings.cohorts import configured_names
+from etl.mappings.cohorts import configured_cohorts
 
 # Read at parse time from the TOML (WEBENGAGE_COHORTS_CONFIG or mappings/cohorts.toml): no DB, no HTTP.
-NAMES = configured_names()
+COHORTS = configured_cohorts()
 
 
 @dag(
@@ -48,21 +49,10 @@ NAMES = configured_names()
     catchup=False,
     tags=["webengage", "reverse-etl", "cohorts"],
     doc_md=__doc__,
-    params={
-        "cohort": cohort_param(NAMES),
-        "dry_run": dry_run_param(title="Dry run"),
-        "emit_events": flag_param(
-            "Also send Cohort Entered / Cohort Exited events (cohorts configured with events always do).",
-            title="Emit events",
-        ),
-        "override_guard": flag_param(
-            "Send even if more members would leave than the cohort's max_exit_share allows.", title="Override guard"
-        ),
-        "as_of": as_of_param(),
-    },
+    params=cohort_export_params(COHORTS),
 )
 def webengage_cohort_export() -> None:
-    @task(task_id="export_cohort", multiple_outputs=False, outlets=[COHORTS_ASSET, COHORT_ALIAS])
+    @task(task_id="export_cohort", multiple_outputs=False, outlets=[COHORT_ALIAS])
     @fail_fast
     def export_cohort(
         params: dict[str, Any],
@@ -70,7 +60,7 @@ def webengage_cohort_export() -> None:
         dag_run: Any,
         outlet_events: Any,
         data_interval_end: datetime | None = None,
-    ) -> dict[str, object]:
+    ) -> dict[str, Any]:
         from etl.pipelines import cohorts
 
         cohort = str(params.get("cohort", ""))
@@ -83,10 +73,8 @@ def webengage_cohort_export() -> None:
             emit_events=flag(params, "emit_events") or None,
             override_guard=flag(params, "override_guard"),
         )
-        print(cohorts.render_summary(summary))
-        if not summary["dry_run"]:
-            outlet_events[COHORT_ALIAS].add(cohort_asset(cohort))
-        return summary
+        assets = [COHORTS_ASSET, cohort_asset(cohort)]
+        return finish(summary, outlet_events=outlet_events, alias=COHORT_ALIAS, assets=assets)
 
     export_cohort()
 

@@ -22,11 +22,12 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
-from webengage_common.assets import COHORTS_ASSET
+from webengage_common.assets import COHORT_ALIAS, COHORTS_ASSET, cohort_asset
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import cohort_sync_params, flag, run_as_of
+from webengage_common.results import finish
 
 from etl.mappings.cohorts import configured_names
 
@@ -50,14 +51,19 @@ def webengage_cohorts_sync() -> None:
     @task(
         task_id="sync_cohort",
         multiple_outputs=False,
-        outlets=[COHORTS_ASSET],
+        outlets=[COHORT_ALIAS],
         max_active_tis_per_dagrun=1,
         map_index_template="{{ task.op_kwargs['cohort'] }}",
     )
     @fail_fast
     def sync_cohort(
-        cohort: str, params: dict[str, Any], run_id: str, dag_run: Any, data_interval_end: datetime | None = None
-    ) -> dict[str, object]:
+        cohort: str,
+        params: dict[str, Any],
+        run_id: str,
+        dag_run: Any,
+        outlet_events: Any,
+        data_interval_end: datetime | None = None,
+    ) -> dict[str, Any]:
         from etl.pipelines import cohorts
 
         summary = cohorts.export(
@@ -68,21 +74,24 @@ def webengage_cohorts_sync() -> None:
             dry_run=flag(params, "dry_run"),
             override_guard=flag(params, "override_guard"),
         )
-        print(cohorts.render_summary(summary))
-        return summary
+        assets = [COHORTS_ASSET, cohort_asset(cohort)]
+        return finish(summary, outlet_events=outlet_events, alias=COHORT_ALIAS, assets=assets)
 
-    @task(task_id="retire_removed_cohorts", multiple_outputs=False, outlets=[COHORTS_ASSET])
+    @task(task_id="retire_removed_cohorts", multiple_outputs=False, outlets=[COHORT_ALIAS])
     @fail_fast
-    def retire_removed_cohorts(params: dict[str, Any], run_id: str) -> list[dict[str, object]]:
+    def retire_removed_cohorts(params: dict[str, Any], run_id: str, outlet_events: Any) -> list[dict[str, Any]]:
         from etl.pipelines import cohorts
 
         if flag(params, "dry_run"):
             return []
         settings = WebEngageHook().get_settings()
         summaries = cohorts.retire_removed(settings, run_id=run_id, override_guard=flag(params, "override_guard"))
-        for summary in summaries:
-            print(cohorts.render_summary(summary))
-        return summaries
+        return [
+            finish(
+                s, outlet_events=outlet_events, alias=COHORT_ALIAS, assets=[COHORTS_ASSET, cohort_asset(s["cohort"])]
+            )
+            for s in summaries
+        ]
 
     sync_cohort.expand(cohort=DYNAMIC)
     retire_removed_cohorts()

@@ -29,11 +29,12 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
-from webengage_common.assets import EVENTS_ASSET, counts_extra
+from webengage_common.assets import EVENTS_ALIAS, EVENTS_ASSET
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import dry_run_param, flag
+from webengage_common.results import finish
 
 SCHEDULE = schedule("WEBENGAGE_EVENTS_SCHEDULE", "0 * * * *")
 CATCHUP = os.environ.get("WEBENGAGE_EVENTS_CATCHUP", "false").strip().lower() in ("1", "true", "yes", "on")
@@ -54,7 +55,7 @@ CATCHUP = os.environ.get("WEBENGAGE_EVENTS_CATCHUP", "false").strip().lower() in
     params={"dry_run": dry_run_param()},
 )
 def webengage_events_sync() -> None:
-    @task(task_id="sync_events", multiple_outputs=False, outlets=[EVENTS_ASSET], doc_md=__doc__)
+    @task(task_id="sync_events", multiple_outputs=False, outlets=[EVENTS_ALIAS], doc_md=__doc__)
     @fail_fast
     def sync_events(
         params: dict[str, Any],
@@ -62,9 +63,8 @@ def webengage_events_sync() -> None:
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         outlet_events: Any = None,
-    ) -> dict[str, object]:
+    ) -> dict[str, Any]:
         from etl.pipelines import events
-        from etl.report import render
 
         summary = events.run(
             WebEngageHook().get_settings(),
@@ -72,9 +72,7 @@ def webengage_events_sync() -> None:
             window=(data_interval_start, data_interval_end),
             dry_run=flag(params, "dry_run"),
         )
-        print(render(summary))
-        outlet_events[EVENTS_ASSET].extra = counts_extra(summary)
-        return summary
+        return finish(summary, outlet_events=outlet_events, alias=EVENTS_ALIAS, assets=[EVENTS_ASSET])
 
     sync_events()
 

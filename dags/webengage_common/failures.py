@@ -22,6 +22,8 @@ R = TypeVar("R")
 
 #: Retrying cannot fix these: the next attempt would fail the same way (and cost requests).
 PERMANENT: Final = (TerminalAPIError, ConfigError, QueryError, GuardError, InvariantError)
+
+
 def fail_fast(task: Callable[P, R]) -> Callable[P, R]:
     """Decorate a task function: permanent failures raise AirflowFailException (no retries)."""
 
