@@ -27,12 +27,12 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
-from webengage_common.assets import COHORT_ALIAS, COHORTS_ASSET, cohort_asset
+from webengage_common.assets import COHORT_ALIAS
+from webengage_common.cohort_runs import export_from_params
 from webengage_common.defaults import task_defaults
 from webengage_common.failures import fail_fast
-from webengage_common.hook import WebEngageHook
-from webengage_common.params import cohort_export_params, flag, run_as_of
-from webengage_common.results import finish
+from webengage_common.params import cohort_export_params, flag
+from webengage_common.results import finish_cohort
 
 from etl.mappings.cohorts import configured_cohorts
 
@@ -61,20 +61,9 @@ def webengage_cohort_export() -> None:
         outlet_events: Any,
         data_interval_end: datetime | None = None,
     ) -> dict[str, Any]:
-        from etl.pipelines import cohorts
-
-        cohort = str(params.get("cohort", ""))
-        summary = cohorts.export(
-            WebEngageHook().get_settings(),
-            cohort=cohort,
-            run_id=run_id,
-            as_of=run_as_of(params, data_interval_end, dag_run),
-            dry_run=flag(params, "dry_run"),
-            emit_events=flag(params, "emit_events") or None,
-            override_guard=flag(params, "override_guard"),
-        )
-        assets = [COHORTS_ASSET, cohort_asset(cohort)]
-        return finish(summary, outlet_events=outlet_events, alias=COHORT_ALIAS, assets=assets)
+        cohort, emit = str(params.get("cohort", "")), flag(params, "emit_events") or None
+        summary = export_from_params(cohort, params, run_id, dag_run, data_interval_end, emit_events=emit)
+        return finish_cohort(summary, outlet_events)
 
     export_cohort()
 

@@ -22,12 +22,13 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
-from webengage_common.assets import COHORT_ALIAS, COHORTS_ASSET, cohort_asset
+from webengage_common.assets import COHORT_ALIAS
+from webengage_common.cohort_runs import export_from_params
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
-from webengage_common.params import cohort_sync_params, flag, run_as_of
-from webengage_common.results import finish
+from webengage_common.params import cohort_sync_params, flag
+from webengage_common.results import finish_cohort
 
 from etl.mappings.cohorts import configured_names
 
@@ -64,18 +65,8 @@ def webengage_cohorts_sync() -> None:
         outlet_events: Any,
         data_interval_end: datetime | None = None,
     ) -> dict[str, Any]:
-        from etl.pipelines import cohorts
-
-        summary = cohorts.export(
-            WebEngageHook().get_settings(),
-            cohort=cohort,
-            run_id=run_id,
-            as_of=run_as_of(params, data_interval_end, dag_run),
-            dry_run=flag(params, "dry_run"),
-            override_guard=flag(params, "override_guard"),
-        )
-        assets = [COHORTS_ASSET, cohort_asset(cohort)]
-        return finish(summary, outlet_events=outlet_events, alias=COHORT_ALIAS, assets=assets)
+        summary = export_from_params(cohort, params, run_id, dag_run, data_interval_end)
+        return finish_cohort(summary, outlet_events)
 
     @task(task_id="retire_removed_cohorts", multiple_outputs=False, outlets=[COHORT_ALIAS])
     @fail_fast
@@ -86,12 +77,7 @@ def webengage_cohorts_sync() -> None:
             return []
         settings = WebEngageHook().get_settings()
         summaries = cohorts.retire_removed(settings, run_id=run_id, override_guard=flag(params, "override_guard"))
-        return [
-            finish(
-                s, outlet_events=outlet_events, alias=COHORT_ALIAS, assets=[COHORTS_ASSET, cohort_asset(s["cohort"])]
-            )
-            for s in summaries
-        ]
+        return [finish_cohort(s, outlet_events) for s in summaries]
 
     sync_cohort.expand(cohort=DYNAMIC)
     retire_removed_cohorts()

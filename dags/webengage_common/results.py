@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from etl.report import render as render_report
-from webengage_common.assets import counts_extra
+from webengage_common.assets import COHORT_ALIAS, COHORTS_ASSET, cohort_asset, counts_extra
 
 log = logging.getLogger("webengage.summary")
 
@@ -65,3 +65,9 @@ def finish(
             for asset in assets:
                 outlet_events[alias].add(asset, extra=counts_extra(published))
     return published
+
+
+def finish_cohort(summary: Mapping[str, Any], outlet_events: Any) -> dict[str, Any]:
+    """:func:`finish` for a cohort run: publishes ``webengage://cohorts`` and ``webengage://cohorts/<name>``."""
+    assets = [COHORTS_ASSET, cohort_asset(str(summary["cohort"]))]
+    return finish(summary, outlet_events=outlet_events, alias=COHORT_ALIAS, assets=assets)

@@ -113,7 +113,7 @@ def test_export_dag_params_form_exports_the_chosen_cohort(
     assert summary["as_of"] == AS_OF.isoformat()
     assert summary["members"] > 0 and summary["accepted"] == summary["entered"] == summary["members"]
     assert stats["requests"]["bulk-users"] == summary["requests"] == math.ceil(summary["members"] / 25)
-    assert len(events) == summary["members"] == summary["events"]["sent"]
+    assert len(events) == summary["members"] == summary["events.sent"]
     assert stats["violations"] == 0, stats["violations_by_rule"]
 
 

@@ -144,7 +144,9 @@ def test_test_connection_against_the_sandbox_without_showing_the_key(
 def test_which_source_wins_is_logged_without_values(
     hook_module: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    set_conn(monkeypatch, conn_type="webengage", login="~99199077", password=KEY, extra={"api_url": "http://127.0.0.1:9"})
+    set_conn(
+        monkeypatch, conn_type="webengage", login="~99199077", password=KEY, extra={"api_url": "http://127.0.0.1:9"}
+    )
     monkeypatch.setenv("WEBENGAGE_API_KEY", "env-key-must-not-win")
     monkeypatch.setenv("WEBENGAGE_BATCH_SIZE", "5")
     with caplog.at_level("INFO", logger="webengage.connection"):
