@@ -125,6 +125,8 @@ class WebEngageHook(BaseHook):  # type: ignore[misc]  # Airflow's BaseHook is no
         except ImportError:  # Airflow 3.2+: no WTForms, and no need
             return {}
         return {
-            name: StringField(spec["label"], description=spec.get("description", ""), default=spec["schema"].get("default"))
+            name: StringField(
+                spec["label"], description=spec.get("description", ""), default=spec["schema"].get("default")
+            )
             for name, spec in CONN_FIELDS.items()
         }

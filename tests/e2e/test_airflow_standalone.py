@@ -131,6 +131,8 @@ def test_the_test_button_checks_the_connection_without_sending_data(api: httpx.C
     after = httpx.get(f"{stack.sandbox_url}/_sandbox/stats", timeout=10).json()
     assert after["credential_checks"] == before["credential_checks"] + 1 and after["users"] == before["users"]
 
-    bad = api.post("/connections/test", json=body | {"extra": json.dumps({"api_url": f"http://127.0.0.1:{free_port()}"})})
+    bad = api.post(
+        "/connections/test", json=body | {"extra": json.dumps({"api_url": f"http://127.0.0.1:{free_port()}"})}
+    )
     assert bad.status_code == 200 and bad.json()["status"] is False
     assert "cannot reach the WebEngage API" in bad.json()["message"]

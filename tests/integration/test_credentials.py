@@ -53,7 +53,9 @@ def test_check_connection_refused_says_why_and_the_fix(
     assert "revoked-key-999" not in message and KEY not in message
 
 
-def test_check_connection_to_a_closed_port_or_a_plain_http_host_over_tls(warehouse: Path, sandbox: SandboxServer) -> None:
+def test_check_connection_to_a_closed_port_or_a_plain_http_host_over_tls(
+    warehouse: Path, sandbox: SandboxServer
+) -> None:
     ok, message = check_connection(sandbox_settings(f"http://127.0.0.1:{closed_port()}", warehouse, KEY))
     assert ok is False and "refused the connection" in message and "Fix:" in message
     tls_url = sandbox.url.replace("http://", "https://")
