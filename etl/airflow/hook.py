@@ -42,7 +42,7 @@ def conn_env_var(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
-class WebEngageHook(BaseHook):  # type: ignore[misc]  # Airflow's BaseHook is not typed for mypy
+class WebEngageHook(BaseHook):
     """Builds the sync's settings from an Airflow connection. It sends nothing: the pipelines do; its
     :meth:`test_connection` makes the one call that carries no data (see :mod:`etl.engine.credentials`)."""
 

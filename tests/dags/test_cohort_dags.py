@@ -17,10 +17,9 @@ from etl.config import Settings
 from etl.pipelines import cohorts
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
+from tests.helpers.airflow import asset_events
 from webengage_dev.demo.warehouse import build_demo_warehouse
 from webengage_dev.sandbox import SandboxConfig, SandboxServer
-
-from tests.dags.test_users_dag import asset_events
 
 KEY = "dag-cohort-key-123456"
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.airflow import asset_events
 from webengage_dev.demo.warehouse import build_demo_warehouse
 from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
@@ -112,21 +113,6 @@ def test_a_permanent_failure_fails_at_once_instead_of_going_up_for_retry(
         requests = sum(sandbox.stats()["requests"].values())
     assert dr.state == "failed" and ti.state == "failed" and ti.try_number == 1
     assert requests == 1  # one 401, no retry of the task
-
-
-def asset_events(run_id: str, uri: str) -> list[dict[str, Any]]:
-    """The asset events Airflow recorded for ``uri`` from DAG run ``run_id`` (their extra)."""
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        events = session.scalars(
-            select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == uri, AssetEvent.source_run_id == run_id)
-        ).all()
-        return [dict(e.extra or {}) for e in events]
 
 
 def test_a_dry_run_publishes_no_asset_event_and_a_real_one_carries_the_counts(
