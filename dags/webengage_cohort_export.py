@@ -17,8 +17,11 @@ cohort again overwrites the previous export.
 * `as_of` — the instant the cohort is computed at (bound as the query's `:as_of`, e.g. "the 30 days before
   it"); empty means the time the run was triggered.
 
-The task's XCom `return_value` is the summary (entered, exited, unchanged, excluded, accepted, rejected,
-requests); the log ends with a readable block. Connection: `webengage_default` (see README).
+**Where the counts show**: the task log opens its summary block with the counts (`== DRY RUN ==` first for a
+dry run); the XCom `return_value` is the flat summary (members, entered, exited, unchanged, excluded,
+accepted, rejected, requests, `events.sent`, ...); an export that could send publishes the Assets
+`webengage://cohorts` and `webengage://cohorts/<name>` with those counts in the event's extra (a dry run
+publishes none). Connection: `webengage_default` (see README, "Where the connection comes from").
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ accepted, rejected, requests. They run one at a time: they share the account's r
 (their last members get `false`, their attribute slot is freed). A config listing no cohort at all is
 treated as a mistake and retires nothing unless triggered with `override_guard`.
 
-**Trigger by hand** with `dry_run` (send nothing) or `override_guard`. Connection: `webengage_default`.
+**Trigger by hand** with `dry_run` (send nothing, publish no Asset event) or `override_guard`. Each cohort's
+counts are in its task log (summary block), its XCom and the extra of its `webengage://cohorts` /
+`webengage://cohorts/<name>` Asset events. Connection: `webengage_default`.
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ run's data interval `[start, end)` widened by the mapping's `lookback` (default 
   first, run the profile sync before the hour's events (e.g. schedule it at `55 * * * *`, or consume its
   Asset `webengage://users` in a DAG of your own that triggers this one).
 
-The task's XCom `return_value` is the run summary (`already_sent`, `accepted`, rejects by reason). Each
-successful run publishes the Asset `webengage://events` (dry runs too: a plain outlet always emits).
+The task log shows the summary block (`== DRY RUN ==` first for a dry run); the XCom `return_value` is the
+flat summary (`already_sent`, `accepted`, `rejected_by_reason.<reason>`, ...). Each successful run that could
+send publishes the Asset `webengage://events` with those counts in the event's extra; a dry run publishes none.
 Connection: `webengage_default` (see README).
 """
 

@@ -7,8 +7,11 @@ through `/bulk-users` (25 per call, paced to the account's rate limit). Progress
 every accepted batch, so a retry or a re-run resends nothing that was accepted.
 
 **Trigger by hand**: *Trigger DAG* with `dry_run` to see what would be sent (nothing is sent), or
-`full_refresh` to re-send every user. The task's XCom `return_value` is the run summary; the log ends
-with a readable summary block. Connection: `webengage_default` (see README).
+`full_refresh` to re-send every user. The task log shows the summary block (`== DRY RUN ==` first for a dry
+run); the XCom `return_value` is the flat summary; a run that could send publishes the Asset
+`webengage://users` with the counts in the event's extra (a dry run publishes none, so DAGs scheduled on it
+do not run). A run with nothing to send still checks the API key with one call that carries no data.
+Connection: `webengage_default` (see README).
 """
 
 from __future__ import annotations
