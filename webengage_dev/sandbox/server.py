@@ -144,6 +144,8 @@ async def _ingest(state: SandboxState, endpoint: str, request: Request) -> Respo
     body = await _read_body(request, cfg.max_body_bytes)
     if body is None:
         return error_response(413, "Request body too large")
+    if endpoint in ("users", "events") and body.strip() == b"{}":
+        store.record_credential_check()  # counted whatever the answer (limits and faults apply to it too)
 
     key = state.budget_key(endpoint)
     decision = state.limiter.check(key, time.monotonic())
@@ -173,8 +175,6 @@ async def _ingest(state: SandboxState, endpoint: str, request: Request) -> Respo
         return error_response(400, "Invalid JSON body", headers)
     items = _items(cfg, endpoint, payload, request_id)
     store.record_violations(items.violations)
-    if items.credential_check:
-        store.record_credential_check()
     if items.error is not None:
         return error_response(400, items.error, headers)
     if endpoint.endswith("users"):
@@ -231,7 +231,6 @@ class _Items:
     batch: list[tuple[int | None, Any]] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     error: str | None = None
-    credential_check: bool = False
 
 
 def _items(cfg: SandboxConfig, endpoint: str, payload: Any, request_id: str | None) -> _Items:
@@ -241,7 +240,7 @@ def _items(cfg: SandboxConfig, endpoint: str, payload: Any, request_id: str | No
         if not payload:
             # An empty object is the client's credential check (it carries no data): WebEngage's answer, no
             # violation (etl.engine.credentials).
-            return _Items(error=_NO_ID, credential_check=True)
+            return _Items(error=_NO_ID)
         if not has_identity(payload):
             violation = Violation(endpoint, "missing_id", None, "userId and anonymousId are both empty")
             return _Items(violations=[_with_request(violation, request_id)], error=_NO_ID)

@@ -138,7 +138,8 @@ class _Stats:
     throttled: int = 0
     violations: int = 0
     deduplicated_requests: int = 0
-    #: Empty-object calls to /users or /events: the client's credential check (answered 400, no violation).
+    #: Empty-object calls to /users or /events that passed auth: the client's credential check (answered 400
+    #: when nothing else intervenes; never a violation).
     credential_checks: int = 0
     duplicate_events: int = 0
     first_request_at: float | None = None
