@@ -45,6 +45,11 @@ def api(stack: AirflowStack) -> Iterator[httpx.Client]:
 
 
 def trigger_and_wait(api: httpx.Client, dag_id: str, conf: dict[str, Any], task_id: str) -> Any:
+    return run_and_wait(api, dag_id, conf, task_id)[1]
+
+
+def run_and_wait(api: httpx.Client, dag_id: str, conf: dict[str, Any], task_id: str) -> tuple[str, Any]:
+    """Trigger ``dag_id``, wait for success; the run id and the task's XCom."""
     run = api.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
     assert run.status_code == 200, run.text
     run_id = run.json()["dag_run_id"]
@@ -59,7 +64,7 @@ def trigger_and_wait(api: httpx.Client, dag_id: str, conf: dict[str, Any], task_
     assert state == "success", f"{dag_id} run {run_id} ended {state}"
     xcom = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
     assert xcom.status_code == 200, xcom.text
-    return xcom.json()["value"]
+    return run_id, xcom.json()["value"]
 
 
 def test_dags_parse_without_import_errors(api: httpx.Client) -> None:
@@ -136,3 +141,22 @@ def test_the_test_button_checks_the_connection_without_sending_data(api: httpx.C
     )
     assert bad.status_code == 200 and bad.json()["status"] is False
     assert "cannot reach the WebEngage API" in bad.json()["message"]
+
+
+def test_a_dry_run_shows_its_summary_in_the_task_log_and_publishes_no_asset_event(api: httpx.Client) -> None:
+    """The summary block is logged inside the task's execution (before Airflow's collapsed "Post Execute"
+    group) and opens with DRY RUN; the XCom is flat; no Asset event, so asset-scheduled DAGs do not fire."""
+    run_id, summary = run_and_wait(api, "webengage_users_sync", {"dry_run": True}, "sync_users")
+    assert summary["dry_run"] is True and all(not isinstance(v, dict | list) for v in summary.values())
+    logs = api.get(
+        f"/dags/webengage_users_sync/dagRuns/{run_id}/taskInstances/sync_users/logs/1",
+        params={"full_content": True},
+        headers={"Accept": "application/json"},
+    )
+    assert logs.status_code == 200, logs.text
+    lines = [str(e.get("event", "")) if isinstance(e, dict) else str(e) for e in logs.json()["content"]]
+    block = next(i for i, line in enumerate(lines) if "webengage-sync users run" in line)
+    post = next(i for i, line in enumerate(lines) if "::group::Post Execute" in line)
+    assert lines[block].startswith("== DRY RUN ==") and block < post, lines[max(0, block - 3) : post + 2]
+    events = api.get("/assets/events", params={"source_dag_id": "webengage_users_sync", "source_run_id": run_id})
+    assert events.status_code == 200 and events.json()["total_entries"] == 0, events.text
