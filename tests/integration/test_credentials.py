@@ -98,3 +98,18 @@ def test_no_check_in_a_dry_run_or_when_switched_off(sandbox: SandboxServer, ware
     quiet = users.run(off, run_id="r2", clock=lambda: AS_OF)
     assert VERIFIED_NOTE not in quiet["notes"]
     assert sandbox.stats()["requests"] == before and sandbox.stats()["credential_checks"] == 0
+
+
+def test_the_check_command(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from etl.cli import app
+
+    monkeypatch.setenv("WEBENGAGE_LICENSE_CODE", LICENSE)
+    monkeypatch.setenv("WEBENGAGE_API_URL", sandbox.url)
+    monkeypatch.setenv("WEBENGAGE_API_KEY", KEY)
+    good = CliRunner().invoke(app, ["check"])
+    assert good.exit_code == 0 and "ok:" in good.output and KEY not in good.output
+    monkeypatch.setenv("WEBENGAGE_API_KEY", "revoked-key-999")
+    bad = CliRunner().invoke(app, ["check"])
+    assert bad.exit_code == 1 and "401" in " ".join(bad.output.split()) and "revoked-key-999" not in bad.output
