@@ -108,7 +108,10 @@ class WebEngageHook(BaseHook):
             settings = self._settings(fallback_to_env=False)
         except Exception as exc:  # ConfigError, or no such connection: both are the answer, not a crash
             return False, airflow_wording(f"{type(exc).__name__}: {exc}")
-        ok, message = check_connection(settings)
+        try:
+            ok, message = check_connection(settings)
+        except Exception as exc:  # e.g. an unreachable shared-budget database: still an answer for the form
+            return False, airflow_wording(f"{type(exc).__name__}: {exc}")
         return ok, airflow_wording(message)
 
     @classmethod
