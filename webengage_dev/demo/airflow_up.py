@@ -2,7 +2,7 @@
 sandbox and the ``webengage_default`` connection pointing at it. Prints the URL and the admin password;
 Ctrl-C stops everything.
 
-Airflow is started as a subprocess (``etl`` never imports Airflow).
+Airflow is started as a subprocess (only ``etl.airflow.hook``, which Airflow loads, imports Airflow).
 """
 
 from __future__ import annotations
