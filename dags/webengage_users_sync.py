@@ -6,7 +6,7 @@ WebEngage profiles, and sends **only the users that changed since WebEngage last
 through `/bulk-users` (25 per call, paced to the account's rate limit). Progress is checkpointed after
 every accepted batch, so a retry or a re-run resends nothing that was accepted.
 
-**Trigger by hand**: *Trigger DAG* with `dry_run` to see what would be sent (nothing is sent), or
+**Trigger by hand**: the DAG's *Trigger* button with `dry_run` to see what would be sent (nothing is sent), or
 `full_refresh` to re-send every user. The task log shows the summary block (`== DRY RUN ==` first for a dry
 run); the XCom `return_value` is the flat summary; a run that could send publishes the Asset
 `webengage://users` with the counts in the event's extra (a dry run publishes none, so DAGs scheduled on it
