@@ -17,8 +17,11 @@ cohort again overwrites the previous export.
 * `as_of` — the instant the cohort is computed at (bound as the query's `:as_of`, e.g. "the 30 days before
   it"); empty means the time the run was triggered.
 
-The task's XCom `return_value` is the summary (entered, exited, unchanged, excluded, accepted, rejected,
-requests); the log ends with a readable block. Connection: `webengage_default` (see README).
+**Where the counts show**: the task log opens its summary block with the counts (`== DRY RUN ==` first for a
+dry run); the XCom `return_value` is the flat summary (members, entered, exited, unchanged, excluded,
+accepted, rejected, requests, `events.sent`, ...); an export that could send publishes the Assets
+`webengage://cohorts` and `webengage://cohorts/<name>` with those counts in the event's extra (a dry run
+publishes none). Connection: `webengage_default` (see README, "Where the connection comes from").
 """
 
 from __future__ import annotations
@@ -27,16 +30,17 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
-from webengage_common.assets import COHORT_ALIAS, COHORTS_ASSET, cohort_asset
+from webengage_common.assets import COHORT_ALIAS
+from webengage_common.cohort_runs import export_from_params
 from webengage_common.defaults import task_defaults
 from webengage_common.failures import fail_fast
-from webengage_common.hook import WebEngageHook
-from webengage_common.params import as_of_param, cohort_param, dry_run_param, flag, flag_param, run_as_of
+from webengage_common.params import cohort_export_params, flag
+from webengage_common.results import finish_cohort
 
-from etl.mappings.cohorts import configured_names
+from etl.mappings.cohorts import configured_cohorts
 
 # Read at parse time from the TOML (WEBENGAGE_COHORTS_CONFIG or mappings/cohorts.toml): no DB, no HTTP.
-NAMES = configured_names()
+COHORTS = configured_cohorts()
 
 
 @dag(
@@ -48,21 +52,10 @@ NAMES = configured_names()
     catchup=False,
     tags=["webengage", "reverse-etl", "cohorts"],
     doc_md=__doc__,
-    params={
-        "cohort": cohort_param(NAMES),
-        "dry_run": dry_run_param(title="Dry run"),
-        "emit_events": flag_param(
-            "Also send Cohort Entered / Cohort Exited events (cohorts configured with events always do).",
-            title="Emit events",
-        ),
-        "override_guard": flag_param(
-            "Send even if more members would leave than the cohort's max_exit_share allows.", title="Override guard"
-        ),
-        "as_of": as_of_param(),
-    },
+    params=cohort_export_params(COHORTS),
 )
 def webengage_cohort_export() -> None:
-    @task(task_id="export_cohort", multiple_outputs=False, outlets=[COHORTS_ASSET, COHORT_ALIAS])
+    @task(task_id="export_cohort", multiple_outputs=False, outlets=[COHORT_ALIAS])
     @fail_fast
     def export_cohort(
         params: dict[str, Any],
@@ -70,23 +63,10 @@ def webengage_cohort_export() -> None:
         dag_run: Any,
         outlet_events: Any,
         data_interval_end: datetime | None = None,
-    ) -> dict[str, object]:
-        from etl.pipelines import cohorts
-
-        cohort = str(params.get("cohort", ""))
-        summary = cohorts.export(
-            WebEngageHook().get_settings(),
-            cohort=cohort,
-            run_id=run_id,
-            as_of=run_as_of(params, data_interval_end, dag_run),
-            dry_run=flag(params, "dry_run"),
-            emit_events=flag(params, "emit_events") or None,
-            override_guard=flag(params, "override_guard"),
-        )
-        print(cohorts.render_summary(summary))
-        if not summary["dry_run"]:
-            outlet_events[COHORT_ALIAS].add(cohort_asset(cohort))
-        return summary
+    ) -> dict[str, Any]:
+        cohort, emit = str(params.get("cohort", "")), flag(params, "emit_events") or None
+        summary = export_from_params(cohort, params, run_id, dag_run, data_interval_end, emit_events=emit)
+        return finish_cohort(summary, outlet_events)
 
     export_cohort()
 

@@ -13,7 +13,9 @@ accepted, rejected, requests. They run one at a time: they share the account's r
 (their last members get `false`, their attribute slot is freed). A config listing no cohort at all is
 treated as a mistake and retires nothing unless triggered with `override_guard`.
 
-**Trigger by hand** with `dry_run` (send nothing) or `override_guard`. Connection: `webengage_default`.
+**Trigger by hand** with `dry_run` (send nothing, publish no Asset event) or `override_guard`. Each cohort's
+counts are in its task log (summary block), its XCom and the extra of its `webengage://cohorts` /
+`webengage://cohorts/<name>` Asset events. Connection: `webengage_default`.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
-from webengage_common.assets import COHORTS_ASSET
+from webengage_common.assets import COHORT_ALIAS
+from webengage_common.cohort_runs import export_from_params
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
-from webengage_common.params import cohort_sync_params, flag, run_as_of
+from webengage_common.params import cohort_sync_params, flag
+from webengage_common.results import finish_cohort
 
 from etl.mappings.cohorts import configured_names
 
@@ -50,39 +54,32 @@ def webengage_cohorts_sync() -> None:
     @task(
         task_id="sync_cohort",
         multiple_outputs=False,
-        outlets=[COHORTS_ASSET],
+        outlets=[COHORT_ALIAS],
         max_active_tis_per_dagrun=1,
         map_index_template="{{ task.op_kwargs['cohort'] }}",
     )
     @fail_fast
     def sync_cohort(
-        cohort: str, params: dict[str, Any], run_id: str, dag_run: Any, data_interval_end: datetime | None = None
-    ) -> dict[str, object]:
-        from etl.pipelines import cohorts
+        cohort: str,
+        params: dict[str, Any],
+        run_id: str,
+        dag_run: Any,
+        outlet_events: Any,
+        data_interval_end: datetime | None = None,
+    ) -> dict[str, Any]:
+        summary = export_from_params(cohort, params, run_id, dag_run, data_interval_end)
+        return finish_cohort(summary, outlet_events)
 
-        summary = cohorts.export(
-            WebEngageHook().get_settings(),
-            cohort=cohort,
-            run_id=run_id,
-            as_of=run_as_of(params, data_interval_end, dag_run),
-            dry_run=flag(params, "dry_run"),
-            override_guard=flag(params, "override_guard"),
-        )
-        print(cohorts.render_summary(summary))
-        return summary
-
-    @task(task_id="retire_removed_cohorts", multiple_outputs=False, outlets=[COHORTS_ASSET])
+    @task(task_id="retire_removed_cohorts", multiple_outputs=False, outlets=[COHORT_ALIAS])
     @fail_fast
-    def retire_removed_cohorts(params: dict[str, Any], run_id: str) -> list[dict[str, object]]:
+    def retire_removed_cohorts(params: dict[str, Any], run_id: str, outlet_events: Any) -> list[dict[str, Any]]:
         from etl.pipelines import cohorts
 
         if flag(params, "dry_run"):
             return []
         settings = WebEngageHook().get_settings()
         summaries = cohorts.retire_removed(settings, run_id=run_id, override_guard=flag(params, "override_guard"))
-        for summary in summaries:
-            print(cohorts.render_summary(summary))
-        return summaries
+        return [finish_cohort(s, outlet_events) for s in summaries]
 
     sync_cohort.expand(cohort=DYNAMIC)
     retire_removed_cohorts()

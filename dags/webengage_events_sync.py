@@ -17,8 +17,9 @@ run's data interval `[start, end)` widened by the mapping's `lookback` (default 
   first, run the profile sync before the hour's events (e.g. schedule it at `55 * * * *`, or consume its
   Asset `webengage://users` in a DAG of your own that triggers this one).
 
-The task's XCom `return_value` is the run summary (`already_sent`, `accepted`, rejects by reason). Each
-successful run publishes the Asset `webengage://events` (dry runs too: a plain outlet always emits).
+The task log shows the summary block (`== DRY RUN ==` first for a dry run); the XCom `return_value` is the
+flat summary (`already_sent`, `accepted`, `rejected_by_reason.<reason>`, ...). Each successful run that could
+send publishes the Asset `webengage://events` with those counts in the event's extra; a dry run publishes none.
 Connection: `webengage_default` (see README).
 """
 
@@ -29,11 +30,12 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
-from webengage_common.assets import EVENTS_ASSET, counts_extra
+from webengage_common.assets import EVENTS_ALIAS, EVENTS_ASSET
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import dry_run_param, flag
+from webengage_common.results import finish
 
 SCHEDULE = schedule("WEBENGAGE_EVENTS_SCHEDULE", "0 * * * *")
 CATCHUP = os.environ.get("WEBENGAGE_EVENTS_CATCHUP", "false").strip().lower() in ("1", "true", "yes", "on")
@@ -54,7 +56,7 @@ CATCHUP = os.environ.get("WEBENGAGE_EVENTS_CATCHUP", "false").strip().lower() in
     params={"dry_run": dry_run_param()},
 )
 def webengage_events_sync() -> None:
-    @task(task_id="sync_events", multiple_outputs=False, outlets=[EVENTS_ASSET], doc_md=__doc__)
+    @task(task_id="sync_events", multiple_outputs=False, outlets=[EVENTS_ALIAS], doc_md=__doc__)
     @fail_fast
     def sync_events(
         params: dict[str, Any],
@@ -62,9 +64,8 @@ def webengage_events_sync() -> None:
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         outlet_events: Any = None,
-    ) -> dict[str, object]:
+    ) -> dict[str, Any]:
         from etl.pipelines import events
-        from etl.report import render
 
         summary = events.run(
             WebEngageHook().get_settings(),
@@ -72,9 +73,7 @@ def webengage_events_sync() -> None:
             window=(data_interval_start, data_interval_end),
             dry_run=flag(params, "dry_run"),
         )
-        print(render(summary))
-        outlet_events[EVENTS_ASSET].extra = counts_extra(summary)
-        return summary
+        return finish(summary, outlet_events=outlet_events, alias=EVENTS_ALIAS, assets=[EVENTS_ASSET])
 
     sync_events()
 

@@ -6,9 +6,12 @@ WebEngage profiles, and sends **only the users that changed since WebEngage last
 through `/bulk-users` (25 per call, paced to the account's rate limit). Progress is checkpointed after
 every accepted batch, so a retry or a re-run resends nothing that was accepted.
 
-**Trigger by hand**: *Trigger DAG* with `dry_run` to see what would be sent (nothing is sent), or
-`full_refresh` to re-send every user. The task's XCom `return_value` is the run summary; the log ends
-with a readable summary block. Connection: `webengage_default` (see README).
+**Trigger by hand**: the DAG's *Trigger* button with `dry_run` to see what would be sent (nothing is sent), or
+`full_refresh` to re-send every user. The task log shows the summary block (`== DRY RUN ==` first for a dry
+run); the XCom `return_value` is the flat summary; a run that could send publishes the Asset
+`webengage://users` with the counts in the event's extra (a dry run publishes none, so DAGs scheduled on it
+do not run). A run with nothing to send still checks the API key with one call that carries no data.
+Connection: `webengage_default` (see README).
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
-from webengage_common.assets import USERS_ASSET, counts_extra
+from webengage_common.assets import USERS_ALIAS, USERS_ASSET
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
-from webengage_common.params import dry_run_param, flag, flag_param, run_as_of
+from webengage_common.params import flag, run_as_of, users_params
+from webengage_common.results import finish
 
 
 @dag(
@@ -35,10 +39,10 @@ from webengage_common.params import dry_run_param, flag, flag_param, run_as_of
     max_active_runs=1,
     tags=["webengage", "reverse-etl"],
     doc_md=__doc__,
-    params={"dry_run": dry_run_param(), "full_refresh": flag_param("Re-send every user, changed or not.")},
+    params=users_params(),
 )
 def webengage_users_sync() -> None:
-    @task(task_id="sync_users", multiple_outputs=False, outlets=[USERS_ASSET], doc_md=__doc__)
+    @task(task_id="sync_users", multiple_outputs=False, outlets=[USERS_ALIAS], doc_md=__doc__)
     @fail_fast
     def sync_users(
         params: dict[str, Any],
@@ -47,10 +51,9 @@ def webengage_users_sync() -> None:
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         outlet_events: Any = None,
-    ) -> dict[str, object]:
+    ) -> dict[str, Any]:
         from etl.pipelines import users
         from etl.plan import eta_warning
-        from etl.report import render
 
         settings = WebEngageHook().get_settings()
         if not flag(params, "dry_run"):
@@ -64,9 +67,7 @@ def webengage_users_sync() -> None:
             dry_run=flag(params, "dry_run"),
             full_refresh=flag(params, "full_refresh"),
         )
-        print(render(summary))
-        outlet_events[USERS_ASSET].extra = counts_extra(summary)
-        return summary
+        return finish(summary, outlet_events=outlet_events, alias=USERS_ALIAS, assets=[USERS_ASSET])
 
     sync_users()
 

@@ -27,6 +27,7 @@ from airflow.sdk import dag, task
 from webengage_common.assets import WEBHOOKS_ASSET, counts_extra
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
+from webengage_common.results import flat, log_block
 
 SCHEDULE = schedule("WEBENGAGE_WEBHOOKS_SCHEDULE", "15 * * * *")
 
@@ -45,14 +46,14 @@ SCHEDULE = schedule("WEBENGAGE_WEBHOOKS_SCHEDULE", "15 * * * *")
 def webengage_webhooks_load() -> None:
     @task(task_id="load_webhooks", multiple_outputs=False, outlets=[WEBHOOKS_ASSET], doc_md=__doc__)
     @fail_fast
-    def load_webhooks(outlet_events: Any = None) -> dict[str, object]:
+    def load_webhooks(outlet_events: Any = None) -> dict[str, Any]:
         from etl.webhooks.config import WebhookSettings
         from etl.webhooks.loader import render, run
 
         summary = run(WebhookSettings.from_env(require_auth=False))
-        print(render(summary))
-        outlet_events[WEBHOOKS_ASSET].extra = counts_extra(summary)
-        return summary
+        log_block(render(summary))
+        outlet_events[WEBHOOKS_ASSET].extra = counts_extra(flat(summary))
+        return flat(summary)
 
     load_webhooks()
 

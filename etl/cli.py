@@ -75,6 +75,23 @@ def sync_users(
 
 
 @app.command()
+def check() -> None:
+    """Check the WebEngage settings without sending data: credentials well-formed, the API host reachable
+    (DNS, TCP, TLS) and the license code and key accepted (one empty POST /users call that WebEngage refuses,
+    so nothing is ingested; WEBENGAGE_VERIFY_CREDENTIALS=false skips it). Exit 0 when good, 1 when not.
+
+    The same check as the Airflow connection's Test button."""
+    from etl.engine.credentials import check_connection
+
+    setup_logging(False)
+    ok, message = check_connection(load_settings(credentials=False))
+    shown = f"[green]ok:[/green] {escape(message)}" if ok else f"[red]failed:[/red] {escape(message)}"
+    console.print(shown, soft_wrap=True)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def plan(
     start: Annotated[str, typer.Option(help="Events window start (ISO); events are planned only with --end.")] = "",
     end: Annotated[str, typer.Option(help="Events window end (ISO).")] = "",

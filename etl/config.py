@@ -158,6 +158,11 @@ class Settings(SettingsModel):
     #: A cohort export that finds no member at all (a broken query, an empty table) warns; true: it fails
     #: instead (before sending), so the task turns red.
     fail_on_empty_cohort: Flag = False
+    #: A sending run that had nothing to send proves the key still works with one call that carries no data
+    #: (an empty ``POST …/users``, which WebEngage refuses): a revoked key fails the nightly run even when
+    #: nothing changed. The Airflow connection test makes the same call. False: no call (the answer WebEngage
+    #: gives an empty body is documented; that it checks the key first is unconfirmed).
+    verify_credentials: Flag = True
     #: ``response.status`` values of a 2xx body that count as accepted (``queued,success`` in the environment).
     accepted_statuses: TextList = ("queued", "success")
     #: String values read as "no value" (upstream bugs: ``str(None)``, pandas' NaN as text, JavaScript's

@@ -1,1 +1,2 @@
-"""Helpers shared by the WebEngage DAGs (the only place that imports Airflow besides the DAG files)."""
+"""Helpers shared by the WebEngage DAGs (with ``etl.airflow.hook``, the only code that imports Airflow besides the
+DAG files)."""

@@ -10,30 +10,18 @@ from typing import Final, ParamSpec, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from etl.airflow.wording import airflow_wording
 from etl.errors import ConfigError, QueryError, TerminalAPIError
 from etl.report import InvariantError
 from etl.transform.cohorts import GuardError
+
+__all__ = ["PERMANENT", "airflow_wording", "fail_fast"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Retrying cannot fix these: the next attempt would fail the same way (and cost requests).
 PERMANENT: Final = (TerminalAPIError, ConfigError, QueryError, GuardError, InvariantError)
-_CONN = "the Airflow connection webengage_default"
-#: Environment wording -> connection wording (longest first: the combined one before its parts).
-_WORDING: Final = (
-    ("WEBENGAGE_DATA_CENTER/WEBENGAGE_API_URL", f"the host of {_CONN}"),
-    ("WEBENGAGE_API_KEY", f"the password (API key) of {_CONN}"),
-    ("WEBENGAGE_LICENSE_CODE", f"the login (license code) of {_CONN}"),
-    ("WEBENGAGE_DATA_CENTER", f"the host of {_CONN}"),
-    ("WEBENGAGE_API_URL", f"the host of {_CONN}"),
-)
-
-
-def airflow_wording(message: str) -> str:
-    for env, conn in _WORDING:
-        message = message.replace(env, conn)
-    return message
 
 
 def fail_fast(task: Callable[P, R]) -> Callable[P, R]:

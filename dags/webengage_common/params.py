@@ -10,7 +10,7 @@ another DAG parsed in the same process).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +19,16 @@ from airflow.sdk import Param
 from etl.instants import parse_instant
 
 
-def flag_param(description: str, *, title: str | None = None) -> Param:
-    """A boolean param, off by default."""
-    return Param(False, type="boolean", description=description, **({"title": title} if title else {}))
+def flag_param(description: str, *, title: str) -> Param:
+    """A boolean param, off by default, with the title the trigger form shows."""
+    return Param(False, type="boolean", title=title, description=description)
 
 
-def dry_run_param(*, title: str | None = None) -> Param:
-    return flag_param("Compute and report; send nothing.", title=title)
+def dry_run_param() -> Param:
+    return flag_param(
+        "Compute and report what would be sent; send nothing, change no state, publish no asset event.",
+        title="Dry run",
+    )
 
 
 def as_of_param() -> Param:
@@ -39,19 +42,54 @@ def as_of_param() -> Param:
     )
 
 
-def cohort_param(names: Sequence[str]) -> Param:
-    """A choice of one configured cohort (a drop-down of ``names``; a free, empty field if there is none)."""
-    if names:
-        return Param(names[0], type="string", enum=list(names), title="Cohort", description="The cohort to export now.")
-    return Param("", type="string", title="Cohort", description="No cohort is configured (mappings/cohorts.toml).")
+def cohort_param(cohorts: Mapping[str, str]) -> Param:
+    """A choice of one configured cohort: a drop-down of the names, each shown with its description from the
+    cohorts file (``values_display``); a free, empty field if there is none."""
+    if not cohorts:
+        return Param("", type="string", title="Cohort", description="No cohort is configured (mappings/cohorts.toml).")
+    names = list(cohorts)
+    shown = {name: f"{name} — {text}" if text else name for name, text in cohorts.items()}
+    return Param(
+        names[0],
+        type="string",
+        enum=names,
+        values_display=shown,
+        title="Cohort",
+        description="The cohort to export now (from the cohorts file, WEBENGAGE_COHORTS_CONFIG).",
+    )
+
+
+def override_guard_param() -> Param:
+    return flag_param(
+        "Send even if more members would leave than the cohort's max_exit_share allows (or none is found).",
+        title="Override guard",
+    )
 
 
 def cohort_sync_params() -> dict[str, Param]:
     """The dynamic cohort sync's trigger form: dry run, guard override, as-of."""
+    return {"dry_run": dry_run_param(), "override_guard": override_guard_param(), "as_of": as_of_param()}
+
+
+def cohort_export_params(cohorts: Mapping[str, str]) -> dict[str, Param]:
+    """The one-time cohort export's trigger form (``cohorts``: name -> description)."""
+    return {
+        "cohort": cohort_param(cohorts),
+        "dry_run": dry_run_param(),
+        "emit_events": flag_param(
+            "Also send Cohort Entered / Cohort Exited events (cohorts configured with events always do).",
+            title="Emit events",
+        ),
+        "override_guard": override_guard_param(),
+        "as_of": as_of_param(),
+    }
+
+
+def users_params() -> dict[str, Param]:
+    """The profile sync's trigger form."""
     return {
         "dry_run": dry_run_param(),
-        "override_guard": flag_param("Let syncs through that the guard would stop."),
-        "as_of": as_of_param(),
+        "full_refresh": flag_param("Re-send every user, changed or not.", title="Full refresh"),
     }
 
 

@@ -153,6 +153,17 @@ class Run:
             self._last_beat = now
             self.store.heartbeat(run_id=self.run_id, pipeline=self.report.pipeline)
 
+    def verify_credentials(self) -> None:
+        """A sending run that made no request checks the key with one call carrying no data (see
+        :mod:`etl.engine.credentials`), so a revoked key fails the run even when nothing changed."""
+        from etl.engine.credentials import verify_credentials
+
+        if self.dry_run or not self.settings.verify_credentials:
+            return
+        if self._client is not None and self._client.stats.requests:
+            return
+        self.report.notes.append(verify_credentials(self.client()))
+
     def close(self) -> None:
         if self._client is not None:
             self.report.http = self._client.stats.snapshot()
@@ -199,6 +210,7 @@ def execute(
         try:
             try:
                 body(run)
+                run.verify_credentials()
             finally:
                 run.close()
             report.status = "success"

@@ -207,6 +207,13 @@ def configured_names(path: str | Path | None = None, *, mode: CohortMode | None 
     return config.names if mode is None else config.names_by_mode(mode)
 
 
+def configured_cohorts(path: str | Path | None = None, *, mode: CohortMode | None = None) -> dict[str, str]:
+    """Cohort name -> description (empty when the config gives none), in config order, for the DAG files'
+    trigger forms: reads the TOML and SQL files only."""
+    config = load_cohort_config(path)
+    return {c.name: c.description for c in config.cohorts if mode is None or c.mode == mode}
+
+
 def cohort_config_from_dict(doc: Mapping[str, Any], *, origin: str = "cohorts") -> CohortConfig:
     if set(doc) - {"defaults", "cohorts"}:
         unknown = ", ".join(sorted(set(doc) - {"defaults", "cohorts"}))

@@ -108,6 +108,10 @@ class WebEngageClient:
 
     # -- introspection -------------------------------------------------------------------------------
     @property
+    def account_url(self) -> str:
+        return self._settings.account_url
+
+    @property
     def stats(self) -> ClientStats:
         return self._stats
 
@@ -158,6 +162,30 @@ class WebEngageClient:
             self._in_flight[endpoint] += delta
 
     # -- sending -------------------------------------------------------------------------------------
+    def check_credentials(self) -> tuple[int | None, Verdict]:
+        """One call that carries no data and proves host, license code and key: ``POST …/users`` with an empty
+        object, which WebEngage refuses ("userId and anonymousId cannot be empty", a 400) after it has found the
+        account and accepted the key, so nothing is ingested. Returns the verdict: ``rejected`` or ``accepted``
+        = the API judged the body (credentials good); ``terminal`` = refused (401/403/404, wrong host; with the
+        fix); ``transient``/``throttled`` = could not tell. Never retried; paced on the ``users`` budget.
+        Returns the HTTP status (None without an answer) and the verdict."""
+        status: int | None = None
+        self._budgets["users"].acquire()
+        self._stats.add(credential_checks=1)
+        try:
+            response = self._http.post("users", content=b"{}")
+        except httpx.TransportError as exc:
+            self._stats.count_status("transport_error")
+            verdict = self._policy.classify_error(exc, first_contact=not self._had_response, verified=False)
+        else:
+            self._had_response = True
+            status = response.status_code
+            self._stats.count_status(status)
+            verdict = self._policy.classify(status, response.content, verified=False)
+        message = self._auth.scrub(verdict.message) if verdict.message else verdict.message
+        log.debug("webengage credential check: HTTP %s, %s (%s)", status, verdict.kind, message)
+        return status, Verdict(verdict.kind, message, verdict.hint)
+
     def send(self, request: SendRequest[K]) -> SendResult[K]:
         """Send one request with pacing and retries; returns its outcome or raises TerminalAPIError."""
         return self._send(request, None)

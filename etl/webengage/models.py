@@ -91,7 +91,8 @@ class ClientStats:
     """Running counters of one client, safe to update from many threads.
 
     ``requests``/``bytes_sent`` count HTTP calls (429s and retries included); ``accepted``/``rejected``/
-    ``transient`` and ``items_*`` count :class:`SendRequest` outcomes, once each.
+    ``transient`` and ``items_*`` count :class:`SendRequest` outcomes, once each; ``credential_checks``
+    counts the calls that carry no data (:meth:`WebEngageClient.check_credentials`), kept out of ``requests``.
     """
 
     requests: int = 0
@@ -104,6 +105,7 @@ class ClientStats:
     bytes_sent: int = 0
     items_sent: int = 0
     items_accepted: int = 0
+    credential_checks: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 

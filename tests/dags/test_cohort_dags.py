@@ -17,6 +17,7 @@ from etl.config import Settings
 from etl.pipelines import cohorts
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
+from tests.helpers.airflow import asset_events
 from webengage_dev.demo.warehouse import build_demo_warehouse
 from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
@@ -53,6 +54,7 @@ params = {{ days = 30, min_revenue_usd = 300 }}
 [cohorts.dag_a]
 sql = "{tmp_path / "dag_cohort_a.sql"}"
 mode = "dynamic"
+description = "Forty test users"
 
 [cohorts.dag_b]
 sql = "{tmp_path / "dag_cohort_b.sql"}"
@@ -78,6 +80,8 @@ def test_default_config_parses_into_both_dags(dagbag: Any) -> None:
     assert set(export.params) == {"cohort", "dry_run", "emit_events", "override_guard", "as_of"}
     enum = export.params.get_param("cohort").schema["enum"]
     assert enum == cohorts.cfg.configured_names() and len(enum) >= 3
+    shown = export.params.get_param("cohort").schema["values_display"]
+    assert shown["vip_buyers_30d"].startswith("vip_buyers_30d — Completed orders")
     sync = dagbag.get_dag("webengage_cohorts_sync")
     assert {t.task_id for t in sync.tasks} == {"sync_cohort", "retire_removed_cohorts"}
 
@@ -93,6 +97,12 @@ def test_export_dag_params_form_exports_the_chosen_cohort(
     assert dagbag.import_errors == {}
     dag = dagbag.get_dag("webengage_cohort_export")
     assert dag.params.get_param("cohort").schema["enum"] == ["vip_buyers_30d", "dag_a", "dag_b"]
+    # The drop-down shows each cohort with its description from the cohorts file.
+    assert dag.params.get_param("cohort").schema["values_display"] == {
+        "vip_buyers_30d": "vip_buyers_30d",
+        "dag_a": "dag_a — Forty test users",
+        "dag_b": "dag_b",
+    }
     with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
         webengage_connection(
             url=sandbox.url,
@@ -113,8 +123,18 @@ def test_export_dag_params_form_exports_the_chosen_cohort(
     assert summary["as_of"] == AS_OF.isoformat()
     assert summary["members"] > 0 and summary["accepted"] == summary["entered"] == summary["members"]
     assert stats["requests"]["bulk-users"] == summary["requests"] == math.ceil(summary["members"] / 25)
-    assert len(events) == summary["members"] == summary["events"]["sent"]
+    assert len(events) == summary["members"] == summary["events.sent"]
     assert stats["violations"] == 0, stats["violations_by_rule"]
+    # Both assets carry the export's counts in the event's extra.
+    for uri in ("webengage://cohorts/", "webengage://cohorts/vip_buyers_30d"):
+        [extra] = asset_events(dr.run_id, uri)
+        assert (extra["cohort"], extra["members"], extra["entered"], extra["exited"]) == (
+            "vip_buyers_30d",
+            summary["members"],
+            summary["entered"],
+            0,
+        )
+        assert extra["accepted"] == summary["accepted"] and extra["rejected"] == 0 and extra["events.sent"] > 0
 
 
 def test_export_dag_dry_run_param_sends_nothing(
@@ -130,6 +150,7 @@ def test_export_dag_dry_run_param_sends_nothing(
         summary = dr.get_task_instances()[0].xcom_pull(task_ids="export_cohort")
         assert summary["dry_run"] is True and summary["entered"] == 30 and summary["sent"] == 30
         assert sandbox.stats()["requests"] == {}
+    assert asset_events(dr.run_id, "webengage://cohorts/") == asset_events(dr.run_id, "webengage://cohorts/dag_b") == []
 
 
 def test_sync_dag_maps_one_task_per_dynamic_cohort_and_one_failure_does_not_block_the_other(

@@ -45,5 +45,5 @@ def test_transient_failures_keep_airflow_retries() -> None:
 def test_the_hints_name_the_connection_fields() -> None:
     assert "password (API key) of the Airflow connection webengage_default" in airflow_wording(AUTH_HINT)
     assert "login (license code) of the Airflow connection" in airflow_wording(NOT_FOUND_HINT)
-    assert "host of the Airflow connection webengage_default" in airflow_wording(HOST_HINT)
+    assert "data centre / API URL of the Airflow connection webengage_default" in airflow_wording(HOST_HINT)
     assert "WEBENGAGE_" not in airflow_wording(AUTH_HINT + NOT_FOUND_HINT + HOST_HINT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any
 
 import pytest
@@ -45,7 +46,35 @@ def test_hook_is_an_airflow_hook_named_like_a_provider_hook(hook_module: Any) ->
     assert (hook_cls.conn_type, hook_cls.hook_name) == ("webengage", "WebEngage")
     assert hook_cls().webengage_conn_id == "webengage_default"
     assert hook_cls(webengage_conn_id="other").webengage_conn_id == "other"
-    assert set(hook_cls.get_ui_field_behaviour()["hidden_fields"]) == {"schema", "port"}
+    assert set(hook_cls.get_ui_field_behaviour()["hidden_fields"]) == {"host", "schema", "port"}
+    import etl.airflow.hook
+
+    assert hook_cls is etl.airflow.hook.WebEngageHook  # the installed package's hook, re-exported for the DAGs
+
+
+def test_providers_manager_lists_the_webengage_connection_type_with_its_form() -> None:
+    """Through the installed package's entry point (apache_airflow_provider), as the API server sees it."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "webengage-sync" in manager.providers
+    with warnings.catch_warnings():  # deprecated for tasks; Connection.get_hook() (the Test button) uses it
+        warnings.simplefilter("ignore")
+        hook = manager.hooks["webengage"]
+    assert hook is not None and hook.hook_class_name == "etl.airflow.hook.WebEngageHook"
+    assert hook.hook_name == "WebEngage" and hook.connection_testable
+    widgets = manager.connection_form_widgets
+    assert widgets["extra__webengage__data_center"].field["schema"]["enum"] == ["global", "in", "ksa"]
+    assert widgets["extra__webengage__api_url"].field["schema"]["title"] == "API URL (optional)"
+    behaviour = manager.field_behaviours["webengage"]
+    assert behaviour["relabeling"] == {"login": "License code", "password": "API key"}
+    assert set(behaviour["hidden_fields"]) == {"host", "schema", "port"}
+
+    meta = next(m for m in HookMetaService.hook_meta_data() if m.connection_type == "webengage")
+    assert meta.standard_fields is not None and meta.standard_fields.login.title == "License code"
+    assert meta.standard_fields.host.hidden and meta.extra_fields is not None
+    assert set(meta.extra_fields) == {"data_center", "api_url"}
 
 
 @pytest.mark.parametrize("conn_type", ["http", "webengage"])
@@ -86,16 +115,60 @@ def test_data_centre_host_and_a_named_connection(hook_module: Any, monkeypatch: 
     assert settings.data_center == "in" and settings.base_url == "https://api.in.webengage.com"
 
 
-def test_test_connection_accepts_a_good_config_without_showing_the_key(
+def test_test_connection_against_the_sandbox_without_showing_the_key(
     hook_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    set_conn(
-        monkeypatch, conn_type="http", host="global", login="~99199077", password=KEY, extra={"bulk_events_rpm": 600}
-    )
+    from tests.helpers.sandbox import LICENSE, sandbox_server
+
+    with sandbox_server(KEY) as sandbox:
+        # The webengage type as the form stores it: fields by name in extra, empty ones as null.
+        extra = {"data_center": "global", "api_url": sandbox.url, "bulk_events_rpm": 600, "concurrency": None}
+        set_conn(monkeypatch, conn_type="webengage", login=LICENSE, password=KEY, extra=extra)
+        ok, message = hook_module.WebEngageHook().test_connection()
+        assert ok is True, message
+        assert LICENSE in message and sandbox.url in message and "nothing was ingested" in message
+        assert KEY not in message
+        assert sandbox.stats()["credential_checks"] == 1 and sandbox.stats()["users"] == 0
+
+        set_conn(monkeypatch, conn_type="webengage", login=LICENSE, password="revoked-key-1", extra=extra)
+        ok, message = hook_module.WebEngageHook().test_connection()
+        assert ok is False and "HTTP 401" in message and "revoked-key-1" not in message
+        assert "password (API key) of the Airflow connection webengage_default" in message  # the fix, for Airflow
+
+    # Nobody listens there any more: unreachable, said before any HTTP.
+    set_conn(monkeypatch, conn_type="webengage", login=LICENSE, password=KEY, extra=extra)
     ok, message = hook_module.WebEngageHook().test_connection()
-    assert ok is True, message
-    assert "~99199077" in message and "https://api.webengage.com" in message and "nothing was sent" in message
-    assert KEY not in message
+    assert ok is False and "cannot reach the WebEngage API" in message
+
+
+def test_which_source_wins_is_logged_without_values(
+    hook_module: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    set_conn(
+        monkeypatch, conn_type="webengage", login="~99199077", password=KEY, extra={"api_url": "http://127.0.0.1:9"}
+    )
+    monkeypatch.setenv("WEBENGAGE_API_KEY", "env-key-must-not-win")
+    monkeypatch.setenv("WEBENGAGE_BATCH_SIZE", "5")
+    with caplog.at_level("INFO", logger="webengage.connection"):
+        settings = hook_module.WebEngageHook().get_settings()
+    assert settings.api_key.reveal() == KEY and settings.batch_size == 5
+    line = caplog.text
+    assert "AIRFLOW_CONN_WEBENGAGE_DEFAULT" in line and "created in the UI is not used" in line
+    assert "from the environment: batch_size" in line and "ignored in the environment" in line
+    assert "WEBENGAGE_API_KEY" in line and KEY not in line and "env-key-must-not-win" not in line
+
+
+def test_without_a_connection_the_environment_gives_everything(
+    hook_module: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_WEBENGAGE_DEFAULT", raising=False)
+    monkeypatch.setenv("WEBENGAGE_LICENSE_CODE", "in~58adcc11")
+    monkeypatch.setenv("WEBENGAGE_API_KEY", KEY)
+    monkeypatch.setenv("WEBENGAGE_DATA_CENTER", "in")
+    with caplog.at_level("INFO", logger="webengage.connection"):
+        settings = hook_module.WebEngageHook().get_settings()
+    assert settings.license_code == "in~58adcc11" and settings.base_url == "https://api.in.webengage.com"
+    assert "no Airflow connection 'webengage_default'" in caplog.text and KEY not in caplog.text
 
 
 @pytest.mark.parametrize(

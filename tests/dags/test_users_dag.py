@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.airflow import asset_events
 from webengage_dev.demo.warehouse import build_demo_warehouse
 from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
@@ -112,3 +113,52 @@ def test_a_permanent_failure_fails_at_once_instead_of_going_up_for_retry(
         requests = sum(sandbox.stats()["requests"].values())
     assert dr.state == "failed" and ti.state == "failed" and ti.try_number == 1
     assert requests == 1  # one 401, no retry of the task
+
+
+def test_a_dry_run_publishes_no_asset_event_and_a_real_one_carries_the_counts(
+    dagbag: Any,
+    dag_runner: Callable[..., Any],
+    webengage_connection: Callable[..., None],
+    demo_warehouse: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)
+        monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
+        with caplog.at_level("INFO", logger="webengage.summary"):
+            dry = dag_runner(dagbag, "webengage_users_sync", {"dry_run": True})
+        assert dry.state == "success"
+        assert asset_events(dry.run_id, "webengage://users/") == []  # DAGs scheduled on it do not run
+        block = [r.getMessage() for r in caplog.records if r.name == "webengage.summary"]
+        assert block[0].startswith("== DRY RUN == webengage-sync users run") and "no asset event" in block[-1]
+
+        real = dag_runner(dagbag, "webengage_users_sync", {"dry_run": False})  # dag.test keeps the last conf
+        [extra] = asset_events(real.run_id, "webengage://users/")
+        summary = real.get_task_instances()[0].xcom_pull(task_ids="sync_users")
+    assert extra["accepted"] == summary["accepted"] == 300 and extra["dry_run"] is False
+    assert extra["run_id"] == real.run_id and "message" not in extra and "notes" not in extra
+    # The XCom is flat: one level of scalars (readable in the UI), nested counts as dotted keys.
+    assert all(not isinstance(v, dict | list) for v in summary.values())
+    assert summary["values_dropped_by_reason.invalid_phone"] > 0
+
+
+def test_a_nightly_run_with_nothing_to_send_still_fails_on_a_revoked_key(
+    dagbag: Any,
+    dag_runner: Callable[..., Any],
+    webengage_connection: Callable[..., None],
+    demo_warehouse: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with SandboxServer(SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)) as sandbox:
+        webengage_connection(url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000)
+        monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
+        assert dag_runner(dagbag, "webengage_users_sync").state == "success"
+        sandbox.update_config(api_key="rotated-key-5555")  # the connection's key is revoked; nothing changed
+        from airflow.dag_processing.dagbag import DagBag
+
+        fresh = DagBag(dag_folder=dagbag.dag_folder)
+        night = dag_runner(fresh, "webengage_users_sync")
+        stats = sandbox.stats()
+    assert night.state == "failed"
+    assert stats["requests"]["users"] == 1 and stats["violations"] == 0  # the one check, refused

@@ -53,6 +53,12 @@ def sandbox_settings(sandbox: Sandbox | str, warehouse: Path | str, key: str, **
     return Settings.from_mapping({**base, **values})
 
 
+def data_requests(stats: dict[str, Any]) -> int:
+    """HTTP requests that carried data: all the sandbox answered but the key checks of runs that had nothing to
+    send (an empty ``POST /users``, ``credential_checks``)."""
+    return sum(stats["requests"].values()) - int(stats["credential_checks"])
+
+
 def profiles(source: httpx.Client | SandboxServer) -> dict[str, Any]:
     """Every profile the sandbox holds, by user id (over HTTP with a client, else read from the store)."""
     if isinstance(source, httpx.Client):

@@ -14,7 +14,7 @@ from etl.pipelines import users
 from etl.state.store import StateStore
 from etl.warehouse.engine import make_engine
 from tests.helpers.runs import failed_delivery
-from tests.helpers.sandbox import sandbox_fixture, sandbox_settings
+from tests.helpers.sandbox import data_requests, sandbox_fixture, sandbox_settings
 from webengage_dev.sandbox import SandboxServer
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
@@ -86,10 +86,10 @@ def test_transient_failures_are_redriven_then_dead_then_reopened(sandbox: Sandbo
         summary = failed_delivery(run, settings)  # nothing accepted: the run is red
         assert summary["rejected_by_reason"] == {"transient_failure": 3}, attempt
         assert {s for _k, r, s in open_reasons(warehouse) if r == "transient_failure"} == {status}
-    requests_before = sum(sandbox.stats()["requests"].values())
+    requests_before = data_requests(sandbox.stats())
     gave_up = run(settings)
     assert gave_up["rejected_by_reason"] == {"dead_after_retries": 3} and gave_up["requests"] == 0
-    assert sum(sandbox.stats()["requests"].values()) == requests_before  # dead rows are not sent
+    assert data_requests(sandbox.stats()) == requests_before  # dead rows are not sent
     assert gave_up["extracted"] == gave_up["unchanged"] + gave_up["accepted"] + gave_up["rejected"]
 
     sandbox.update_config(error_5xx_rate=0.0)

@@ -107,7 +107,8 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         f"{events_again['requests']} requests; duplicate events seen by the sandbox: {stats['duplicate_events']}",
         "cohort members exported: " + ", ".join(f"{c['cohort']} {c['members']:,}" for c in cohort_summaries),
         f"profiles stored by the sandbox: {stats['users']:,}; HTTP requests it answered: "
-        f"{sum(stats['requests'].values()):,}; 429s: {stats['throttled']}",
+        f"{sum(stats['requests'].values()):,} ({stats['credential_checks']} of them key checks of runs with nothing "
+        f"to send); 429s: {stats['throttled']}",
         f"contract violations seen by the sandbox: {violations} {dict(stats['violations_by_rule']) or ''}",
     ]
     for line in lines:

@@ -144,6 +144,8 @@ async def _ingest(state: SandboxState, endpoint: str, request: Request) -> Respo
     body = await _read_body(request, cfg.max_body_bytes)
     if body is None:
         return error_response(413, "Request body too large")
+    if endpoint in ("users", "events") and body.strip() == b"{}":
+        store.record_credential_check()  # counted whatever the answer (limits and faults apply to it too)
 
     key = state.budget_key(endpoint)
     decision = state.limiter.check(key, time.monotonic())
@@ -235,6 +237,10 @@ def _items(cfg: SandboxConfig, endpoint: str, payload: Any, request_id: str | No
     if not isinstance(payload, dict):
         return _Items(error="Request body must be a JSON object")
     if endpoint in ("users", "events"):
+        if not payload:
+            # An empty object is the client's credential check (it carries no data): WebEngage's answer, no
+            # violation (etl.engine.credentials).
+            return _Items(error=_NO_ID)
         if not has_identity(payload):
             violation = Violation(endpoint, "missing_id", None, "userId and anonymousId are both empty")
             return _Items(violations=[_with_request(violation, request_id)], error=_NO_ID)

@@ -138,6 +138,9 @@ class _Stats:
     throttled: int = 0
     violations: int = 0
     deduplicated_requests: int = 0
+    #: Empty-object calls to /users or /events that passed auth: the client's credential check (answered 400
+    #: when nothing else intervenes; never a violation).
+    credential_checks: int = 0
     duplicate_events: int = 0
     first_request_at: float | None = None
     last_request_at: float | None = None
@@ -296,6 +299,10 @@ class SandboxStore:
                 self._stats.first_request_at = now
             self._stats.last_request_at = now
 
+    def record_credential_check(self) -> None:
+        with self._lock:
+            self._stats.credential_checks += 1
+
     def record_response(self, status: int) -> None:
         with self._lock:
             self._stats.responses[str(status)] += 1
@@ -389,6 +396,7 @@ class SandboxStore:
                 "violations": s.violations,
                 "violations_by_rule": dict(s.violations_by_rule),
                 "deduplicated_requests": s.deduplicated_requests,
+                "credential_checks": s.credential_checks,
                 "duplicate_events": s.duplicate_events,
                 "users": len(self._users),
                 "events": len(self._events),
