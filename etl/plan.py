@@ -50,6 +50,7 @@ def effective_rpm(settings: Settings, endpoint: Endpoint) -> float:
         "bulk-events": settings.bulk_events_rpm,
         "users": settings.users_rpm,
         "events": settings.events_rpm,
+        "opengdpr_requests": settings.gdpr_rpm,
     }[endpoint]
     if settings.shared_bulk_budget and endpoint in ("bulk-users", "bulk-events"):
         budget = min(settings.bulk_users_rpm, settings.bulk_events_rpm)
