@@ -160,6 +160,7 @@ class _Erasures:
         self.override_guard = override_guard
         self.open_rejects = run.store.open_reject_keys(PIPELINE)
         self.dead = run.store.dead_reject_keys(PIPELINE)
+        self.started = run.store.clock()  # requests submitted from now on are checked by the next run
 
     # -- replay ----------------------------------------------------------------------------------
     def replay(self) -> None:
@@ -281,7 +282,7 @@ class _Erasures:
     # -- status checks -----------------------------------------------------------------------------
     def check_statuses(self) -> None:
         """Ask WebEngage how earlier requests are doing (oldest-checked first, ``erasure_status_checks`` a run)."""
-        due = journal.to_check(self.store, self.settings.erasure_status_checks, skip_run=self.report.run_id)
+        due = journal.to_check(self.store, self.settings.erasure_status_checks, submitted_before=self.started)
         if not due:
             return
         client = self.run.client()

@@ -98,14 +98,14 @@ def unsettled_users(store: StateStore) -> set[str]:
     return found
 
 
-def to_check(store: StateStore, limit: int, *, skip_run: str = "") -> list[str]:
-    """Request ids whose WebEngage status is not final, least recently checked first (those journaled by
-    ``skip_run``, the current run, are left for the next one)."""
+def to_check(store: StateStore, limit: int, *, submitted_before: datetime) -> list[str]:
+    """Request ids whose WebEngage status is not final, least recently checked first (those submitted from
+    ``submitted_before`` on, by the current run, are left for the next one)."""
     if limit <= 0:
         return []
     query = (
         sa.select(REQUESTS.c.request_id)
-        .where(REQUESTS.c.status.in_(OPEN), REQUESTS.c.run_id != skip_run)
+        .where(REQUESTS.c.status.in_(OPEN), REQUESTS.c.submitted_at < submitted_before)
         .order_by(REQUESTS.c.checked_at.asc().nulls_first(), REQUESTS.c.submitted_at, REQUESTS.c.request_id)
         .limit(limit)
     )

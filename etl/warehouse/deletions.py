@@ -50,7 +50,8 @@ def source_select(mapping: UserMapping) -> tuple[sa.Select[Any], dict[str, Any],
     else:
         sql = load_sql(mapping.query)
         key = mapping.user_id
-        base = sa.text(sql)
+        named = [key, *([rules.column] if rules.column else [])]
+        base = sa.text(sql).columns(*(sa.column(c) for c in named))
         if ":as_of" in sql:
             params.setdefault("as_of", None)
         label = mapping.query
@@ -66,12 +67,13 @@ def list_select(mapping: UserMapping) -> tuple[sa.Select[Any], dict[str, Any], s
     rules = mapping.deletions
     if rules.table:
         schema, _, name = rules.table.rpartition(".")
-        base: Any = sa.table(name, sa.column(rules.user_id), schema=schema or None)
+        listing = sa.table(name, sa.column(rules.user_id), schema=schema or None)
+        base: Any = sa.select(listing.c[rules.user_id])
         label = f"deletions table {rules.table}"
         params: dict[str, Any] = {}
     elif rules.query:
         sql = load_sql(rules.query)
-        base = sa.text(sql)
+        base = sa.text(sql).columns(sa.column(rules.user_id))
         params = dict(mapping.params) if ":" in sql else {}
         label = rules.query
     else:

@@ -414,6 +414,9 @@ class WebEngageClient:
     def _terminal(self, request: SendRequest[Any], status: int | None, verdict: Verdict) -> TerminalAPIError:
         self._stats.add(terminal=1)
         shown = f"HTTP {status}" if status is not None else "no answer"
+        hint = verdict.hint
+        if request.endpoint in self._paths and status == 404:  # a configurable path may be the wrong one
+            hint = f"{hint}; or the path of this endpoint ({self.path_of(request.endpoint)}: WEBENGAGE_GDPR_PATH)"
         message = self._auth.scrub(
             f"{shown} (request_id={request.request_id}, items={request.items}): {verdict.message}"
         )
@@ -422,7 +425,7 @@ class WebEngageClient:
             message,
             status_code=status,
             endpoint=f"POST {self._settings.account_url}/{self.path_of(request.endpoint)}",
-            hint=verdict.hint,
+            hint=hint,
         )
 
 
