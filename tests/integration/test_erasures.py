@@ -223,7 +223,7 @@ def test_a_request_that_never_got_through_is_replayed_by_the_next_run(sandbox: S
     sandbox.update_config(gdpr_rpm=0, error_5xx_rate=0.0)
     # an account whose GDPR path differs: 404 is terminal (wrong license/host/path), nothing recorded as sent
     wrong = settings_for(sandbox, warehouse, gdpr_path="gdpr/v2/requests")
-    with pytest.raises(TerminalAPIError, match="404.*WEBENGAGE_GDPR_PATH"):
+    with pytest.raises(TerminalAPIError, match=r"404.*WEBENGAGE_GDPR_PATH"):
         erasures.run(wrong, mapping=mapping, run_id="erase-wrong-path")
     assert requests_by_status(warehouse) == {"journaled": 2}  # journaled before sending: replayed next
     summary = erasures.run(settings, mapping=mapping, run_id="erase-ok")

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -167,7 +168,7 @@ def routes(state: SandboxState) -> list[Any]:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from webengage_dev.sandbox.server import admit, error_response, json_response, parse_body
+    from webengage_dev.sandbox.server import admit, check_account, error_response, json_response, parse_body, throttle
     from webengage_dev.sandbox.validation import Violation
 
     store = state.store
@@ -179,12 +180,20 @@ def routes(state: SandboxState) -> list[Any]:
         return response
 
     async def _submit(request: Request) -> Response:
-        refused, headers = await admit(state, request, ENDPOINT)
+        # As the tracking endpoints: account, body, budget, then the latency (a client killed meanwhile
+        # has sent its whole body, and the request counts as received).
+        refused = check_account(state, request)
         if refused is not None:
             return refused
         payload, error = await parse_body(state, request)
         if error is not None:
-            return error_response(error[0], error[1], headers)
+            return error_response(*error)
+        throttled, headers = throttle(state, ENDPOINT)
+        if throttled is not None:
+            return throttled
+        delay = state.latency_s()
+        if delay:
+            await asyncio.sleep(delay)
         found = problems(payload)
         if found:
             rid = payload.get("subject_request_id") if isinstance(payload, dict) else None
