@@ -9,6 +9,11 @@ every accepted batch, so a retry or a re-run resends nothing that was accepted.
 **Trigger by hand**: *Trigger DAG* with `dry_run` to see what would be sent (nothing is sent), or
 `full_refresh` to re-send every user. The task's XCom `return_value` is the run summary; the log ends
 with a readable summary block. Connection: `webengage_default` (see README).
+
+**Erasures** (task `erase_deleted_users`, after the sync): with `deletions = "erase"` in the users mapping,
+each user synced before and deleted in the warehouse gets one GDPR erasure request (100/min), exactly once;
+pending requests are checked on later runs. More than `max_erasure_share` (1 %) of the synced users deleted
+at once stops the task before anything is sent: check the source, then trigger with `override_erasure_guard`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
-from webengage_common.assets import USERS_ASSET, counts_extra
+from webengage_common.assets import ERASURES_ASSET, USERS_ASSET, counts_extra
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
@@ -35,7 +40,13 @@ from webengage_common.params import dry_run_param, flag, flag_param, run_as_of
     max_active_runs=1,
     tags=["webengage", "reverse-etl"],
     doc_md=__doc__,
-    params={"dry_run": dry_run_param(), "full_refresh": flag_param("Re-send every user, changed or not.")},
+    params={
+        "dry_run": dry_run_param(),
+        "full_refresh": flag_param("Re-send every user, changed or not."),
+        "override_erasure_guard": flag_param(
+            "Send the erasures even when more than max_erasure_share of the synced users look deleted."
+        ),
+    },
 )
 def webengage_users_sync() -> None:
     @task(task_id="sync_users", multiple_outputs=False, outlets=[USERS_ASSET], doc_md=__doc__)
@@ -68,7 +79,31 @@ def webengage_users_sync() -> None:
         outlet_events[USERS_ASSET].extra = counts_extra(summary)
         return summary
 
-    sync_users()
+    @task(task_id="erase_deleted_users", multiple_outputs=False, outlets=[ERASURES_ASSET])
+    @fail_fast
+    def erase_deleted_users(
+        params: dict[str, Any],
+        run_id: str,
+        dag_run: Any,
+        data_interval_end: datetime | None = None,
+        outlet_events: Any = None,
+    ) -> dict[str, object]:
+        """GDPR erasure requests for users deleted in the warehouse (users mapping: deletions = "erase")."""
+        from etl.pipelines import erasures
+        from etl.report import render
+
+        summary = erasures.run(
+            WebEngageHook().get_settings(),
+            run_id=run_id,
+            as_of=run_as_of(params, data_interval_end, dag_run),
+            dry_run=flag(params, "dry_run"),
+            override_guard=flag(params, "override_erasure_guard"),
+        )
+        print(render(summary))
+        outlet_events[ERASURES_ASSET].extra = counts_extra(summary)
+        return summary
+
+    sync_users() >> erase_deleted_users()
 
 
 webengage_users_sync()

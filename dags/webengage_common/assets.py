@@ -14,6 +14,8 @@ from airflow.sdk import Asset, AssetAlias
 
 #: Profiles sent by ``webengage_users_sync``.
 USERS_ASSET = Asset("webengage://users")
+#: GDPR erasure requests of deleted users, sent by ``webengage_users_sync`` (task ``erase_deleted_users``).
+ERASURES_ASSET = Asset("webengage://erasures")
 #: Warehouse events sent by ``webengage_events_sync``.
 EVENTS_ASSET = Asset("webengage://events")
 #: Cohort attributes set by ``webengage_cohort_export`` and ``webengage_cohorts_sync``.
