@@ -25,6 +25,7 @@ from typing import Any
 from airflow.sdk import dag, task
 from webengage_common.assets import ERASURES_ASSET, USERS_ASSET, counts_extra
 from webengage_common.defaults import schedule, task_defaults
+from webengage_common.erasures import erase_deleted_users, erasure_guard_param
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import dry_run_param, flag, flag_param, run_as_of
@@ -43,9 +44,7 @@ from webengage_common.params import dry_run_param, flag, flag_param, run_as_of
     params={
         "dry_run": dry_run_param(),
         "full_refresh": flag_param("Re-send every user, changed or not."),
-        "override_erasure_guard": flag_param(
-            "Send the erasures even when more than max_erasure_share of the synced users look deleted."
-        ),
+        "override_erasure_guard": erasure_guard_param(),
     },
 )
 def webengage_users_sync() -> None:
@@ -79,31 +78,8 @@ def webengage_users_sync() -> None:
         outlet_events[USERS_ASSET].extra = counts_extra(summary)
         return summary
 
-    @task(task_id="erase_deleted_users", multiple_outputs=False, outlets=[ERASURES_ASSET])
-    @fail_fast
-    def erase_deleted_users(
-        params: dict[str, Any],
-        run_id: str,
-        dag_run: Any,
-        data_interval_end: datetime | None = None,
-        outlet_events: Any = None,
-    ) -> dict[str, object]:
-        """GDPR erasure requests for users deleted in the warehouse (users mapping: deletions = "erase")."""
-        from etl.pipelines import erasures
-        from etl.report import render
-
-        summary = erasures.run(
-            WebEngageHook().get_settings(),
-            run_id=run_id,
-            as_of=run_as_of(params, data_interval_end, dag_run),
-            dry_run=flag(params, "dry_run"),
-            override_guard=flag(params, "override_erasure_guard"),
-        )
-        print(render(summary))
-        outlet_events[ERASURES_ASSET].extra = counts_extra(summary)
-        return summary
-
-    sync_users() >> erase_deleted_users()
+    erase = task(task_id="erase_deleted_users", outlets=[ERASURES_ASSET])(fail_fast(erase_deleted_users))
+    sync_users() >> erase()
 
 
 webengage_users_sync()

@@ -10,15 +10,14 @@ from typing import Final, ParamSpec, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from etl.errors import ConfigError, QueryError, TerminalAPIError
+from etl.errors import ConfigError, GuardStop, QueryError, TerminalAPIError
 from etl.report import InvariantError
-from etl.transform.cohorts import GuardError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Retrying cannot fix these: the next attempt would fail the same way (and cost requests).
-PERMANENT: Final = (TerminalAPIError, ConfigError, QueryError, GuardError, InvariantError)
+PERMANENT: Final = (TerminalAPIError, ConfigError, QueryError, GuardStop, InvariantError)
 _CONN = "the Airflow connection webengage_default"
 #: Environment wording -> connection wording (longest first: the combined one before its parts).
 _WORDING: Final = (

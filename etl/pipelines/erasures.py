@@ -25,7 +25,7 @@ from etl.config import Settings
 from etl.engine.delivery import Checkpoints, Grouping, Request, Result, batch_of, count_only, counted, deliver
 from etl.engine.frame import Progress, Run, WallClock, execute, system_now
 from etl.engine.rejects import ROW, RejectKind, RejectRow, classify
-from etl.errors import DeliveryError, WebEngageSyncError
+from etl.errors import DeliveryError, GuardStop
 from etl.load.batching import Batch, Item
 from etl.mappings.users import UserMapping
 from etl.pipelines.users import load_mapping
@@ -50,7 +50,7 @@ STATE_GROUP: Final = 1
 DELETED_USER: Final = "deleted_user"
 
 
-class ErasureGuardError(WebEngageSyncError):
+class ErasureGuardError(GuardStop):
     """Too many synced users look deleted at once (a broken source query?); nothing was sent."""
 
     def __init__(self, deleted: int, synced: int, max_share: float) -> None:
