@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from typing import Any, Final
 
 import httpx
@@ -24,7 +25,7 @@ import pandas as pd
 from etl.config import Settings
 from etl.engine.delivery import Checkpoints, Grouping, Request, Result, batch_of, count_only, counted, deliver
 from etl.engine.frame import Progress, Run, WallClock, execute, system_now
-from etl.engine.rejects import ROW, RejectKind, RejectRow, classify
+from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, classify
 from etl.errors import DeliveryError, GuardStop
 from etl.load.batching import Batch, Item
 from etl.mappings.users import UserMapping
@@ -167,7 +168,7 @@ class _Erasures:
     # -- replay ----------------------------------------------------------------------------------
     def replay(self) -> None:
         """Re-send every journaled or refused request with its id and bytes, before anything new."""
-        entries = [e for e in journal.unsettled(self.store) if e.user_id not in self.dead]
+        entries = [e for e in journal.unsettled(self.store, journal.JOURNALED) if e.user_id not in self.dead]
         if entries:
             log.info("replaying %d journaled erasure requests with their request ids", len(entries))
             self.tally.replayed += len(entries)
@@ -192,27 +193,35 @@ class _Erasures:
         for _, rules in deleted.values():
             for rule in rules.split(","):
                 tally.detected_by[rule] += 1
-        # Users whose request is journaled are the replay's (never a second request); dead ones wait for
-        # `rejects retry`.
-        waiting = journal.unsettled_users(self.store)
-        fresh = {}
+        # Users whose request is journaled are the replay's (never a second request); refused ones are sent
+        # again as they were (same id and bytes) while still deleted; dead ones wait for `rejects retry`.
+        waiting = {e.user_id for e in journal.unsettled(self.store, journal.JOURNALED)}
+        refused = {e.user_id: e for e in journal.unsettled(self.store, journal.REJECTED)}
+        fresh: dict[str, tuple[str, str]] = {}
+        again: list[journal.Journaled] = []
         for user_id, (accepted_at, rules) in sorted(deleted.items()):
             if user_id in waiting:
                 report.unchanged += 1
             elif user_id in self.dead:
-                report.rejected["dead_after_retries"] += 1
+                report.rejected[Reason.DEAD_AFTER_RETRIES.value] += 1
+            elif user_id in refused:
+                again.append(refused[user_id])
             else:
                 fresh[user_id] = (gdpr.subject_request_id(user_id, _version(accepted_at)), rules)
         known = journal.known_request_ids(self.store, [rid for rid, _ in fresh.values()])
         report.unchanged += sum(1 for rid, _ in fresh.values() if rid in known)
         fresh = {u: v for u, v in fresh.items() if v[0] not in known}
-        self._guard(len(fresh))
-        requests = (self._new_request(user_id, rid) for user_id, (rid, _) in fresh.items())
+        self._guard(len(fresh) + len(again))
+        requests = chain(
+            (_request(e) for e in again), (self._new_request(user_id, rid) for user_id, (rid, _) in fresh.items())
+        )
         if self.run.dry_run:
             count_only(requests, report)
             return
         detected = {user_id: rules for user_id, (_, rules) in fresh.items()}
-        self._deliver(counted(requests, report), replay=False, detected=detected)
+        self._deliver(
+            counted(requests, report), replay=False, detected=detected, journaled={e.request_id for e in again}
+        )
 
     def _guard(self, deleting: int) -> None:
         synced = self.tally.synced_users
@@ -235,13 +244,25 @@ class _Erasures:
 
     # -- delivery --------------------------------------------------------------------------------
     def _deliver(
-        self, requests: Iterator[Request] | list[Request], *, replay: bool, detected: dict[str, str] | None = None
+        self,
+        requests: Iterator[Request] | list[Request],
+        *,
+        replay: bool,
+        detected: dict[str, str] | None = None,
+        journaled: set[str] | None = None,
     ) -> None:
-        """Journal (fresh requests only) -> send -> confirm, for fresh or replayed requests."""
+        """Journal (new requests only: not replays, not ``journaled`` ids) -> send -> confirm."""
         store, run_id = self.store, self.report.run_id
+        known = journaled or set()
 
         def write_ahead(batch: list[Request]) -> None:
-            entries = [journal.Journaled(request_id=str(r.request_id), user_id=_user(r), body=r.body) for r in batch]
+            entries = [
+                journal.Journaled(request_id=str(r.request_id), user_id=_user(r), body=r.body)
+                for r in batch
+                if r.request_id not in known
+            ]
+            if not entries:
+                return
             with store.transaction() as conn:
                 journal.journal(conn, entries, detected_by=detected or {}, run_id=run_id, now=store.clock())
 

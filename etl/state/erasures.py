@@ -4,8 +4,9 @@ go out exactly once, the removal of an erased user's sync state, and the statuse
 1. before a request is sent, its exact body is journaled (``journaled``);
 2. when WebEngage accepts it, in one transaction: the request becomes ``submitted`` and the user's rows
    in ``we_user_state``, ``we_cohort_members`` and the profile sync's rejects are deleted;
-3. every run first replays what is still ``journaled`` or ``rejected``, with the same ``subject_request_id``
-   and bytes, so a crash between WebEngage's acceptance and step 2 ends in one request, not two.
+3. every run first replays what is still ``journaled``, with the same ``subject_request_id`` and bytes, so
+   a crash between WebEngage's acceptance and step 2 ends in one request, not two. A ``rejected`` request
+   (refused, so nothing happened there) is sent again, as it is, only while its user is still deleted.
 
 Reads take the :class:`~etl.state.store.StateStore`; writes take a connection inside its ``transaction()``.
 """
@@ -43,7 +44,7 @@ TABLES: Final = ("we_erasure_requests",)
 JOURNALED: Final = "journaled"
 REJECTED: Final = "rejected"
 SUBMITTED: Final = "submitted"
-#: Sent but not confirmed (or refused): replayed, as they are, by the next run.
+#: Not accepted yet: journaled (replayed by the next run) or refused (sent again while the user is deleted).
 UNSETTLED: Final = (JOURNALED, REJECTED)
 #: Accepted by WebEngage and not final there yet: their status is checked on later runs.
 OPEN: Final = (SUBMITTED, "pending", "in_progress", "unknown")
@@ -79,23 +80,16 @@ def known_request_ids(store: StateStore, request_ids: Sequence[str]) -> set[str]
     return found
 
 
-def unsettled(store: StateStore) -> list[Journaled]:
-    """Requests journaled (or refused) and not accepted yet, oldest first."""
+def unsettled(store: StateStore, status: str) -> list[Journaled]:
+    """Requests of ``status`` (``journaled``: maybe sent, never confirmed; ``rejected``: refused), oldest first."""
     query = (
         sa.select(REQUESTS.c.request_id, REQUESTS.c.user_id, REQUESTS.c.body)
-        .where(REQUESTS.c.status.in_(UNSETTLED))
+        .where(REQUESTS.c.status == status)
         .order_by(REQUESTS.c.created_at, REQUESTS.c.request_id)
     )
     rows = store.conn.execute(query).all()
     store.conn.commit()
     return [Journaled(request_id=str(r[0]), user_id=str(r[1]), body=str(r[2]).encode("utf-8")) for r in rows]
-
-
-def unsettled_users(store: StateStore) -> set[str]:
-    query = sa.select(REQUESTS.c.user_id).where(REQUESTS.c.status.in_(UNSETTLED))
-    found = {str(r) for r in store.conn.execute(query).scalars()}
-    store.conn.commit()
-    return found
 
 
 def to_check(store: StateStore, limit: int, *, submitted_before: datetime) -> list[str]:
@@ -190,7 +184,8 @@ def confirm(conn: Connection, *, request_ids: Sequence[str], user_ids: Sequence[
 
 
 def mark_rejected(conn: Connection, *, request_id: str, message: str) -> None:
-    """WebEngage refused the request (nothing recorded there): replayed by later runs until its reject dies."""
+    """WebEngage refused the request (nothing recorded there): sent again by later runs while its user is
+    still deleted, until its reject dies."""
     conn.execute(
         sa.update(REQUESTS)
         .where(REQUESTS.c.request_id == request_id, REQUESTS.c.status.in_(UNSETTLED))

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from etl.cli import app
 from etl.config import Settings
-from etl.errors import TerminalAPIError
+from etl.errors import DeliveryError, TerminalAPIError
 from etl.mappings.users import UserMapping, user_mapping_from_dict
 from etl.pipelines import erasures, users
 from etl.plan import plan, render_plan
@@ -225,9 +225,11 @@ def test_a_request_that_never_got_through_is_replayed_by_the_next_run(sandbox: S
     wrong = settings_for(sandbox, warehouse, gdpr_path="gdpr/v2/requests")
     with pytest.raises(TerminalAPIError, match=r"404.*WEBENGAGE_GDPR_PATH"):
         erasures.run(wrong, mapping=mapping, run_id="erase-wrong-path")
-    assert requests_by_status(warehouse) == {"journaled": 2}  # journaled before sending: replayed next
+    # the first request was journaled before it went (it stops the run): replayed next, the other sent fresh
+    assert requests_by_status(warehouse) == {"journaled": 1}
     summary = erasures.run(settings, mapping=mapping, run_id="erase-ok")
-    assert summary["replayed_requests"] == 2 and summary["replayed_accepted"] == 2 and summary["sent"] == 0
+    assert summary["replayed_requests"] == 1 and summary["replayed_accepted"] == 1
+    assert summary["sent"] == summary["accepted"] == summary["extracted"] == 1  # the replayed one is gone from state
     assert sorted(r["user_id"] for r in gdpr(sandbox)) == ids[:2]
     assert requests_by_status(warehouse) == {"submitted": 2}
 
@@ -271,3 +273,31 @@ def test_postgres_warehouse_and_state(sandbox: SandboxServer, pg_db: str, tmp_pa
     assert statuses == {"submitted": 3}
     again = erasures.run(settings, mapping=mapping, run_id="pg-erase-2")
     assert again["sent"] == 0 and again["statuses_seen"] == {"completed": 3}
+
+
+def test_a_refused_request_is_sent_again_only_while_its_user_is_deleted(
+    sandbox: SandboxServer, warehouse: Path
+) -> None:
+    mapping = mapping_with(mode="erase")
+    settings = settings_for(sandbox, warehouse)
+    ids = synced(sandbox, warehouse, settings, mapping)
+    gone = ids[:3]
+    with duckdb.connect(str(warehouse)) as con:
+        kept = con.execute("SELECT * FROM users WHERE user_id = ?", [gone[0]]).fetchall()
+    delete_rows(warehouse, gone)
+    # A path whose endpoint answers 400 to this body: every request refused (nothing happened there).
+    refusing = settings_for(sandbox, warehouse, gdpr_path="bulk-users")
+    with pytest.raises(DeliveryError, match="delivered nothing"):
+        erasures.run(refusing, mapping=mapping, run_id="erase-refused")
+    assert requests_by_status(warehouse) == {"rejected": 3} and gdpr(sandbox) == []
+    assert user_state_ids(warehouse) >= set(gone)  # refused: the state stays
+    with duckdb.connect(str(warehouse)) as con:  # one of them comes back before the next run
+        con.executemany("INSERT INTO users VALUES (" + ", ".join("?" * len(kept[0])) + ")", kept)
+
+    summary = erasures.run(settings, mapping=mapping, run_id="erase-again")
+    assert summary["accepted"] == 2 and summary["extracted"] == 2
+    assert sorted(r["user_id"] for r in gdpr(sandbox)) == gone[1:]
+    assert requests_by_status(warehouse) == {"rejected": 1, "submitted": 2}
+    with StateStore(make_engine(duck(warehouse))) as store:
+        groups = {(g["pipeline"], g["status"]): g["rows"] for g in store.reject_groups("erasures")}
+    assert groups == {("erasures", "open"): 1}  # the user who came back: its refusal stays on record
