@@ -301,3 +301,18 @@ def test_a_refused_request_is_sent_again_only_while_its_user_is_deleted(
     with StateStore(make_engine(duck(warehouse))) as store:
         groups = {(g["pipeline"], g["status"]): g["rows"] for g in store.reject_groups("erasures")}
     assert groups == {("erasures", "open"): 1}  # the user who came back: its refusal stays on record
+
+
+def test_segment_preset_users_absent_from_segment_users(sandbox: SandboxServer, warehouse: Path) -> None:
+    mapping = user_mapping_from_dict(
+        {"source": {"preset": "segment", "segment_schema": "segment"}, "deletions": "erase"}
+    )
+    settings = settings_for(sandbox, warehouse)
+    users.run(settings, mapping=mapping, run_id="seg-users")
+    ids = sorted(user_state_ids(warehouse))
+    assert len(ids) > 100
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("DELETE FROM segment.users WHERE id IN (SELECT unnest(?))", [ids[:2]])
+    summary = erasures.run(settings, mapping=mapping, run_id="seg-erase")
+    assert summary["accepted"] == 2 and summary["detected_by"] == {"absent": 2}
+    assert sorted(r["user_id"] for r in gdpr(sandbox)) == ids[:2]
