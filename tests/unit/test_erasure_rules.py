@@ -114,3 +114,13 @@ def test_erasure_settings() -> None:
         with pytest.raises(ConfigError):
             Settings.from_mapping(bad, credentials=False)
     assert Settings.from_env({"WEBENGAGE_MAX_ERASURE_SHARE": "0.05"}, credentials=False).max_erasure_share == 0.05
+
+
+def test_the_gdpr_endpoint_has_its_own_budget_and_a_configurable_path() -> None:
+    from etl.webengage.client import WebEngageClient
+
+    options = ClientOptions(license_code="~1", api_key=_Key(), gdpr_rpm=100, gdpr_path="/gdpr/v2/")
+    with WebEngageClient(options) as client:
+        assert client.budgets.rate_per_s("opengdpr_requests") == pytest.approx(100 / 60 * 0.98)
+        assert client.budgets["opengdpr_requests"] is not client.budgets["users"]
+        assert client.path_of("opengdpr_requests") == "gdpr/v2" and client.path_of("users") == "users"
