@@ -167,7 +167,8 @@ class _Erasures:
 
     # -- replay ----------------------------------------------------------------------------------
     def replay(self) -> None:
-        """Re-send every journaled or refused request with its id and bytes, before anything new."""
+        """Re-send every journaled (maybe sent, never confirmed) request with its id and bytes, before anything
+        new, whatever the source says now: it may already have reached WebEngage."""
         entries = [e for e in journal.unsettled(self.store, journal.JOURNALED) if e.user_id not in self.dead]
         if entries:
             log.info("replaying %d journaled erasure requests with their request ids", len(entries))
