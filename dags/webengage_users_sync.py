@@ -12,6 +12,11 @@ run); the XCom `return_value` is the flat summary; a run that could send publish
 `webengage://users` with the counts in the event's extra (a dry run publishes none, so DAGs scheduled on it
 do not run). A run with nothing to send still checks the API key with one call that carries no data.
 Connection: `webengage_default` (see README).
+
+**Erasures** (task `erase_deleted_users`, after the sync): with `deletions = "erase"` in the users mapping,
+each user synced before and deleted in the warehouse gets one GDPR erasure request (100/min), exactly once;
+pending requests are checked on later runs. More than `max_erasure_share` (1 %) of the synced users deleted
+at once stops the task before anything is sent: check the source, then trigger with `override_erasure_guard`.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import dag, task
-from webengage_common.assets import USERS_ALIAS, USERS_ASSET
+from webengage_common.assets import ERASURES_ALIAS, USERS_ALIAS, USERS_ASSET
 from webengage_common.defaults import schedule, task_defaults
+from webengage_common.erasures import erase_deleted_users
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
 from webengage_common.params import flag, run_as_of, users_params
@@ -69,7 +75,8 @@ def webengage_users_sync() -> None:
         )
         return finish(summary, outlet_events=outlet_events, alias=USERS_ALIAS, assets=[USERS_ASSET])
 
-    sync_users()
+    erase = task(task_id="erase_deleted_users", outlets=[ERASURES_ALIAS])(fail_fast(erase_deleted_users))
+    sync_users() >> erase()
 
 
 webengage_users_sync()

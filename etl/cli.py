@@ -24,6 +24,7 @@ from etl.cli_common import (
     setup_logging,
     table_console,
 )
+from etl.cli_erasures import erasures_app
 from etl.cli_events import events_app
 from etl.cli_webhooks import webhooks_app
 from etl.errors import WebEngageSyncError
@@ -38,6 +39,7 @@ sync_app = typer.Typer(help="Run one sync now.", no_args_is_help=True)
 app.add_typer(sync_app, name="sync")
 app.add_typer(cohort_app, name="cohort")
 sync_app.add_typer(events_app)
+sync_app.add_typer(erasures_app)
 app.add_typer(webhooks_app, name="webhooks")
 
 
@@ -97,6 +99,9 @@ def plan(
     end: Annotated[str, typer.Option(help="Events window end (ISO).")] = "",
     users: Annotated[bool, typer.Option("--users/--no-users", help="Plan the profile sync.")] = True,
     cohorts: Annotated[bool, typer.Option("--cohorts/--no-cohorts", help="Plan the dynamic cohorts.")] = True,
+    erasures: Annotated[
+        bool, typer.Option("--erasures/--no-erasures", help='Plan erasures (users mapping: deletions = "erase").')
+    ] = True,
     as_of: Annotated[str, typer.Option("--as-of", help=AS_OF_HELP + " Bound as the cohorts' :as_of.")] = "",
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -115,7 +120,9 @@ def plan(
     settings = load_settings(credentials=False)
     window = (parse_instant(start, option="--start"), parse_instant(end, option="--end")) if start and end else None
     try:
-        lines = make_plan(settings, users=users, cohorts=cohorts, events_window=window, as_of=instant)
+        lines = make_plan(
+            settings, users=users, cohorts=cohorts, events_window=window, as_of=instant, erasures=erasures
+        )
     except WebEngageSyncError as exc:
         raise fail("plan", exc) from None
     typer.echo(render_plan(lines, settings))
@@ -270,6 +277,11 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id from `webenga
             console.print(escape(f"{r['pipeline']} run {run_id}: {r['status']} {r['message'] or ''}"))
             continue
         console.print(render(summary), highlight=False, soft_wrap=True)
+        if r["pipeline"] == "erasures":
+            from etl.report_erasures import render_requests
+
+            with _store() as store:
+                console.print(render_requests(store, run_id), highlight=False, soft_wrap=True)
 
 
 rejects_app = typer.Typer(help="Rejected rows and values.", invoke_without_command=True)

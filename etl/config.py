@@ -110,6 +110,8 @@ class Settings(SettingsModel):
     bulk_events_rpm: Number = 500
     users_rpm: Number = 5000
     events_rpm: Number = 5000
+    #: GDPR requests (erasures of deleted users, and their status checks): WebEngage's default 100/min.
+    gdpr_rpm: Number = 100
     #: Whether /bulk-users and /bulk-events draw from one budget (unconfirmed by WebEngage).
     shared_bulk_budget: Flag = False
     #: This process's share of the account budget when several Airflow tasks send at once (e.g. 1/slots of
@@ -172,6 +174,13 @@ class Settings(SettingsModel):
     #: Events whose time is more than this many seconds after the run's clock are rejected
     #: (``event_time_in_future``): WebEngage would keep them, dated years ahead, forever.
     event_future_tolerance_s: Number = 86_400.0
+    #: Path of WebEngage's GDPR endpoint under ``/v1/accounts/{license}/`` (status checks: ``<path>/<request id>``).
+    gdpr_path: Text = "opengdpr_requests"
+    #: Erasure guard: a run that finds more than this share of the synced users deleted stops before sending any
+    #: erasure (a broken source query must not erase the customer base); override per run or raise it.
+    max_erasure_share: Number = 0.01
+    #: Status checks of pending erasure requests per run (on the GDPR budget; the oldest-checked first).
+    erasure_status_checks: Int = 100
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
@@ -283,6 +292,7 @@ def env_var_for(setting: str) -> str:
 _LICENSE_CODE = re.compile(r"[A-Za-z0-9~_-]{1,64}")
 _FLOAT_CODE = re.compile(r"[0-9]+\.[0-9]*|[0-9.]+[eE][+-]?[0-9]+")
 #: ``in~58adcc11``, ``ksa~~47b66537``: a prefix that appears to name the data centre (unconfirmed by WebEngage).
+_GDPR_PATH = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 _DC_PREFIX = re.compile(r"(in|ksa)~", re.IGNORECASE)
 
 
@@ -336,6 +346,7 @@ def _validate(s: Settings) -> None:
         "bulk_events_rpm",
         "users_rpm",
         "events_rpm",
+        "gdpr_rpm",
         "burst_seconds",
         "connect_timeout_s",
         "read_timeout_s",
@@ -369,6 +380,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError("max_retries/concurrency/max_throttle_wait_s", "must not be negative")
     if s.max_batch_bytes < 1024:
         raise ConfigError("max_batch_bytes", "must be at least 1024 bytes")
+    if not 0 <= s.max_erasure_share <= 1:
+        raise ConfigError("max_erasure_share", "must be in [0, 1] (0: every deletion needs an override)")
+    if s.erasure_status_checks < 0:
+        raise ConfigError("erasure_status_checks", "must not be negative")
+    if not _GDPR_PATH.fullmatch(s.gdpr_path):
+        raise ConfigError("gdpr_path", "a relative path such as opengdpr_requests (letters, digits, _, -, /)")
     if s.event_future_tolerance_s < 0:
         raise ConfigError("event_future_tolerance_s", "must not be negative")
     if not s.accepted_statuses:

@@ -50,6 +50,11 @@ class QueryError(WebEngageSyncError):
         )
 
 
+class GuardStop(WebEngageSyncError):
+    """A blast-radius guard stopped the run before it sent anything (too many cohort exits, too many
+    deletions): a person decides, so retrying is pointless until someone overrides or fixes the source."""
+
+
 class DeliveryError(WebEngageSyncError):
     """The run finished its work, but WebEngage accepted none of what it sent, or refused more than
     ``max_reject_share`` of it: the run is failed (red task, non-zero exit) so that someone looks. Carries the

@@ -4,6 +4,7 @@ takes at the configured rate limits — computed by dry runs, so the figures are
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class PlanLine:
     endpoint: Endpoint
     rpm: float
     rejects: dict[str, int] = field(default_factory=dict)
+    warning: str = ""
 
     @property
     def minutes(self) -> float:
@@ -50,6 +52,7 @@ def effective_rpm(settings: Settings, endpoint: Endpoint) -> float:
         "bulk-events": settings.bulk_events_rpm,
         "users": settings.users_rpm,
         "events": settings.events_rpm,
+        "opengdpr_requests": settings.gdpr_rpm,
     }[endpoint]
     if settings.shared_bulk_budget and endpoint in ("bulk-users", "bulk-events"):
         budget = min(settings.bulk_users_rpm, settings.bulk_events_rpm)
@@ -88,8 +91,10 @@ def plan(
     events_window: tuple[datetime, datetime] | None = None,
     as_of: datetime,
     clock: Callable[[], datetime] | None = None,
+    erasures: bool = True,
 ) -> list[PlanLine]:
-    """Dry-run each selected pipeline (nothing is sent or written but the run history) and plan it."""
+    """Dry-run each selected pipeline (nothing is sent or written but the run history) and plan it. Erasures
+    are planned when the users mapping says ``deletions = "erase"``."""
     from etl.pipelines import cohorts as cohort_pipeline
     from etl.pipelines import users as users_pipeline
 
@@ -98,6 +103,14 @@ def plan(
     if users:
         summary = users_pipeline.run(settings, dry_run=True, window=(None, as_of), **extra)
         lines.append(line_from_summary(summary, settings=settings, noun="changed users", endpoint="bulk-users"))
+    if erasures and users_pipeline.load_mapping(settings).deletions.erase:
+        from etl.pipelines import erasures as erasure_pipeline
+
+        summary = erasure_pipeline.run(settings, dry_run=True, as_of=as_of, **extra)
+        line = line_from_summary(summary, settings=settings, noun="deleted users", endpoint="opengdpr_requests")
+        if summary.get("guard"):
+            line = dataclasses.replace(line, warning=f"a real run stops here (guard): {summary['guard']}")
+        lines.append(line)
     if events_window is not None:
         from etl.pipelines import events as events_pipeline
 
@@ -122,6 +135,8 @@ def render_plan(lines: list[PlanLine], settings: Settings) -> str:
     for line in lines:
         if line.rejects:
             out.append(f"  {line.pipeline} would reject: " + ", ".join(f"{r} {n:,}" for r, n in line.rejects.items()))
+        if line.warning:
+            out.append(f"  {line.pipeline}: {line.warning}")
     total = total_minutes(lines, settings)
     out.append(f"total: {sum(x.requests for x in lines):,} requests, about {_duration(total)} at the configured limits")
     if settings.max_run_minutes and total > settings.max_run_minutes:
@@ -137,7 +152,7 @@ def eta_warning(settings: Settings, *, as_of: datetime, clock: Callable[[], date
     the check is off). Costs one extra read of the source, so it only runs when the setting is set."""
     if not settings.max_run_minutes:
         return None
-    [line] = plan(settings, users=True, cohorts=False, as_of=as_of, clock=clock)
+    [line] = plan(settings, users=True, cohorts=False, erasures=False, as_of=as_of, clock=clock)
     if line.minutes <= settings.max_run_minutes:
         return None
     return (

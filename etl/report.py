@@ -98,6 +98,10 @@ def render(summary: dict[str, Any]) -> str:
     """A readable block for task logs and the CLI (counts only: no personal data), for any sync's summary."""
     if str(summary.get("pipeline", "")).startswith("cohort:"):
         return _render_cohort(summary)
+    if summary.get("pipeline") == "erasures" and "deletions" in summary:
+        from etl.report_erasures import render_summary  # the erasure run's own lines
+
+        return render_summary(summary)
     verb = "would send" if summary.get("dry_run") else "sent"
     lines = [
         f"{_opening(summary)} webengage-sync {summary['pipeline']} run {summary['run_id']}: "

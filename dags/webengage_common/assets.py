@@ -17,6 +17,9 @@ from airflow.sdk import Asset, AssetAlias
 #: Profiles sent by ``webengage_users_sync``.
 USERS_ASSET = Asset("webengage://users")
 USERS_ALIAS = AssetAlias("webengage-users")
+#: GDPR erasure requests of deleted users, sent by ``webengage_users_sync`` (task ``erase_deleted_users``).
+ERASURES_ASSET = Asset("webengage://erasures")
+ERASURES_ALIAS = AssetAlias("webengage-erasures")
 #: Warehouse events sent by ``webengage_events_sync``.
 EVENTS_ASSET = Asset("webengage://events")
 EVENTS_ALIAS = AssetAlias("webengage-events")

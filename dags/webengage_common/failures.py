@@ -11,9 +11,8 @@ from typing import Final, ParamSpec, TypeVar
 from airflow.sdk.exceptions import AirflowFailException
 
 from etl.airflow.wording import airflow_wording
-from etl.errors import ConfigError, QueryError, TerminalAPIError
+from etl.errors import ConfigError, GuardStop, QueryError, TerminalAPIError
 from etl.report import InvariantError
-from etl.transform.cohorts import GuardError
 
 __all__ = ["PERMANENT", "airflow_wording", "fail_fast"]
 
@@ -21,7 +20,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Retrying cannot fix these: the next attempt would fail the same way (and cost requests).
-PERMANENT: Final = (TerminalAPIError, ConfigError, QueryError, GuardError, InvariantError)
+PERMANENT: Final = (TerminalAPIError, ConfigError, QueryError, GuardStop, InvariantError)
 
 
 def fail_fast(task: Callable[P, R]) -> Callable[P, R]:

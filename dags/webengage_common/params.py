@@ -90,6 +90,10 @@ def users_params() -> dict[str, Param]:
     return {
         "dry_run": dry_run_param(),
         "full_refresh": flag_param("Re-send every user, changed or not.", title="Full refresh"),
+        "override_erasure_guard": flag_param(
+            "Send the erasures even when more than max_erasure_share of the synced users look deleted.",
+            title="Override the erasure guard",
+        ),
     }
 
 

@@ -118,6 +118,9 @@ class Run:
         self._client: WebEngageClient | None = None
         self._warehouse: Engine | None = None
         self._last_beat = time.monotonic()
+        #: False when the run had nothing it could ever send (e.g. a sync switched off in its mapping): no
+        #: credential check then, since the run never needed the key.
+        self.sends = True
 
     @property
     def dry_run(self) -> bool:
@@ -158,7 +161,7 @@ class Run:
         :mod:`etl.engine.credentials`), so a revoked key fails the run even when nothing changed."""
         from etl.engine.credentials import verify_credentials
 
-        if self.dry_run or not self.settings.verify_credentials:
+        if self.dry_run or not self.sends or not self.settings.verify_credentials:
             return
         if self._client is not None and self._client.stats.requests:
             return

@@ -42,6 +42,7 @@ from etl.mappings.base import (
     read_toml,
     validate,
 )
+from etl.mappings.deletions import DeletionMode, DeletionRules, Deletions, rules_of
 from etl.resources import DEFAULT_USERS_MAPPING, user_file
 from etl.transform.formats.names import sanitize_attribute_name
 
@@ -130,6 +131,7 @@ class UserMapping:
     system: Mapping[str, str] = field(default_factory=dict)  # WebEngage field -> column
     attributes: tuple[AttributeSpec, ...] = ()
     renamed: Mapping[str, str] = field(default_factory=dict)  # source name -> WebEngage name
+    deletions: DeletionRules = field(default_factory=DeletionRules)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -229,6 +231,10 @@ class UsersFile(FileModel):
         default_factory=dict,
         description='column = attribute name, or column = { name = "...", type = "number" } (both optional)',
     )
+    deletions: DeletionMode | Deletions = Field(
+        default="ignore",
+        description='users deleted in the warehouse: "ignore" (default), "erase", or a [deletions] table',
+    )
     system: dict[str, str] | None = Field(
         default=None,
         description="old spelling (field = column): use [system_attributes]",
@@ -278,6 +284,7 @@ def user_mapping_from_dict(doc: Mapping[str, Any], *, origin: str = "mapping") -
         system=system,
         attributes=attributes,
         renamed=renamed,
+        deletions=rules_of(file.deletions),
     )
 
 

@@ -106,6 +106,10 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
     chunks = read_chunks(
         run.warehouse(), stmt, params, chunk_rows=mapping.chunk_rows, order_key=mapping.user_id, label=label
     )
+    if mapping.deletions.erase:  # users marked deleted are erased, never upserted (that would re-create them)
+        from etl.pipelines.erasures import skip_deleted
+
+        chunks = skip_deleted(chunks, mapping, run.warehouse(), report)
     registry = store.registry("users")
     null_tokens = garbage.null_tokens(settings.null_tokens)
     types: dict[str, AttrType] | None = None

@@ -465,6 +465,7 @@ STATE_TABLES: Final = (
     "we_cohort_events",
     "we_event_ledger",
     "we_event_outbox",
+    "we_erasure_requests",
 )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from etl.errors import WebEngageSyncError
+from etl.errors import GuardStop
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,7 +25,7 @@ EXITED_EVENT: Final = "Cohort Exited"
 EVENT_NAMES: Final[dict[Transition, str]] = {"entered": ENTERED_EVENT, "exited": EXITED_EVENT}
 
 
-class GuardError(WebEngageSyncError):
+class GuardError(GuardStop):
     """A sync would flip too many members to ``false`` at once; nothing was sent."""
 
     def __init__(self, cohort: str, reason: str) -> None:

@@ -23,6 +23,7 @@ from etl.webengage.models import (
     ENDPOINTS,
     ClientStats,
     Endpoint,
+    Fetched,
     K,
     Outcome,
     SendRequest,
@@ -66,6 +67,8 @@ class WebEngageClient:
         # primary endpoint -> the endpoint an OverflowLane mixes into its streams.
         self._overflow: dict[Endpoint, Endpoint] = {}
         self._stats = ClientStats()
+        # Endpoints whose path is a setting (WebEngage's GDPR path is unconfirmed); the rest are their name.
+        self._paths: dict[Endpoint, str] = {"opengdpr_requests": settings.gdpr_path.strip("/")}
         self._auth = BearerAuth(settings.api_key)
         # Until the host has answered once, a refused connection means a wrong host (terminal).
         self._had_response = False
@@ -156,6 +159,10 @@ class WebEngageClient:
 
     def detach_overflow(self, primary: Endpoint) -> None:
         self._overflow.pop(primary, None)
+
+    def path_of(self, endpoint: Endpoint) -> str:
+        """The endpoint's path under the account URL."""
+        return self._paths.get(endpoint, endpoint)
 
     def _track(self, endpoint: Endpoint, delta: int) -> None:
         with self._in_flight_lock:
@@ -255,6 +262,65 @@ class WebEngageClient:
             for endpoint in endpoints.values():  # closed early: results never taken
                 self._track(endpoint, -1)
 
+    def fetch(self, endpoint: Endpoint, suffix: str) -> Fetched:
+        """``GET <endpoint path>/<suffix>`` on the endpoint's budget (status checks): 429s are waited out,
+        5xx and transport failures retried; 401/403 raise TerminalAPIError. Returns the last answer's status
+        (None: no answer) and its JSON object (None: not one); the caller reads it."""
+        s = self._settings
+        bucket = self._budgets[endpoint]
+        path = f"{self.path_of(endpoint)}/{suffix}"
+        attempts = 0
+        throttle_wait = 0.0
+        while True:
+            bucket.acquire()
+            self._stats.add(requests=1)
+            try:
+                response = self._http.get(path)
+            except httpx.TransportError as exc:
+                self._stats.count_status("transport_error")
+                verdict = self._policy.classify_error(exc, first_contact=not self._had_response)
+                if verdict.kind == "terminal":
+                    raise TerminalAPIError(
+                        verdict.message or "no answer",
+                        status_code=None,
+                        endpoint=f"GET {s.account_url}/{path}",
+                        hint=verdict.hint,
+                    ) from None
+                attempts += 1
+                if attempts > s.max_retries:
+                    return Fetched(None, None)
+                self._clock.sleep(self._policy.backoff(attempts - 1))
+                continue
+            self._had_response = True
+            self._stats.count_status(response.status_code)
+            status = response.status_code
+            if status == 429:
+                self._stats.add(throttled=1)
+                delay = self._policy.throttle_delay(response.headers.get("retry-after"), self._clock.time())
+                bucket.pause_for(delay)
+                throttle_wait += delay
+                if throttle_wait > s.max_throttle_wait_s:
+                    return Fetched(status, None)
+                continue
+            if status in (401, 403):
+                verdict = self._policy.classify(status, response.content)
+                raise TerminalAPIError(
+                    self._auth.scrub(verdict.message or f"HTTP {status}"),
+                    status_code=status,
+                    endpoint=f"GET {s.account_url}/{self.path_of(endpoint)}",
+                    hint=verdict.hint,
+                )
+            if status >= 500 and attempts < s.max_retries:
+                attempts += 1
+                self._stats.add(retries=1)
+                self._clock.sleep(self._policy.backoff(attempts - 1))
+                continue
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            return Fetched(status, data if isinstance(data, dict) else None)
+
     def _send(self, request: SendRequest[K], cancel: threading.Event | None) -> SendResult[K]:
         s = self._settings
         started = self._clock.monotonic()
@@ -341,7 +407,7 @@ class WebEngageClient:
         """One HTTP call, counted and classified; a transport error becomes a verdict, not an exception."""
         self._stats.add(requests=1, bytes_sent=len(request.body))
         try:
-            response = self._http.post(request.endpoint, content=request.body, headers=headers)
+            response = self._http.post(self.path_of(request.endpoint), content=request.body, headers=headers)
         except httpx.TransportError as exc:
             self._stats.count_status("transport_error")
             verdict = self._policy.classify_error(exc, first_contact=not self._had_response, verified=self._verified)
@@ -376,6 +442,9 @@ class WebEngageClient:
     def _terminal(self, request: SendRequest[Any], status: int | None, verdict: Verdict) -> TerminalAPIError:
         self._stats.add(terminal=1)
         shown = f"HTTP {status}" if status is not None else "no answer"
+        hint = verdict.hint
+        if request.endpoint in self._paths and status == 404:  # a configurable path may be the wrong one
+            hint = f"{hint}; or the path of this endpoint ({self.path_of(request.endpoint)}: WEBENGAGE_GDPR_PATH)"
         message = self._auth.scrub(
             f"{shown} (request_id={request.request_id}, items={request.items}): {verdict.message}"
         )
@@ -383,8 +452,8 @@ class WebEngageClient:
         return TerminalAPIError(
             message,
             status_code=status,
-            endpoint=f"POST {self._settings.account_url}/{request.endpoint}",
-            hint=verdict.hint,
+            endpoint=f"POST {self._settings.account_url}/{self.path_of(request.endpoint)}",
+            hint=hint,
         )
 
 

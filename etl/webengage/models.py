@@ -8,11 +8,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, Final, Generic, Literal, Required, TypedDict, TypeVar, cast
 
-Endpoint = Literal["users", "events", "bulk-users", "bulk-events"]
+Endpoint = Literal["users", "events", "bulk-users", "bulk-events", "opengdpr_requests"]
 #: Final outcome of one :class:`SendRequest`; terminal failures raise instead.
 Outcome = Literal["accepted", "rejected", "transient"]
 
-ENDPOINTS: Final[tuple[Endpoint, ...]] = ("users", "events", "bulk-users", "bulk-events")
+ENDPOINTS: Final[tuple[Endpoint, ...]] = ("users", "events", "bulk-users", "bulk-events", "opengdpr_requests")
 BULK_ENDPOINTS: Final[frozenset[Endpoint]] = frozenset({"bulk-users", "bulk-events"})
 
 
@@ -84,6 +84,14 @@ class SendResult(Generic[K]):
     @property
     def accepted(self) -> bool:
         return self.outcome == "accepted"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The answer to a GET (a status check): its HTTP status (None: no answer) and JSON object (None: not one)."""
+
+    status_code: int | None
+    data: dict[str, Any] | None
 
 
 @dataclass

@@ -31,6 +31,7 @@ class ClientOptions:
     bulk_events_rpm: float = 500
     users_rpm: float = 5000
     events_rpm: float = 5000
+    gdpr_rpm: float = 100
     shared_bulk_budget: bool = False
     budget_share: float = 1.0
     overflow_lane: bool = False
@@ -43,6 +44,8 @@ class ClientOptions:
     max_batch_bytes: int = 512_000
     request_id_on_bulk: bool = True
     accepted_statuses: tuple[str, ...] = ("queued", "success")
+    #: Where the ``opengdpr_requests`` endpoint lives under the account URL (unconfirmed: configurable).
+    gdpr_path: str = "opengdpr_requests"
     # retries and timeouts
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0

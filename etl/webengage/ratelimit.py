@@ -171,6 +171,7 @@ class RateBudgets:
             "events": bucket("events", settings.events_rpm),
             "bulk-users": bulk_users,
             "bulk-events": bulk_events,
+            "opengdpr_requests": bucket("opengdpr_requests", settings.gdpr_rpm),
         }
 
     @property

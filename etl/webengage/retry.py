@@ -84,6 +84,8 @@ class RetryPolicy:
             status = _response_field(body, "status")
             if status is not None and status.lower() in self._accepted:
                 return Verdict("accepted")
+            if _opengdpr_ack(body):
+                return Verdict("accepted")
             if not verified and not _is_webengage(body):
                 return Verdict(
                     "terminal", f"HTTP {status_code} with a body that is not WebEngage's", NOT_WEBENGAGE_HINT
@@ -167,6 +169,20 @@ def _response_field(body: bytes, name: str) -> str | None:
     response = data.get("response") if isinstance(data, dict) else None
     value = response.get(name) if isinstance(response, dict) else None
     return value if isinstance(value, str) else None
+
+
+def _opengdpr_ack(body: bytes) -> bool:
+    """An OpenGDPR acknowledgement (``opengdpr_requests`` answers with the request it recorded, carrying its
+    ``subject_request_id``, at the top level or under ``response``; which of the two is unconfirmed)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(data, dict):
+        return False
+    inner = data.get("response")
+    found = data.get("subject_request_id") or (inner.get("subject_request_id") if isinstance(inner, dict) else None)
+    return isinstance(found, str) and bool(found) and not (isinstance(inner, dict) and inner.get("status") == "error")
 
 
 def _is_webengage(body: bytes) -> bool:

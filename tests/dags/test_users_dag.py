@@ -109,7 +109,7 @@ def test_a_permanent_failure_fails_at_once_instead_of_going_up_for_retry(
         for t in dag.tasks:  # as deployed: retries on (they would wait; a permanent failure must skip them)
             t.retries, t.retry_delay = 2, timedelta(seconds=0)
         dr = dag.test()
-        [ti] = dr.get_task_instances()
+        [ti] = [t for t in dr.get_task_instances() if t.task_id == "sync_users"]
         requests = sum(sandbox.stats()["requests"].values())
     assert dr.state == "failed" and ti.state == "failed" and ti.try_number == 1
     assert requests == 1  # one 401, no retry of the task
@@ -162,3 +162,55 @@ def test_a_nightly_run_with_nothing_to_send_still_fails_on_a_revoked_key(
         stats = sandbox.stats()
     assert night.state == "failed"
     assert stats["requests"]["users"] == 1 and stats["violations"] == 0  # the one check, refused
+
+
+def _erasing_mapping(directory: Path) -> Path:
+    from etl.resources import DEFAULT_USERS_MAPPING, packaged
+
+    path = directory / "users.toml"
+    text = packaged(DEFAULT_USERS_MAPPING).read_text(encoding="utf-8")
+    path.write_text(text.replace("[source]", 'deletions = "erase"\n\n[source]', 1), encoding="utf-8")
+    return path
+
+
+def test_users_dag_erases_deleted_users_after_the_sync_and_guards(
+    dagbag: Any,
+    dag_runner: Callable[..., Any],
+    webengage_connection: Callable[..., None],
+    demo_warehouse: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import duckdb
+
+    config = SandboxConfig(license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000, gdpr_rpm=60_000)
+    with SandboxServer(config) as sandbox:
+        webengage_connection(
+            url=sandbox.url, license_code="~99199077", api_key=KEY, bulk_users_rpm=60_000, gdpr_rpm=60_000
+        )
+        monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{demo_warehouse}")
+        monkeypatch.setenv("WEBENGAGE_USERS_MAPPING", str(_erasing_mapping(demo_warehouse.parent)))
+        first = dag_runner(dagbag, "webengage_users_sync")
+        assert first.state == "success"
+        with duckdb.connect(str(demo_warehouse)) as con:
+            gone = [r[0] for r in con.execute("SELECT user_id FROM we_user_state ORDER BY user_id LIMIT 6").fetchall()]
+            con.execute("DELETE FROM users WHERE user_id IN (SELECT unnest(?))", [gone])
+
+        # 6 of 300 synced users (2 %) is above max_erasure_share: the task fails before sending any erasure
+        guarded = dag_runner(dagbag, "webengage_users_sync", logical_date=datetime(2026, 11, 2, tzinfo=UTC))
+        tis = {t.task_id: t for t in guarded.get_task_instances()}
+        assert tis["sync_users"].state == "success" and tis["erase_deleted_users"].state == "failed"
+        assert sandbox.stats()["gdpr_requests"] == 0
+
+        dr = dag_runner(
+            dagbag,
+            "webengage_users_sync",
+            {"override_erasure_guard": True},
+            logical_date=datetime(2026, 11, 3, tzinfo=UTC),
+        )
+        assert dr.state == "success"
+        [ti] = [t for t in dr.get_task_instances() if t.task_id == "erase_deleted_users"]
+        summary = ti.xcom_pull(task_ids="erase_deleted_users")
+        stats = sandbox.stats()
+    assert summary["accepted"] == 6 and summary["extracted"] == 6 and summary["run_id"] == dr.run_id
+    assert stats["gdpr_requests"] == 6 and stats["erased_users"] == 6
+    assert "guard overridden" in summary["notes"]  # the flat XCom joins lists

@@ -7,6 +7,7 @@ the sandbox saw no contract violation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -16,12 +17,15 @@ from rich.console import Console
 from rich.table import Table
 
 from etl.config import Settings
+from etl.mappings.deletions import DeletionRules
 from etl.pipelines import cohorts as cohort_pipeline
+from etl.pipelines import erasures as erasure_pipeline
 from etl.pipelines import events as events_pipeline
 from etl.pipelines import users as users_pipeline
 from etl.report import render
 from etl.state.store import reset_state
 from etl.warehouse.engine import make_engine
+from webengage_dev.demo.deletions import delete_users
 from webengage_dev.demo.mutate import change_users
 from webengage_dev.demo.warehouse import build_demo_warehouse, demo_as_of
 from webengage_dev.sandbox import SandboxConfig, SandboxProcess
@@ -50,7 +54,9 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
     engine.dispose()
 
     key = secrets.token_urlsafe(24)
-    config = SandboxConfig(license_code=DEMO_LICENSE_CODE, api_key=key, bulk_users_rpm=rpm, bulk_events_rpm=rpm)
+    config = SandboxConfig(
+        license_code=DEMO_LICENSE_CODE, api_key=key, bulk_users_rpm=rpm, bulk_events_rpm=rpm, gdpr_rpm=rpm
+    )
     console.rule("2. sandbox")
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
     # A separate process: the sandbox does not compete with the sync for one interpreter lock.
@@ -64,6 +70,7 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
                 "warehouse_url": url,
                 "bulk_users_rpm": rpm,
                 "bulk_events_rpm": rpm,
+                "gdpr_rpm": rpm,
                 "expected_latency_s": 0.05,
             }
         )
@@ -93,6 +100,18 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
             summary = cohort_pipeline.export(settings, cohort=name, as_of=as_of, run_id=f"demo__{stamp}__{name}")
             cohort_summaries.append(summary)
             console.print(render(summary), highlight=False, soft_wrap=True)
+        console.rule('8. deleted users: one GDPR erasure request each (users mapping: deletions = "erase")')
+        deleted = delete_users(path, count=max(1, users // 500), seed=11, as_of=as_of)
+        erasing = dataclasses.replace(
+            users_pipeline.load_mapping(settings),
+            deletions=DeletionRules(mode="erase", absent=True, table="deleted_users"),
+        )
+        erased = erasure_pipeline.run(settings, mapping=erasing, as_of=as_of, run_id=f"demo__{stamp}__erasures")
+        console.print(render(erased), highlight=False, soft_wrap=True)
+        erased_again = erasure_pipeline.run(
+            settings, mapping=erasing, as_of=as_of, run_id=f"demo__{stamp}__erasures-again"
+        )
+        console.print(render(erased_again), highlight=False, soft_wrap=True)
         stats = sandbox.stats()
 
     violations = int(stats["violations"])
@@ -106,6 +125,11 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         f"events accepted: {events['accepted']:,} in {events['requests']:,} requests; the same window again: "
         f"{events_again['requests']} requests; duplicate events seen by the sandbox: {stats['duplicate_events']}",
         "cohort members exported: " + ", ".join(f"{c['cohort']} {c['members']:,}" for c in cohort_summaries),
+        f"erasures: {len(deleted):,} users deleted in the warehouse ({erased['detected_by'].get('absent', 0):,} "
+        f"gone from the users table, {erased['detected_by'].get('table:deleted_users', 0):,} listed in "
+        f"deleted_users) -> {erased['accepted']:,} erasure requests accepted, {stats['erased_users']:,} profiles "
+        f"erased by the sandbox; the next run: {erased_again['sent']} requests, "
+        f"{erased_again['status_checks']:,} status checks ({_counts(erased_again['statuses_seen'])})",
         f"profiles stored by the sandbox: {stats['users']:,}; HTTP requests it answered: "
         f"{sum(stats['requests'].values()):,} ({stats['credential_checks']} of them key checks of runs with nothing "
         f"to send); 429s: {stats['throttled']}",
@@ -119,6 +143,8 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         and first["accepted"] > 0
         and events_again["requests"] == 0
         and stats["duplicate_events"] == 0
+        and erased["accepted"] == len(deleted) == stats["gdpr_requests"]
+        and erased_again["sent"] == 0
     )
     console.print(
         "[green]demo OK[/green]" if ok else "[red]demo found a problem (see above)[/red]",
@@ -127,3 +153,7 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         soft_wrap=True,
     )
     return ok
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"

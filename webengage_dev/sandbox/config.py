@@ -20,8 +20,8 @@ _RATE_FIELDS = (
     "error_body_2xx_rate",
     "throttle_storm_rate",
 )
-_RPM_FIELDS = ("users_rpm", "events_rpm", "bulk_users_rpm", "bulk_events_rpm")
-_NON_NEGATIVE = ("latency_ms", "jitter_ms", "timeout_sleep_s", "max_body_bytes")
+_RPM_FIELDS = ("users_rpm", "events_rpm", "bulk_users_rpm", "bulk_events_rpm", "gdpr_rpm")
+_NON_NEGATIVE = ("latency_ms", "jitter_ms", "timeout_sleep_s", "max_body_bytes", "gdpr_completion_s")
 
 
 class SandboxConfigError(ConfigError, ValueError):
@@ -42,6 +42,10 @@ class SandboxConfig(SettingsModel):
     events_rpm: Int | None = 5000
     bulk_users_rpm: Int | None = 500
     bulk_events_rpm: Int | None = 500
+    #: GDPR requests and their status checks (``opengdpr_requests``): WebEngage's default 100/min.
+    gdpr_rpm: Int | None = 100
+    #: Seconds until an accepted GDPR request reports ``completed`` (``pending`` before).
+    gdpr_completion_s: Number = 0.0
     # WebEngage does not say whether the two bulk endpoints share a budget; when shared, the
     # bulk-users limit is the budget of both.
     shared_bulk_budget: Flag = False

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from webengage_dev.sandbox import gdpr
 from webengage_dev.sandbox.config import SandboxConfig
 from webengage_dev.sandbox.ratelimit import Decision, SlidingWindowLimiter
 from webengage_dev.sandbox.store import SandboxStore
@@ -65,6 +66,7 @@ class SandboxState:
     def _apply_limits(self) -> None:
         limits: dict[str, int | None] = {name: self.config.rpm_for(name) for name in ENDPOINTS}
         limits["bulk"] = self.config.bulk_users_rpm
+        limits[gdpr.ENDPOINT] = self.config.gdpr_rpm or None
         self.limiter.set_limits(limits)
 
     def draw_fault(self) -> FaultKind | None:
@@ -116,6 +118,7 @@ def create_app(config: SandboxConfig, store: SandboxStore | None = None) -> Star
     routes = [
         Route(f"/v1/accounts/{{license}}/{name}", _ingest_endpoint(state, name), methods=["POST"]) for name in ENDPOINTS
     ]
+    routes += gdpr.routes(state)
     routes += _inspection_routes(state)
     app = Starlette(routes=routes)
     app.state.sandbox = state
@@ -136,11 +139,9 @@ def _ingest_endpoint(state: SandboxState, endpoint: str) -> Callable[[Request], 
 async def _ingest(state: SandboxState, endpoint: str, request: Request) -> Response:
     cfg = state.config
     store = state.store
-    if request.path_params["license"] != cfg.license_code:
-        return error_response(404, "Invalid license code")
-    auth = request.headers.get("authorization", "")
-    if not secrets.compare_digest(auth.encode(), f"Bearer {cfg.api_key}".encode()):
-        return error_response(401, "Unauthorized")
+    refused = check_account(state, request)
+    if refused is not None:
+        return refused
     body = await _read_body(request, cfg.max_body_bytes)
     if body is None:
         return error_response(413, "Request body too large")
@@ -148,12 +149,9 @@ async def _ingest(state: SandboxState, endpoint: str, request: Request) -> Respo
         store.record_credential_check()  # counted whatever the answer (limits and faults apply to it too)
 
     key = state.budget_key(endpoint)
-    decision = state.limiter.check(key, time.monotonic())
-    headers = _limit_headers(decision)
-    if not decision.allowed:
-        if cfg.retry_after:
-            headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after_s)))
-        return error_response(429, "Rate limit exceeded", headers)
+    throttled, headers = throttle(state, key)
+    if throttled is not None:
+        return throttled
 
     delay = state.latency_s()
     if delay:
@@ -188,6 +186,53 @@ async def _ingest(state: SandboxState, endpoint: str, request: Request) -> Respo
         store.record_fault(fault)
         await asyncio.sleep(cfg.timeout_sleep_s)
     return Response(_QUEUED, 201, headers, media_type="application/json")
+
+
+def check_account(state: SandboxState, request: Request) -> Response | None:
+    """The answer to a request for another license code (404) or without the right key (401), else None."""
+    cfg = state.config
+    if request.path_params["license"] != cfg.license_code:
+        return error_response(404, "Invalid license code")
+    auth = request.headers.get("authorization", "")
+    if not secrets.compare_digest(auth.encode(), f"Bearer {cfg.api_key}".encode()):
+        return error_response(401, "Unauthorized")
+    return None
+
+
+def throttle(state: SandboxState, key: str) -> tuple[Response | None, dict[str, str]]:
+    """Count one request against budget ``key``: (a 429 when over it, else None; the rate-limit headers)."""
+    decision = state.limiter.check(key, time.monotonic())
+    headers = _limit_headers(decision)
+    if not decision.allowed:
+        if state.config.retry_after:
+            headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after_s)))
+        return error_response(429, "Rate limit exceeded", headers), headers
+    return None, headers
+
+
+async def admit(state: SandboxState, request: Request, key: str) -> tuple[Response | None, dict[str, str]]:
+    """Account check, then budget ``key``, then the configured latency: (the refusal if any, the headers)."""
+    refused = check_account(state, request)
+    if refused is not None:
+        return refused, {}
+    throttled, headers = throttle(state, key)
+    if throttled is not None:
+        return throttled, headers
+    delay = state.latency_s()
+    if delay:
+        await asyncio.sleep(delay)
+    return None, headers
+
+
+async def parse_body(state: SandboxState, request: Request) -> tuple[Any, tuple[int, str] | None]:
+    """The JSON body, or (None, (status, message)) when it is too large or not JSON."""
+    body = await _read_body(request, state.config.max_body_bytes)
+    if body is None:
+        return None, (413, "Request body too large")
+    try:
+        return parse_json(body), None
+    except (ValueError, RecursionError):
+        return None, (400, "Invalid JSON body")
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from webengage_dev.sandbox.gdpr import GdprRequests
 from webengage_dev.sandbox.validation import (
     AttrType,
     Violation,
@@ -142,6 +143,7 @@ class _Stats:
     #: when nothing else intervenes; never a violation).
     credential_checks: int = 0
     duplicate_events: int = 0
+    erased_users: int = 0
     first_request_at: float | None = None
     last_request_at: float | None = None
 
@@ -162,6 +164,7 @@ class SandboxStore:
         self._registry = AttributeRegistry()
         self._request_ids: OrderedDict[str, float] = OrderedDict()
         self._stats = _Stats()
+        self.gdpr = GdprRequests(clock=self._clock)
 
     def reset(self) -> None:
         """Forget everything: data, registries, request ids and stats."""
@@ -277,6 +280,14 @@ class SandboxStore:
         else:
             self._event_keys.add(identity)
         self._events.append(StoredEvent(event, endpoint, request_id, now))
+
+    def erase_user(self, user_id: str) -> bool:
+        """A GDPR erasure: forget the profile and the events of ``user_id``; True when there was a profile."""
+        with self._lock:
+            found = self._users.pop(user_id, None) is not None
+            self._events = [e for e in self._events if e.event.get("userId") != user_id]
+            self._stats.erased_users += int(found)
+            return found
 
     # --- bookkeeping used by the server ----------------------------------------------------------------
 
@@ -398,6 +409,9 @@ class SandboxStore:
                 "deduplicated_requests": s.deduplicated_requests,
                 "credential_checks": s.credential_checks,
                 "duplicate_events": s.duplicate_events,
+                "erased_users": s.erased_users,
+                "gdpr_requests": len(self.gdpr),
+                "gdpr_duplicates": self.gdpr.duplicates,
                 "users": len(self._users),
                 "events": len(self._events),
                 "first_request_at": s.first_request_at,
