@@ -25,6 +25,7 @@ from etl.cli_common import (
     table_console,
 )
 from etl.cli_events import events_app
+from etl.cli_merges import merges_app
 from etl.cli_webhooks import webhooks_app
 from etl.errors import WebEngageSyncError
 from etl.report import render
@@ -38,6 +39,7 @@ sync_app = typer.Typer(help="Run one sync now.", no_args_is_help=True)
 app.add_typer(sync_app, name="sync")
 app.add_typer(cohort_app, name="cohort")
 sync_app.add_typer(events_app)
+sync_app.add_typer(merges_app)
 app.add_typer(webhooks_app, name="webhooks")
 
 

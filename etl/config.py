@@ -40,6 +40,8 @@ __all__ = [
 log = logging.getLogger("etl.config")
 
 DataCenter = Literal["global", "in", "ksa"]
+#: How anonymous -> known merges go out: ``users`` (one /users call carrying both ids) or ``off``.
+MergePath = Literal["users", "off"]
 
 DATA_CENTER_HOSTS: Final[dict[str, str]] = {
     "global": "https://api.webengage.com",
@@ -158,6 +160,10 @@ class Settings(SettingsModel):
     #: Events whose time is more than this many seconds after the run's clock are rejected
     #: (``event_time_in_future``): WebEngage would keep them, dated years ahead, forever.
     event_future_tolerance_s: Number = 86_400.0
+    #: Anonymous -> known merges (events mapping ``[merges]``): ``users`` sends each new pair once as a /users
+    #: call carrying userId and anonymousId; ``off`` computes and reports them without sending. How WebEngage's
+    #: single-user call treats both ids is unconfirmed, hence the switch.
+    merge_path: Annotated[MergePath, BeforeValidator(stripped)] = "users"
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:

@@ -421,6 +421,7 @@ STATE_TABLES: Final = (
     "we_cohort_events",
     "we_event_ledger",
     "we_event_outbox",
+    "we_merged_pairs",
 )
 
 

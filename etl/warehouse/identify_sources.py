@@ -1,0 +1,62 @@
+"""Where anonymous -> known pairs come from: a query file of the user's, or the Segment/RudderStack preset
+(``identifies`` rows carrying both ``anonymous_id`` and ``user_id``). Each is one statement ordered by the
+anonymous id (all pairs of one anonymous id in one chunk), returning ``anonymous_id``, ``user_id`` and
+``identified_at`` (the first identify of that pair: which user came first decides shared devices).
+Composed with SQLAlchemy Core: no SQL built from strings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from etl.errors import ConfigError
+from etl.warehouse.event_sources import instant_column, schema_columns
+from etl.warehouse.queries import load_sql, ordered_by
+
+#: The columns a pair source returns (a custom query may leave out identified_at).
+PAIR_COLUMNS: Final = ("anonymous_id", "user_id", "identified_at")
+ORDER_KEY: Final = "anonymous_id"
+
+
+@dataclass(frozen=True)
+class PairSource:
+    """One statement returning pairs, ordered by anonymous id, with its bound parameters."""
+
+    label: str
+    statement: sa.Select[Any]
+    params: dict[str, Any]
+
+
+def custom_pairs(query: str, params: Mapping[str, Any]) -> PairSource:
+    """A query file returning ``anonymous_id``, ``user_id`` and optionally ``identified_at``, one row per
+    pair or per identify (duplicates of a pair are folded downstream)."""
+    return PairSource(query, ordered_by(load_sql(query), ORDER_KEY), dict(params))
+
+
+def segment_pairs(engine: Engine, *, schema: str) -> PairSource:
+    """Distinct (anonymous_id, user_id) pairs of ``<schema>.identifies`` with the first time each was seen
+    (timestamps stored as text by some loaders are read as instants)."""
+    tables = schema_columns(engine, schema)
+    columns = tables.get("identifies")
+    if columns is None:
+        raise ConfigError("[merges].segment_schema", f"no identifies table in schema {schema!r}")
+    missing = [c for c in ("anonymous_id", "user_id", "timestamp") if c not in columns]
+    if missing:
+        raise ConfigError("[merges].segment_schema", f"{schema}.identifies has no {', '.join(missing)} column")
+    t = sa.table("identifies", *(sa.column(c) for c in columns), schema=schema)
+    anonymous, user = t.c.anonymous_id, t.c.user_id
+    stmt = (
+        sa.select(
+            anonymous.label("anonymous_id"),
+            user.label("user_id"),
+            sa.func.min(instant_column(t, columns, "timestamp")).label("identified_at"),
+        )
+        .where(anonymous.is_not(None), user.is_not(None))
+        .group_by(anonymous, user)
+        .order_by(anonymous)
+    )
+    return PairSource(f"{schema}.identifies", stmt, {})
