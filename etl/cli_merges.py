@@ -35,3 +35,7 @@ def sync_merges(
     except WebEngageSyncError as exc:
         raise fail("merges sync", exc) from None
     print_summary(summary, as_json)
+
+
+if __name__ == "__main__":
+    merges_app()
