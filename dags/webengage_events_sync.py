@@ -17,6 +17,9 @@ run's data interval `[start, end)` widened by the mapping's `lookback` (default 
   first, run the profile sync before the hour's events (e.g. schedule it at `55 * * * *`, or consume its
   Asset `webengage://users` in a DAG of your own that triggers this one).
 
+* **Merges**: the task `merge_users` sends each new anonymous -> known pair of the identify data once
+  (`[merges]` in the events mapping; skipped while off), so pre-login events end on the known profile.
+
 The task's XCom `return_value` is the run summary (`already_sent`, `accepted`, rejects by reason). Each
 successful run publishes the Asset `webengage://events` (dry runs too: a plain outlet always emits).
 Connection: `webengage_default` (see README).
@@ -33,6 +36,7 @@ from webengage_common.assets import EVENTS_ASSET, counts_extra
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
+from webengage_common.merges import DOC as MERGES_DOC
 from webengage_common.params import dry_run_param, flag
 
 SCHEDULE = schedule("WEBENGAGE_EVENTS_SCHEDULE", "0 * * * *")
@@ -76,7 +80,15 @@ def webengage_events_sync() -> None:
         outlet_events[EVENTS_ASSET].extra = counts_extra(summary)
         return summary
 
+    @task(task_id="merge_users", multiple_outputs=False, doc_md=MERGES_DOC)
+    @fail_fast
+    def merge_users(params: dict[str, Any], run_id: str) -> dict[str, object]:
+        from webengage_common.merges import run_merges
+
+        return run_merges(WebEngageHook().get_settings(), run_id=run_id, dry_run=flag(params, "dry_run"))
+
     sync_events()
+    merge_users()  # independent of the event sync: its own endpoint (/users) and budget
 
 
 webengage_events_sync()
