@@ -39,6 +39,8 @@ class MergeConfig:
     params: Mapping[str, Any] = field(default_factory=dict)
     shared_anonymous_id: SharedAnonymous = "first"
     chunk_rows: int = 50_000
+    #: Only identifies that arrived this long before the run (None: the whole history).
+    lookback: timedelta | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +134,11 @@ class EventsMerges(FileModel):
         "identified, the last, or none; the others are reported as rejects",
     )
     chunk_rows: ChunkRows = 50_000
+    lookback: str | Annotated[int, Field(ge=0)] = Field(
+        default="",
+        description='read only identifies that arrived this long before the run ("7d", "36h", or minutes); '
+        "empty: the whole history (the first run must read it all)",
+    )
 
 
 class EventsFile(FileModel):
@@ -153,6 +160,16 @@ _REASONS: Final = {
     "chunk_rows": "must be positive",
     "max_string_length": "must be 1..999 (WebEngage: < 1,000 chars)",
 }
+
+
+def _merges(merges: EventsMerges, origin: str) -> MergeConfig:
+    lookback = None
+    if merges.lookback != "":
+        try:
+            lookback = parse_lookback(merges.lookback)
+        except ConfigError as exc:
+            raise ConfigError(f"{origin} [merges].lookback", exc.reason) from None
+    return MergeConfig(**merges.model_dump(exclude={"lookback"}), lookback=lookback)
 
 
 # -- loading --------------------------------------------------------------------------------------------
@@ -185,5 +202,5 @@ def event_mapping_from_dict(doc: Mapping[str, Any], *, origin: str = "events map
         names=default_name_table(file.event_names),
         property_renames=renames,
         exclude_properties=frozenset(file.properties.exclude),
-        merges=MergeConfig(**file.merges.model_dump()),
+        merges=_merges(file.merges, origin),
     )

@@ -58,9 +58,11 @@ def load_config(settings: Settings, mapping: EventMapping | None = None) -> Merg
 
 
 def pair_source(config: MergeConfig, run: Run) -> PairSource:
+    """The configured source; with a lookback, only identifies that arrived since the run's clock minus it."""
+    since = run.started_at - config.lookback if config.lookback is not None else None
     if config.preset == "segment":
-        return segment_pairs(run.warehouse(), schema=config.segment_schema)
-    return custom_pairs(config.query, config.params)
+        return segment_pairs(run.warehouse(), schema=config.segment_schema, since=since)
+    return custom_pairs(config.query, config.params, since=since)
 
 
 @dataclass

@@ -84,7 +84,7 @@ def instant_column(table: sa.TableClause, columns: dict[str, str], name: str) ->
     return table.c[name]
 
 
-def _arrival(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnElement[Any]:
+def arrival_column(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnElement[Any]:
     # Arrival time catches late rows; Segment always writes received_at, the event time is a fallback.
     if "received_at" in columns:
         return sa.func.coalesce(instant_column(table, columns, "received_at"), instant_column(table, columns, "timestamp"))
@@ -92,7 +92,7 @@ def _arrival(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnElement
 
 
 def _window_filter(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnElement[bool]:
-    arrival = _arrival(table, columns)
+    arrival = arrival_column(table, columns)
     return sa.and_(
         arrival >= sa.bindparam("start", type_=sa.DateTime), arrival < sa.bindparam("end", type_=sa.DateTime)
     )

@@ -24,7 +24,7 @@ from tests.helpers.warehouse import AS_OF, warehouse_fixture
 from webengage_dev.sandbox import SandboxServer
 
 KEY = "merges-test-key-not-logged"
-warehouse = warehouse_fixture(300)
+warehouse = warehouse_fixture(600)
 sandbox = sandbox_fixture(KEY, users_rpm=FAST, bulk_events_rpm=FAST)
 
 #: The demo's valid pairs, as the preset must find them: both ids, ids WebEngage accepts, first user wins.
@@ -36,7 +36,7 @@ WITH p AS (
     SELECT * FROM p WHERE length(user_id) <= 100 AND length(anonymous_id) <= 100
         AND lower(trim(user_id)) NOT IN ('null', 'none', 'nan', 'undefined', 'nil') AND anonymous_id <> user_id
 )
-SELECT anonymous_id, user_id FROM ok
+SELECT anonymous_id, user_id, count(*) OVER (PARTITION BY anonymous_id) AS users_seen FROM ok
 QUALIFY row_number() OVER (PARTITION BY anonymous_id ORDER BY t, user_id) = 1
 """
 
@@ -71,7 +71,10 @@ def test_pairs_merge_once_and_pre_login_events_land_on_the_known_profile(
     anonymous_only = [e["event"] for e in pre_login if "userId" not in e["event"]]
     assert anonymous_only, "the demo has events tracked before login"
 
-    expected = dict(query(warehouse, VALID_PAIRS))
+    valid = query(warehouse, VALID_PAIRS)
+    expected = {a: u for a, u, _n in valid}
+    others = sum(n - 1 for _a, _u, n in valid)  # the demo's shared devices: second users, reported
+    assert others > 0
     first = merges.run(settings, mapping=mapping(), run_id="merge-1", clock=lambda: AS_OF)
     stats = sandbox.stats()
     assert first["status"] == "success" and stats["violations"] == 0, stats["violations_by_rule"]
@@ -80,7 +83,8 @@ def test_pairs_merge_once_and_pre_login_events_land_on_the_known_profile(
     assert first["extracted"] == first["unchanged"] + first["accepted"] + first["rejected"]
     # The demo's 200-character user ids are refused by name, never sent.
     assert first["rejected_by_reason"].get("user_id_too_long", 0) > 0
-    assert set(first["rejected_by_reason"]) <= {"user_id_too_long", "null_like_id", "control_character_in_id"}
+    assert first["rejected_by_reason"].get("shared_anonymous_id", 0) == others
+    assert set(first["rejected_by_reason"]) <= {"user_id_too_long", "null_like_id", "shared_anonymous_id"}
 
     # Every event tracked before login now belongs to the user its device was merged into.
     moved = 0
@@ -104,6 +108,19 @@ def test_pairs_merge_once_and_pre_login_events_land_on_the_known_profile(
 
     # Events of anonymous visitors keep going with their anonymousId; WebEngage attributes them to the user.
     assert all("anonymousId" in e for e in anonymous_only)
+
+
+def test_lookback_reads_only_recent_identifies(sandbox: SandboxServer, warehouse: Path) -> None:
+    recent = query(
+        warehouse,
+        "SELECT count(*) FROM (SELECT DISTINCT anonymous_id, user_id FROM segment.identifies WHERE anonymous_id "
+        "IS NOT NULL AND user_id IS NOT NULL AND received_at >= TIMESTAMPTZ '2026-11-01 00:00+00' - INTERVAL 7 DAY)",
+    )[0][0]
+    summary = merges.run(settings_for(sandbox, warehouse), mapping=mapping(lookback="7d"), clock=lambda: AS_OF)
+    everything = len(query(warehouse, VALID_PAIRS))
+    assert 0 < summary["extracted"] == recent < everything
+    with pytest.raises(ConfigError, match=r"\[merges\]\.lookback"):
+        mapping(lookback="a week")
 
 
 SHARED = """
