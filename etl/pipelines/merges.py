@@ -239,7 +239,10 @@ class _Merges:
             key = pair_key(pair.anonymous_id, pair.user_id)
             with store.transaction() as conn:
                 store.record_rejects(
-                    conn, PIPELINE, [RejectRow(row_key=key, column="*", reason=reason, detail=detail, kind=kind)], run_id
+                    conn,
+                    PIPELINE,
+                    [RejectRow(row_key=key, column="*", reason=reason, detail=detail, kind=kind)],
+                    run_id,
                 )
                 if kind == RejectKind.API:  # refused, nothing merged: the pair is evaluated again next run
                     state.forget(conn, [pair.anonymous_id])

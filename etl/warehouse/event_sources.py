@@ -87,7 +87,9 @@ def instant_column(table: sa.TableClause, columns: dict[str, str], name: str) ->
 def arrival_column(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnElement[Any]:
     # Arrival time catches late rows; Segment always writes received_at, the event time is a fallback.
     if "received_at" in columns:
-        return sa.func.coalesce(instant_column(table, columns, "received_at"), instant_column(table, columns, "timestamp"))
+        return sa.func.coalesce(
+            instant_column(table, columns, "received_at"), instant_column(table, columns, "timestamp")
+        )
     return instant_column(table, columns, "timestamp")
 
 

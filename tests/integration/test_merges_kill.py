@@ -74,9 +74,7 @@ def state_counts(warehouse: Path) -> dict[str, int]:
         engine.dispose()
 
 
-def test_kill_nine_at_three_points_then_resume_merges_each_pair_once(
-    sandbox: SandboxProcess, tmp_path: Path
-) -> None:
+def test_kill_nine_at_three_points_then_resume_merges_each_pair_once(sandbox: SandboxProcess, tmp_path: Path) -> None:
     warehouse, mapping_file = build(tmp_path)
     kills: list[int] = []
     url = sandbox.url

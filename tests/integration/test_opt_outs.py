@@ -29,7 +29,9 @@ KEY = "opt-out-webhook-key"
 AUTH = {"licenseCode": LICENSE, "secret": hashlib.md5(f"{LICENSE}:{KEY}".encode()).hexdigest()}
 
 
-def unsubscribe(name: str, when: str, user_id: str | None, anonymous_id: str | None = "0000014a-a2da") -> dict[str, Any]:
+def unsubscribe(
+    name: str, when: str, user_id: str | None, anonymous_id: str | None = "0000014a-a2da"
+) -> dict[str, Any]:
     """A system event in the envelope of seed 003 (event_data/system_data as a campaign event carries them)."""
     body: dict[str, Any] = {
         "event_data": {"campaign_type": name.split("_")[0].upper(), "reason": "user_request"},
