@@ -34,6 +34,7 @@ from etl.resources import DEFAULT_EVENTS_MAPPING, user_file
 from etl.state import merges as state
 from etl.transform.formats import garbage
 from etl.transform.merges import Candidate, pair_key, payload, screen_pairs
+from etl.transform.users import normalise_keys
 from etl.warehouse.identify_sources import ORDER_KEY, PairSource, custom_pairs, segment_pairs
 from etl.warehouse.queries import read_chunks
 from etl.webengage.models import SendRequest, deterministic_request_id
@@ -159,6 +160,8 @@ class _Merges:
     def resend(self) -> None:
         """Send every journaled pair again, with its id and body, before anything new."""
         pairs = state.in_flight(self.store)
+        # Given up on after max_reject_attempts (transient each time): kept journaled, not re-sent until reopened.
+        pairs = [p for p in pairs if pair_key(p.anonymous_id, p.user_id) not in self.dead]
         if pairs:
             log.info("re-sending %d journaled merges with their request ids", len(pairs))
             self.tally.resent += len(pairs)
@@ -183,7 +186,9 @@ class _Merges:
         )
         for chunk in chunks:
             self.tally.rows_read += len(chunk)
-            anonymous = chunk["anonymous_id"].dropna().astype(str).str.strip().unique().tolist()
+            if "anonymous_id" not in chunk:
+                raise ConfigError("merges source", "the query must return a column named anonymous_id")
+            anonymous = normalise_keys(chunk, "anonymous_id").dropna().unique().tolist()
             merged = {a: u for a, (u, _status) in state.known(self.store, anonymous).items()}
             merged.update({a: self.chosen[a] for a in anonymous if a in self.chosen})
             out = screen_pairs(

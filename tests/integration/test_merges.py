@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from etl.config import Settings
-from etl.errors import ConfigError
+from etl.errors import ConfigError, DeliveryError
 from etl.mappings.events import EventMapping, event_mapping_from_dict, load_event_mapping
 from etl.pipelines import events, merges
 from etl.state import merges as merge_state
@@ -253,3 +253,31 @@ def test_segment_preset_on_postgres_with_text_timestamps(sandbox: SandboxServer,
 def pg_pairs(url: str) -> list[dict[str, Any]]:
     with StateStore(make_engine(url)) as store:
         return [dict(r) for r in store.conn.execute(sa.select(merge_state.PAIRS)).mappings().all()]
+
+
+def test_unconfirmed_merges_stay_journaled_and_are_resent_with_their_ids(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "pairs.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE pairs AS SELECT 'dev-' || i AS anonymous_id, 'user-' || i AS user_id FROM range(30) r(i)"
+        )
+    sql = tmp_path / "pairs.sql"
+    sql.write_text("SELECT anonymous_id, user_id FROM pairs")
+    config = mapping(preset="sql", query=str(sql))
+    sandbox.state.update({"error_5xx_rate": 1.0})
+    settings = settings_for(sandbox, path, max_retries=0, backoff_base_s=0.01)
+    with pytest.raises(DeliveryError, match="delivered nothing"):
+        merges.run(settings, mapping=config, run_id="all-5xx")
+    with StateStore(make_engine(f"duckdb:///{path}")) as store:
+        assert len(merge_state.in_flight(store)) == 30  # no verdict: kept, to be re-sent
+    assert {r["reason"] for r in rejects(f"duckdb:///{path}")} == {"transient_failure"}
+
+    sandbox.state.update({"error_5xx_rate": 0.0})
+    summary = merges.run(settings, mapping=config, run_id="resend")
+    assert summary["resent_pairs"] == summary["resent_merged"] == 30 and summary["accepted"] == 0
+    assert summary["already_merged"] == 30 and summary["requests"] == 30
+    assert sandbox.stats()["merges"] == 30
+    assert {r["status"] for r in rejects(f"duckdb:///{path}")} == {"resolved"}
+    assert {r["anonymous_id"] for r in rows_of(path)} == {f"dev-{i}" for i in range(30)}
