@@ -281,3 +281,19 @@ def test_unconfirmed_merges_stay_journaled_and_are_resent_with_their_ids(
     assert sandbox.stats()["merges"] == 30
     assert {r["status"] for r in rejects(f"duckdb:///{path}")} == {"resolved"}
     assert {r["anonymous_id"] for r in rows_of(path)} == {f"dev-{i}" for i in range(30)}
+
+
+def test_plan_counts_the_merges_at_the_users_budget(warehouse: Path, tmp_path: Path) -> None:
+    from etl.plan import plan, render_plan
+
+    events_mapping = tmp_path / "events.toml"
+    events_mapping.write_text('[merges]\nenabled = true\npreset = "segment"\n')
+    settings = Settings.from_mapping(
+        {"warehouse_url": f"duckdb:///{warehouse}", "events_mapping": str(events_mapping), "users_rpm": 5000},
+        credentials=False,  # plan needs no API key
+    )
+    lines = plan(settings, users=False, cohorts=False, as_of=AS_OF, clock=lambda: AS_OF)
+    (line,) = lines
+    pairs = len(query(warehouse, VALID_PAIRS))
+    assert (line.pipeline, line.endpoint, line.rows, line.requests) == ("merges", "users", pairs, pairs)
+    assert f"merges: {pairs:,} new merges → {pairs:,} requests" in render_plan(lines, settings)
