@@ -3,11 +3,12 @@ failed) while the events mapping's ``[merges]`` is off."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from etl.config import Settings
+if TYPE_CHECKING:  # the DAG file imports this module at parse time: no settings machinery then
+    from etl.config import Settings
 
 #: Shown on the task in the Airflow UI.
 DOC = """

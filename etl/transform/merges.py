@@ -122,8 +122,10 @@ def _choose(anonymous_id: str, candidates: list[Candidate], before: str | None, 
         chosen, why = candidates[0], ""
     elif policy == "first":
         chosen, why = candidates[0], "also identified as another user earlier (shared device); merged into the first"
-    elif policy == "last":
-        chosen, why = candidates[-1], "also identified as another user later (shared device); merged into the last"
+    elif policy == "last":  # the last identified in time (an undated pair only when none is dated)
+        dated = [c for c in candidates if c.identified_at is not None]
+        chosen = dated[-1] if dated else candidates[-1]
+        why = "also identified as another user later (shared device); merged into the last"
     else:
         chosen, why = None, f"identified as {len(candidates)} users (shared device); shared_anonymous_id = none"
     for c in candidates:

@@ -144,7 +144,7 @@ INSERT INTO pairs VALUES
     ("policy", "into"),
     [
         ("first", {"device-1": "alice", "device-2": "carol", "device-3": "dave", "device-4": "frank"}),
-        ("last", {"device-1": "bob", "device-2": "carol", "device-3": "dave", "device-4": "erin"}),
+        ("last", {"device-1": "bob", "device-2": "carol", "device-3": "dave", "device-4": "frank"}),
         ("none", {"device-2": "carol", "device-3": "dave"}),
     ],
 )
