@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck pytest test-fast pytest-shifted bench constraints clean sandbox airflow
+.PHONY: demo test check lint typecheck pytest test-fast pytest-shifted bench constraints clean sandbox airflow airflow-test
 
 # Tests whose data or queries are relative to a date: they must pass on any day, so they run again under a
 # shifted clock. REQUIRE_SHIFTED_CLOCK=1 turns a missing faketime into a failure (CI).
@@ -33,8 +33,8 @@ test: check pytest-shifted
 check: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check etl webengage_dev tests benchmarks dags
-	$(BIN)/ruff check etl webengage_dev tests benchmarks dags
+	$(BIN)/ruff format --check etl webengage_dev tests benchmarks dags plugins
+	$(BIN)/ruff check etl webengage_dev tests benchmarks dags plugins
 
 typecheck: $(STAMP)
 	$(BIN)/mypy etl webengage_dev
@@ -72,3 +72,8 @@ clean:
 
 airflow: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m webengage_dev.demo.airflow_up
+
+# The WebEngage page in a real browser (Debian's chromium + Playwright, no browser download) on the stack
+# `make airflow` starts; screenshots in .screenshots/. `make test` runs it too (tests/e2e).
+airflow-test: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -s tests/e2e/test_airflow_ui_browser.py

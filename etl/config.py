@@ -19,6 +19,7 @@ from pydantic_settings import SettingsConfigDict
 
 from etl.errors import ConfigError
 from etl.settings_base import Flag, Int, Number, Secret, SettingsModel, Text, TextList, checked, stripped
+from etl.warehouse.engine import DEFAULT_DUCKDB_MEMORY_LIMIT
 from etl.webengage.options import MAX_BULK_ITEMS  # WebEngage's per-call item cap
 
 __all__ = [
@@ -91,6 +92,14 @@ class Settings(SettingsModel):
     api_url: Text = ""  # resolved from data_center when empty
     warehouse_url: Text = DEFAULT_WAREHOUSE_URL
     state_url: Text = ""  # empty: the warehouse holds the state too
+    #: issue 16: where diffs against the sync state run. ``warehouse``: in SQL, so only new or changed rows
+    #: leave the warehouse (needs the state tables in the warehouse's database); ``python``: every row is
+    #: read and compared in the worker; ``auto``: ``warehouse`` when the state lives in the warehouse's
+    #: database (``STATE_URL`` empty or the same URL), else ``python``.
+    diff_mode: Annotated[Literal["auto", "warehouse", "python"], BeforeValidator(stripped)] = "auto"
+    #: issue 16: DuckDB buffer-pool cap for file databases (``256MB``, ``2GB``, ``50%``); a ``?memory_limit=``
+    #: in the URL wins; empty: DuckDB's own default (80% of RAM).
+    duckdb_memory_limit: Text = DEFAULT_DUCKDB_MEMORY_LIMIT
     #: The user mapping file (TOML); empty: ``mappings/users.toml`` of this repository.
     users_mapping: Text = ""
     #: The event source and name/property mapping (TOML); empty: ``mappings/events.toml``.

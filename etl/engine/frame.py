@@ -43,7 +43,18 @@ def default_run_id(now: datetime, prefix: str = "manual") -> str:
 
 def state_engine_for(settings: Settings) -> Engine:
     """The state database's engine (the warehouse's unless ``state_url`` is set)."""
-    return make_engine(settings.effective_state_url, setting="state_url", lock_timeout_s=settings.lock_timeout_s)
+    return make_engine(
+        settings.effective_state_url,
+        setting="state_url",
+        lock_timeout_s=settings.lock_timeout_s,
+        memory_limit=settings.duckdb_memory_limit,
+    )
+
+
+def warehouse_engine_for(settings: Settings) -> Engine:
+    return make_engine(
+        settings.warehouse_url, lock_timeout_s=settings.lock_timeout_s, memory_limit=settings.duckdb_memory_limit
+    )
 
 
 def client_for(settings: Settings, *, transport: httpx.BaseTransport | None = None, **kwargs: Any) -> WebEngageClient:
@@ -130,7 +141,7 @@ class Run:
 
     def warehouse(self) -> Engine:
         if self._warehouse is None:
-            self._warehouse = make_engine(self.settings.warehouse_url, lock_timeout_s=self.settings.lock_timeout_s)
+            self._warehouse = warehouse_engine_for(self.settings)
         return self._warehouse
 
     def tick(self) -> None:

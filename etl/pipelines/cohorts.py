@@ -20,6 +20,7 @@ from typing import Any, Literal
 import httpx
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from etl.config import Settings
@@ -38,6 +39,10 @@ from etl.state import cohorts as cstate
 from etl.state.store import StateStore
 from etl.transform import cohorts as tx
 from etl.transform.cohorts import GuardError, Transition
+from etl.warehouse import cohort_diff
+from etl.warehouse.cohort_diff import Membership
+from etl.warehouse.engine import connect_with_retry
+from etl.warehouse.pushdown import Where, diff_location
 from etl.warehouse.queries import load_sql, read_chunks
 
 __all__ = ["GuardError", "export", "list_cohorts", "load_config", "render_summary", "retire", "retire_removed"]
@@ -83,6 +88,7 @@ class _Counts:
     event_requests: int = 0
     snapshot_members: int | None = None
     slot: str = "kept"
+    diff: Where = "python"  # where the membership diff ran (issue 16)
 
 
 def load_config(settings: Settings) -> CohortConfig:
@@ -196,42 +202,50 @@ def retire_removed(
     ]
 
 
-def list_cohorts(settings: Settings) -> list[dict[str, Any]]:
-    """Configured cohorts and cohorts known to the state store, with their sync status."""
+def list_cohorts(settings: Settings, *, store: StateStore | None = None) -> list[dict[str, Any]]:
+    """Configured cohorts and cohorts known to the state store, with their sync status (read through
+    ``store`` when given, e.g. a reader's that creates no schema)."""
     config = load_config(settings)
+    if store is not None:
+        return _cohort_rows(config, store)
     state_engine = state_engine_for(settings)
-    rows: list[dict[str, Any]] = []
-    with StateStore(state_engine) as store:
-        known = {s.cohort: s for s in cstate.all_cohorts(store)}
-        for spec in config.cohorts:
-            record = known.get(spec.name)
-            rows.append(
-                {
-                    "name": spec.name,
-                    "attribute": spec.attribute,
-                    "mode": spec.mode,
-                    "events": spec.events,
-                    "configured": True,
-                    "sql": spec.sql,
-                    "description": spec.description,
-                    **_state_columns(store, record, configured=True),
-                }
-            )
-        for name in sorted(set(known) - set(config.names)):
-            record = known[name]
-            rows.append(
-                {
-                    "name": name,
-                    "attribute": record.attribute,
-                    "mode": record.mode,
-                    "events": record.events,
-                    "configured": False,
-                    "sql": None,
-                    "description": "",
-                    **_state_columns(store, record, configured=False),
-                }
-            )
+    with StateStore(state_engine) as own:
+        rows = _cohort_rows(config, own)
     state_engine.dispose()
+    return rows
+
+
+def _cohort_rows(config: CohortConfig, store: StateStore) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    known = {s.cohort: s for s in cstate.all_cohorts(store)} if store.has_table("we_cohorts") else {}
+    for spec in config.cohorts:
+        record = known.get(spec.name)
+        rows.append(
+            {
+                "name": spec.name,
+                "attribute": spec.attribute,
+                "mode": spec.mode,
+                "events": spec.events,
+                "configured": True,
+                "sql": spec.sql,
+                "description": spec.description,
+                **_state_columns(store, record, configured=True),
+            }
+        )
+    for name in sorted(set(known) - set(config.names)):
+        record = known[name]
+        rows.append(
+            {
+                "name": name,
+                "attribute": record.attribute,
+                "mode": record.mode,
+                "events": record.events,
+                "configured": False,
+                "sql": None,
+                "description": "",
+                **_state_columns(store, record, configured=False),
+            }
+        )
     return rows
 
 
@@ -318,6 +332,7 @@ def _summary(report: RunReport, counts: _Counts) -> dict[str, Any]:
             "guard": counts.guard,
             "snapshot_members": counts.snapshot_members,
             "attribute_slot": counts.slot,
+            "diff": counts.diff,
             "events": {
                 "enabled": counts.events_on,
                 "queued": counts.events_queued,
@@ -335,8 +350,7 @@ def _summary(report: RunReport, counts: _Counts) -> dict[str, Any]:
 def _export(run: Run, spec: CohortSpec, counts: _Counts, *, as_of: datetime, override_guard: bool) -> None:
     settings, store, report = run.settings, run.store, run.report
     record = cstate.get_cohort(store, spec.name)
-    current = cstate.snapshot(store, spec.name)
-    if record is not None and record.attribute != spec.attribute and (current.members or current.in_doubt):
+    if record is not None and record.attribute != spec.attribute and any(cstate.snapshot_counts(store, spec.name)):
         raise ConfigError(
             f"cohorts.{spec.name}.attribute",
             f"the cohort was exported as {record.attribute}; retire it first (webengage-sync cohort retire "
@@ -344,10 +358,11 @@ def _export(run: Run, spec: CohortSpec, counts: _Counts, *, as_of: datetime, ove
         )
     new_slot = _check_slot(store, spec, _profile_attributes(settings))
 
-    ids = _read_members(run.warehouse(), spec, as_of, counts, null_tokens=run.settings.null_tokens)
-    diff = tx.diff_members(ids, members=current.members, in_doubt=current.in_doubt)
-    counts.members, counts.previous = len(ids), len(current.members)
-    if not ids:
+    membership = _membership(run, spec, as_of, counts)
+    diff = membership.diff
+    counts.extracted, counts.excluded = membership.extracted, membership.excluded
+    counts.members, counts.previous = membership.members, membership.previous
+    if not membership.members:
         empty = f"cohort {spec.name}: the query found no member (as of {as_of:%Y-%m-%d %H:%M} UTC)"
         if run.settings.fail_on_empty_cohort and not report.dry_run:
             raise GuardError(spec.name, f"{empty}; fail_on_empty_cohort is set")
@@ -388,28 +403,82 @@ def _export(run: Run, spec: CohortSpec, counts: _Counts, *, as_of: datetime, ove
     _send_all(run, counts, flips, mode=spec.mode)
 
 
-def _read_members(
-    warehouse: Engine, spec: CohortSpec, as_of: datetime, counts: _Counts, *, null_tokens: Sequence[str]
-) -> list[str]:
-    """The cohort's identified users, deduplicated and sorted; exclusions counted by reason."""
+def _membership(run: Run, spec: CohortSpec, as_of: datetime, counts: _Counts) -> Membership:
+    """The query's members compared with the accepted snapshot: by the warehouse when the snapshot is in its
+    database (only changes leave it), else (or when SQL cannot judge the ids: a note says why) by the worker."""
     sql = load_sql(spec.query)
     params: dict[str, Any] = dict(spec.params)
     if "as_of" in cfg.sql_binds(sql):
         params["as_of"] = naive_utc(as_of)
+    warehouse = run.warehouse()
+    if diff_location(run.settings, warehouse, state_tables=cstate.TABLES) == "warehouse":
+        _require_column(warehouse, sql, params, spec)
+        found = cohort_diff.diff_in_warehouse(
+            warehouse,
+            sql,
+            params,
+            cohort=spec.name,
+            user_id=spec.user_id,
+            null_tokens=run.settings.null_tokens,
+            label=spec.query,
+        )
+        if isinstance(found, Membership):
+            counts.diff = "warehouse"
+            return found
+        run.report.notes.append(f"membership diff run by the worker: {found.reason}")
+    excluded: Counter[str] = Counter()
+    ids, extracted = _read_members(
+        warehouse, sql, params, spec, null_tokens=run.settings.null_tokens, excluded=excluded
+    )
+    current = cstate.snapshot(run.store, spec.name)
+    return Membership(
+        diff=tx.diff_members(ids, members=current.members, in_doubt=current.in_doubt),
+        extracted=extracted,
+        excluded=excluded,
+        members=len(ids),
+        previous=len(current.members),
+    )
+
+
+def _require_column(warehouse: Engine, sql: str, params: dict[str, Any], spec: CohortSpec) -> None:
+    """The id column must be in the query's result (checked on the result's shape: no row is read)."""
+    shape: sa.Select[Any] = (
+        sa.select(sa.literal_column("*"))
+        .select_from(sa.text(sql.rstrip().rstrip(";")).columns().subquery("we_shape"))
+        .limit(0)
+    )
+    with connect_with_retry(warehouse) as conn:
+        columns = list(conn.execute(shape, params).keys())
+    if spec.user_id not in columns:
+        raise ConfigError(f"cohorts.{spec.name}.user_id", f"column {spec.user_id!r} is not in the query result")
+
+
+def _read_members(
+    warehouse: Engine,
+    sql: str,
+    params: dict[str, Any],
+    spec: CohortSpec,
+    *,
+    null_tokens: Sequence[str],
+    excluded: Counter[str],
+) -> tuple[list[str], int]:
+    """The cohort's identified users, deduplicated and sorted, and the rows read; exclusions counted by reason
+    in ``excluded``."""
     parts: list[np.ndarray[Any, Any]] = []
+    extracted = 0
     for chunk in read_chunks(warehouse, sql, params, label=spec.query):
         if spec.user_id not in chunk:
             raise ConfigError(f"cohorts.{spec.name}.user_id", f"column {spec.user_id!r} is not in the query result")
-        counts.extracted += len(chunk)
-        ids, excluded = tx.screen_ids(chunk[spec.user_id], null_tokens=null_tokens)
-        counts.excluded.update(excluded)
+        extracted += len(chunk)
+        ids, why = tx.screen_ids(chunk[spec.user_id], null_tokens=null_tokens)
+        excluded.update(why)
         parts.append(ids.to_numpy(dtype=object))
     every = np.concatenate(parts) if parts else np.array([], dtype=object)
     unique = pd.unique(every)
     duplicates = len(every) - len(unique)
     if duplicates:
-        counts.excluded["duplicate_user_id"] += duplicates
-    return sorted(unique.tolist())
+        excluded["duplicate_user_id"] += duplicates
+    return sorted(unique.tolist()), extracted
 
 
 def _profile_attributes(settings: Settings) -> dict[str, str | None]:

@@ -190,6 +190,20 @@ def snapshot(store: StateStore, cohort: str) -> Snapshot:
     return Snapshot(members=[r[0] for r in rows if r[1]], in_doubt=[r[0] for r in rows if r[2]])
 
 
+def snapshot_counts(store: StateStore, cohort: str) -> tuple[int, int]:
+    """``(members, in doubt)`` of a cohort's snapshot, counted by the database."""
+    one: sa.ColumnElement[int] = sa.literal(1)
+    zero: sa.ColumnElement[int] = sa.literal(0)
+    row = store.conn.execute(
+        sa.select(
+            sa.func.sum(sa.case((MEMBERS.c.member.is_(True), one), else_=zero)),
+            sa.func.sum(sa.case((MEMBERS.c.pending.is_(True), one), else_=zero)),
+        ).where(MEMBERS.c.cohort == cohort)
+    ).one()
+    store.conn.commit()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
 def member_count(store: StateStore, cohort: str) -> int:
     n = store.conn.execute(
         sa.select(sa.func.count()).where(MEMBERS.c.cohort == cohort, MEMBERS.c.member.is_(True))

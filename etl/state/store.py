@@ -110,16 +110,26 @@ def _naive_utc(value: datetime | None) -> datetime | None:
 class StateStore:
     """Reads and checkpoints sync state over one connection held for the run."""
 
-    def __init__(self, engine: Engine, *, clock: Clock = utcnow, max_reject_attempts: int | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Clock = utcnow,
+        max_reject_attempts: int | None = None,
+        create_schema: bool = True,
+    ) -> None:
         self.engine = engine
         self.clock = clock
         #: One rule for every pipeline: re-driven rejects die after this many attempts (None: never).
         self.max_reject_attempts = max_reject_attempts
+        #: False for readers (the Airflow UI page): they may hold a read-only database role, so no DDL.
+        self.create_schema = create_schema
         self._conn: Connection | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> StateStore:
-        ensure_schema(self.engine)
+        if self.create_schema:
+            ensure_schema(self.engine)
         self._conn = retry_on_lock(self.engine.connect, timeout_s=lock_timeout(self.engine))
         return self
 
@@ -173,6 +183,14 @@ class StateStore:
         rows = self.conn.execute(query).all()
         self.conn.commit()
         return {r[0]: (r[1], r[2]) for r in rows}
+
+    def registry_usage(self) -> list[dict[str, Any]]:
+        """Registered attributes counted per scope (``users``, ``event:<name>``), type and owner."""
+        group = (REGISTRY.c.scope, REGISTRY.c.data_type, REGISTRY.c.owner)
+        query = sa.select(*group, sa.func.count().label("attributes")).group_by(*group).order_by(*group)
+        rows = [dict(r._mapping) for r in self.conn.execute(query)]
+        self.conn.commit()
+        return rows
 
     def register_attributes(self, scope: str, types: Mapping[str, str], owner: str) -> None:
         """Fix the type of attributes about to be sent for the first time (existing rows are kept)."""
@@ -366,9 +384,12 @@ class StateStore:
                 )
             )
 
-    def reject_groups(self, pipeline: str | None = None, *, sample: int = 0) -> list[dict[str, Any]]:
+    def reject_groups(
+        self, pipeline: str | None = None, *, sample: int = 0, run_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """Open and dead rejects grouped by pipeline, reason, column, kind and status, largest first, with
-        the highest attempts, the last time seen and up to ``sample`` row keys (computed in the database)."""
+        the highest attempts, the last time seen and up to ``sample`` row keys (computed in the database).
+        ``run_id``: only the rejects that run was the last to record."""
         group = (REJECTS.c.pipeline, REJECTS.c.reason, REJECTS.c.column_name, REJECTS.c.kind, REJECTS.c.status)
         rows_n = sa.func.count().label("rows")
         query = (
@@ -382,14 +403,15 @@ class StateStore:
             .group_by(*group)
             .order_by(rows_n.desc(), *group)
         )
+        scope = [REJECTS.c.run_id == run_id] if run_id is not None else []
         if pipeline:
             query = query.where(REJECTS.c.pipeline == pipeline)
-        groups = [dict(r._mapping) for r in self.conn.execute(query)]
+        groups = [dict(r._mapping) for r in self.conn.execute(query.where(*scope))]
         if sample:
             for g in groups:
                 keys = (
                     sa.select(REJECTS.c.row_key)
-                    .where(*(c == g[c.name] for c in group))
+                    .where(*(c == g[c.name] for c in group), *scope)
                     .order_by(REJECTS.c.row_key)
                     .limit(sample)
                 )
@@ -397,11 +419,33 @@ class StateStore:
         self.conn.commit()
         return groups
 
-    def runs(self, *, pipeline: str | None = None, last: int = 20, run_id: str | None = None) -> list[dict[str, Any]]:
-        """The last ``last`` runs (newest first), of one pipeline and/or one run id when given."""
+    def has_table(self, name: str) -> bool:
+        """Whether a state table exists yet (a reader that creates no schema asks before querying)."""
+        found = sa.inspect(self.conn).has_table(name)
+        self.conn.commit()
+        return bool(found)
+
+    def pipelines(self) -> list[str]:
+        """Every pipeline with a run, by name."""
+        names = [str(p) for p in self.conn.execute(sa.select(RUNS.c.pipeline).distinct().order_by(RUNS.c.pipeline))]
+        self.conn.commit()
+        return names
+
+    def runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        last: int = 20,
+        run_id: str | None = None,
+        pipeline_prefix: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The last ``last`` runs (newest first), of one pipeline (or those starting with ``pipeline_prefix``,
+        e.g. ``cohort:``) and/or one run id when given."""
         query = sa.select(RUNS).order_by(RUNS.c.started_at.desc()).limit(last)
         if pipeline:
             query = query.where(RUNS.c.pipeline == pipeline)
+        if pipeline_prefix:
+            query = query.where(RUNS.c.pipeline.startswith(pipeline_prefix, autoescape=True))
         if run_id is not None:
             query = query.where(RUNS.c.run_id == run_id)
         rows = [dict(r._mapping) for r in self.conn.execute(query)]

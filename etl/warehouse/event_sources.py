@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -15,20 +15,23 @@ from sqlalchemy.engine import Engine
 
 from etl.errors import ConfigError
 from etl.instants import naive_utc
+from etl.state.ledger import ACCEPTED, LEDGER
 from etl.warehouse.engine import connect_with_retry
 from etl.warehouse.presets import SEGMENT_BOOKKEEPING
-from etl.warehouse.queries import load_sql, ordered_by
+from etl.warehouse.queries import load_sql, ordered_key
 
 log = logging.getLogger("etl.warehouse")
 
 
 @dataclass(frozen=True)
 class Source:
-    """One ordered statement returning event rows, with its bound parameters."""
+    """One ordered statement returning event rows, with its bound parameters; ``key`` is its event-id
+    column (what it is ordered by)."""
 
     label: str
     statement: sa.Select[Any]
     params: dict[str, Any]
+    key: sa.ColumnElement[Any]
     json_columns: frozenset[str] = frozenset()
 
 
@@ -50,7 +53,8 @@ def custom_source(query: str, params: Mapping[str, Any], *, read_from: datetime,
             params[name] = value
     if ":start" not in sql:
         log.warning("events query %s has no :start parameter: every run reads the whole table", query)
-    return Source(query, ordered_by(sql, "event_id"), params, frozenset({"properties"}))
+    statement, key = ordered_key(sql, "event_id")
+    return Source(query, statement, params, key, frozenset({"properties"}))
 
 
 def schema_columns(engine: Engine, schema: str) -> dict[str, dict[str, str]]:
@@ -149,7 +153,7 @@ def segment_sources(engine: Engine, *, schema: str, read_from: datetime, end: da
             .where(_window_filter(t, cols))
             .order_by(t.c.id)
         )
-        sources.append(Source(f"{schema}.{kind}", stmt, params, _json_of(cols, props)))
+        sources.append(Source(f"{schema}.{kind}", stmt, params, t.c.id, _json_of(cols, props)))
     if "tracks" not in tables:
         return sources
     cols = tables["tracks"]
@@ -164,7 +168,7 @@ def segment_sources(engine: Engine, *, schema: str, read_from: datetime, end: da
             )
         # Names only (no snake_case event column to find per-event tables by): tracks without properties.
         rest = sa.select(*_head(tracks, cols, tracks.c.event_text)).where(_window_filter(tracks, cols))
-        sources.append(Source(f"{schema}.tracks", rest.order_by(tracks.c.id), params))
+        sources.append(Source(f"{schema}.tracks", rest.order_by(tracks.c.id), params, tracks.c.id))
         return sources
     name = sa.func.coalesce(tracks.c.event_text, tracks.c.event) if "event_text" in cols else tracks.c.event
     event_tables = sorted(t for t, c in tables.items() if t not in _NOT_EVENT_TABLES and "id" in c)
@@ -186,7 +190,7 @@ def segment_sources(engine: Engine, *, schema: str, read_from: datetime, end: da
             .where(tracks.c.event == event, _window_filter(tracks, cols))
             .order_by(tracks.c.id)
         )
-        sources.append(Source(f"{schema}.tracks+{event}", stmt, params, _json_of(pcols, props)))
+        sources.append(Source(f"{schema}.tracks+{event}", stmt, params, tracks.c.id, _json_of(pcols, props)))
     # Tracks whose event has no table of its own (or no event at all: rejected for it downstream).
     rest = (
         sa.select(*_head(tracks, cols, name))
@@ -199,5 +203,43 @@ def segment_sources(engine: Engine, *, schema: str, read_from: datetime, end: da
         )
         .order_by(tracks.c.id)
     )
-    sources.append(Source(f"{schema}.tracks", rest, params))
+    sources.append(Source(f"{schema}.tracks", rest, params, tracks.c.id))
     return sources
+
+
+# -- the ledger anti-join (issue 16) --------------------------------------------------------------------
+def _accepted_earlier(source: Source) -> sa.Exists:
+    """``EXISTS`` an accepted ledger row of this event from an earlier run (correlated on the source's key,
+    compared as text: the ledger holds ids as text)."""
+    return (
+        sa.exists()
+        .where(
+            LEDGER.c.event_id == sa.cast(source.key, sa.String),
+            LEDGER.c.status == ACCEPTED,
+            LEDGER.c.run_id != sa.bindparam("we_ledger_run_id", type_=sa.String),
+        )
+        .correlate_except(LEDGER)
+    )
+
+
+def unsent(source: Source, *, run_id: str) -> Source:
+    """``source`` without the events WebEngage accepted in earlier runs: an anti-join (``NOT EXISTS``) with
+    the ledger, run by the warehouse, so those rows never leave it. Needs the ledger in the warehouse's
+    database. Only a filter: the worker still checks every row it reads against the ledger (ids the
+    database renders differently, e.g. ``' 42'``, are caught there), and events this run accepts itself
+    (replays) are left to that check, so the count from :func:`accepted_count` stays fixed for the run."""
+    return replace(
+        source,
+        statement=source.statement.where(~_accepted_earlier(source)),
+        params={**source.params, "we_ledger_run_id": run_id},
+    )
+
+
+def accepted_count(engine: Engine, source: Source, *, run_id: str) -> int:
+    """How many rows of ``source`` :func:`unsent` leaves in the warehouse (counted there: they are reported
+    as already sent, as the worker-side filter would)."""
+    rows = source.statement.order_by(None).where(_accepted_earlier(source)).subquery("we_sent")
+    query = sa.select(sa.func.count()).select_from(rows)
+    with connect_with_retry(engine) as conn:
+        n = conn.execute(query, {**source.params, "we_ledger_run_id": run_id}).scalar_one()
+    return int(n)

@@ -1,7 +1,8 @@
 """SQL files by name, bound parameters only, and chunked reads with flat memory.
 
 DuckDB is read through its Arrow record-batch reader (about 80x ``pandas.read_sql`` here, see
-notes-databases.md); every other database through a server-side cursor in ``fetchmany`` chunks.
+notes-databases.md); PostgreSQL through ADBC's Arrow stream when ``adbc-driver-postgresql`` is installed
+(:mod:`etl.warehouse.adbc_reader`); every other database through a server-side cursor in ``fetchmany`` chunks.
 Both paths compile the same SQLAlchemy ``text()`` statement, so parameters are always bound by the
 driver, never spliced into the SQL.
 """
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.errors import ConfigError, QueryError
 from etl.resources import sql_path
+from etl.warehouse import adbc_reader
 from etl.warehouse.engine import connect_with_retry, is_duckdb
 
 DEFAULT_CHUNK_ROWS = 100_000
@@ -78,6 +80,12 @@ def read_chunks(
     stmt = sa.text(sql) if isinstance(sql, str) else sql
     params = dict(params or {})
     try:
+        if adbc_reader.usable(engine):
+            batches = adbc_reader.open_batches(engine, stmt, params)
+            if batches is not None:
+                for table in _recut(batches, chunk_rows, order_key):
+                    yield adbc_reader.to_frame(table)
+                return
         with connect_with_retry(engine) as conn:
             if is_duckdb(engine) and order_key is not None and isinstance(stmt, sa.Select):
                 yield from _duckdb_key_ranges(conn, stmt, params, chunk_rows, order_key)
@@ -187,6 +195,8 @@ def _recut(batches: Iterable[pa.RecordBatch], rows: int, key: str | None = None)
 
 def _run_end(keys: pa.ChunkedArray, at: int) -> int:
     """Index of the first row from ``at`` on whose key differs from the key at ``at - 1`` (or the end)."""
+    if isinstance(keys.type, pa.BaseExtensionType):  # e.g. arrow.uuid from ADBC: compared on its storage
+        keys = pa.chunked_array([c.storage for c in keys.chunks], type=keys.type.storage_type)
     last = keys[at - 1]
     if not last.is_valid:
         return at  # rows without a key are not grouped (each is rejected on its own)
@@ -265,7 +275,13 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def ordered_by(sql: str | sa.Select[Any], key: str) -> sa.Select[Any]:
     """``SELECT * FROM (<sql>) AS src ORDER BY <key>``, composed by SQLAlchemy (the key is quoted as an
     identifier by the dialect; the query's own ``:params`` stay bound)."""
+    return ordered_key(sql, key)[0]
+
+
+def ordered_key(sql: str | sa.Select[Any], key: str) -> tuple[sa.Select[Any], sa.ColumnElement[Any]]:
+    """:func:`ordered_by` and its key column (``src.<key>``), for conditions added to the statement later
+    (e.g. an anti-join against the sync state)."""
     src = (sa.text(sql).columns(sa.column(key)) if isinstance(sql, str) else sql).subquery("src")
     if key not in src.c:
         src = sa.select(sa.literal_column("*"), sa.column(key)).select_from(src).subquery("src2")
-    return sa.select(sa.literal_column("src.*")).select_from(src).order_by(src.c[key])
+    return sa.select(sa.literal_column("src.*")).select_from(src).order_by(src.c[key]), src.c[key]

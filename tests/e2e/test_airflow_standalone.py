@@ -3,62 +3,15 @@ through Airflow's REST API, run summaries read back from XCom. About a minute; m
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from webengage_dev.demo.airflow_up import AirflowStack, airflow_stack
+from webengage_dev.demo.airflow_up import AirflowStack
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    # Built as of the clock the stack runs on (as `make airflow` does), whatever date that is: the export
-    # below uses the default as_of (the trigger time) and must find members.
-    now = datetime.now(UTC)
-    with airflow_stack(directory=tmp_path_factory.mktemp("af"), port=free_port(), users=500, now=now) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def api(stack: AirflowStack) -> Iterator[httpx.Client]:
-    token = httpx.post(
-        f"{stack.url}/auth/token", json={"username": stack.username, "password": stack.password}, timeout=30
-    ).json()["access_token"]
-    with httpx.Client(base_url=f"{stack.url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
-        yield c
-
-
-def trigger_and_wait(api: httpx.Client, dag_id: str, conf: dict[str, Any], task_id: str) -> Any:
-    run = api.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
-    assert run.status_code == 200, run.text
-    run_id = run.json()["dag_run_id"]
-    api.patch(f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
-    deadline = time.monotonic() + 180
-    state = ""
-    while time.monotonic() < deadline:
-        state = api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
-        if state in ("success", "failed"):
-            break
-        time.sleep(1)
-    assert state == "success", f"{dag_id} run {run_id} ended {state}"
-    xcom = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
-    assert xcom.status_code == 200, xcom.text
-    return xcom.json()["value"]
 
 
 def test_dags_parse_without_import_errors(api: httpx.Client) -> None:
@@ -67,7 +20,7 @@ def test_dags_parse_without_import_errors(api: httpx.Client) -> None:
     assert "webengage_users_sync" in dag_ids
 
 
-def test_users_dag_triggered_through_rest_api(api: httpx.Client, stack: AirflowStack) -> None:
+def test_users_dag_triggered_through_rest_api(api: httpx.Client, stack: AirflowStack, trigger_and_wait: Any) -> None:
     summary = trigger_and_wait(api, "webengage_users_sync", {"dry_run": False}, "sync_users")
     assert summary["status"] == "success"
     assert summary["extracted"] == summary["unchanged"] + summary["accepted"] + summary["rejected"]
@@ -75,7 +28,7 @@ def test_users_dag_triggered_through_rest_api(api: httpx.Client, stack: AirflowS
     assert stats["users"] == 500 and stats["violations"] == 0
 
 
-def test_cohort_export_triggered_with_params(api: httpx.Client, stack: AirflowStack) -> None:
+def test_cohort_export_triggered_with_params(api: httpx.Client, stack: AirflowStack, trigger_and_wait: Any) -> None:
     conf = {"cohort": "vip_buyers_30d", "dry_run": False, "emit_events": False, "override_guard": False}
     summary = trigger_and_wait(api, "webengage_cohort_export", conf, "export_cohort")
     assert summary["status"] == "success" and summary["cohort"] == "vip_buyers_30d"
