@@ -17,8 +17,9 @@ run's data interval `[start, end)` widened by the mapping's `lookback` (default 
   first, run the profile sync before the hour's events (e.g. schedule it at `55 * * * *`, or consume its
   Asset `webengage://users` in a DAG of your own that triggers this one).
 
-* **Merges**: the task `merge_users` sends each new anonymous -> known pair of the identify data once
-  (`[merges]` in the events mapping; skipped while off), so pre-login events end on the known profile.
+* **Merges**: the task `merge_users` (after `sync_events`, whatever its outcome) sends each new
+  anonymous -> known pair of the identify data once (`[merges]` in the events mapping; skipped while off),
+  so pre-login events end on the known profile.
 
 The task's XCom `return_value` is the run summary (`already_sent`, `accepted`, rejects by reason). Each
 successful run publishes the Asset `webengage://events` (dry runs too: a plain outlet always emits).
@@ -80,15 +81,15 @@ def webengage_events_sync() -> None:
         outlet_events[EVENTS_ASSET].extra = counts_extra(summary)
         return summary
 
-    @task(task_id="merge_users", multiple_outputs=False, doc_md=MERGES_DOC)
+    # After the event sync whatever its outcome: one writer at a time on a DuckDB state file.
+    @task(task_id="merge_users", multiple_outputs=False, doc_md=MERGES_DOC, trigger_rule="all_done")
     @fail_fast
     def merge_users(params: dict[str, Any], run_id: str) -> dict[str, object]:
         from webengage_common.merges import run_merges
 
         return run_merges(WebEngageHook().get_settings(), run_id=run_id, dry_run=flag(params, "dry_run"))
 
-    sync_events()
-    merge_users()  # independent of the event sync: its own endpoint (/users) and budget
+    sync_events() >> merge_users()
 
 
 webengage_events_sync()

@@ -84,3 +84,10 @@ def test_merge_task_is_skipped_while_merges_are_off(
         states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
         assert "users" not in sandbox.stats()["requests"]
     assert states == {"sync_events": "success", "merge_users": "skipped"}
+
+
+def test_merge_task_runs_after_the_event_sync_whatever_its_outcome(dagbag: Any) -> None:
+    dag = dagbag.get_dag("webengage_events_sync")
+    merge = dag.get_task("merge_users")
+    assert merge.upstream_task_ids == {"sync_events"} and merge.trigger_rule == "all_done"
+    assert "anonymous_id" in (merge.doc_md or "")
