@@ -187,10 +187,9 @@ class SandboxStore:
                 clean, violations = validate_user(raw, endpoint=endpoint, item_index=index, request_id=request_id)
                 key = identity_key(clean) if clean is not None else None
                 if clean is not None and key is not None:
+                    if key.startswith("anon:"):  # a merged device is its user's: later calls update that user
+                        key = self._merges.user_for(clean.get("anonymousId")) or key
                     anonymous_id = clean.get("anonymousId") if merge and "userId" in clean else None
-                    # A merged anonymous id is its user's: a later anonymous-only call updates that user.
-                    key = self._merges.user_for(clean.get("anonymousId")) if key.startswith("anon:") else key
-                    key = key or identity_key(clean) or ""
                     violations += self._upsert(key, clean, violations_context(endpoint, index, request_id), now)
                     if anonymous_id:
                         self._merges.merge(self._users, self._events, anonymous_id=anonymous_id, user_id=key)
