@@ -17,6 +17,10 @@ run's data interval `[start, end)` widened by the mapping's `lookback` (default 
   first, run the profile sync before the hour's events (e.g. schedule it at `55 * * * *`, or consume its
   Asset `webengage://users` in a DAG of your own that triggers this one).
 
+* **Merges**: the task `merge_users` (after `sync_events`, whatever its outcome) sends each new
+  anonymous -> known pair of the identify data once (`[merges]` in the events mapping; skipped while off),
+  so pre-login events end on the known profile.
+
 The task log shows the summary block (`== DRY RUN ==` first for a dry run); the XCom `return_value` is the
 flat summary (`already_sent`, `accepted`, `rejected_by_reason.<reason>`, ...). Each successful run that could
 send publishes the Asset `webengage://events` with those counts in the event's extra; a dry run publishes none.
@@ -34,6 +38,7 @@ from webengage_common.assets import EVENTS_ALIAS, EVENTS_ASSET
 from webengage_common.defaults import schedule, task_defaults
 from webengage_common.failures import fail_fast
 from webengage_common.hook import WebEngageHook
+from webengage_common.merges import DOC as MERGES_DOC
 from webengage_common.params import dry_run_param, flag
 from webengage_common.results import finish
 
@@ -75,7 +80,15 @@ def webengage_events_sync() -> None:
         )
         return finish(summary, outlet_events=outlet_events, alias=EVENTS_ALIAS, assets=[EVENTS_ASSET])
 
-    sync_events()
+    # After the event sync whatever its outcome: one writer at a time on a DuckDB state file.
+    @task(task_id="merge_users", multiple_outputs=False, doc_md=MERGES_DOC, trigger_rule="all_done")
+    @fail_fast
+    def merge_users(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+        from webengage_common.merges import run_merges
+
+        return run_merges(WebEngageHook().get_settings(), run_id=run_id, dry_run=flag(params, "dry_run"))
+
+    sync_events() >> merge_users()
 
 
 webengage_events_sync()

@@ -26,6 +26,7 @@ from etl.cli_common import (
 )
 from etl.cli_erasures import erasures_app
 from etl.cli_events import events_app
+from etl.cli_merges import merges_app
 from etl.cli_webhooks import webhooks_app
 from etl.errors import WebEngageSyncError
 from etl.report import render
@@ -40,6 +41,7 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(cohort_app, name="cohort")
 sync_app.add_typer(events_app)
 sync_app.add_typer(erasures_app)
+sync_app.add_typer(merges_app)
 app.add_typer(webhooks_app, name="webhooks")
 
 

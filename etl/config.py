@@ -41,6 +41,8 @@ __all__ = [
 log = logging.getLogger("etl.config")
 
 DataCenter = Literal["global", "in", "ksa"]
+#: How anonymous -> known merges go out: ``users`` (one /users call carrying both ids) or ``off``.
+MergePath = Literal["users", "off"]
 
 DATA_CENTER_HOSTS: Final[dict[str, str]] = {
     "global": "https://api.webengage.com",
@@ -181,6 +183,10 @@ class Settings(SettingsModel):
     max_erasure_share: Number = 0.01
     #: Status checks of pending erasure requests per run (on the GDPR budget; the oldest-checked first).
     erasure_status_checks: Int = 100
+    #: Anonymous -> known merges (events mapping ``[merges]``): ``users`` sends each new pair once as a /users
+    #: call carrying userId and anonymousId; ``off`` computes and reports them without sending. How WebEngage's
+    #: single-user call treats both ids is unconfirmed, hence the switch.
+    merge_path: Annotated[MergePath, BeforeValidator(stripped)] = "users"
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:

@@ -116,6 +116,7 @@ def plan(
 
         summary = events_pipeline.run(settings, window=events_window, dry_run=True, **extra)
         lines.append(line_from_summary(summary, settings=settings, noun="new events", endpoint="bulk-events"))
+    lines.extend(_merges(settings, extra))
     if cohorts:
         config = cohort_pipeline.load_config(settings)
         for spec in config.cohorts:
@@ -128,6 +129,16 @@ def plan(
                 line_from_summary(summary, settings=settings, noun="membership changes", endpoint="bulk-users")
             )
     return lines
+
+
+def _merges(settings: Settings, extra: dict[str, Any]) -> list[PlanLine]:
+    """Anonymous -> known merges, when the events mapping turns them on (one /users call per pair)."""
+    from etl.pipelines import merges as merges_pipeline
+
+    if not merges_pipeline.load_config(settings).enabled:
+        return []
+    summary = merges_pipeline.run(settings, dry_run=True, **extra)
+    return [line_from_summary(summary, settings=settings, noun="new merges", endpoint="users")]
 
 
 def render_plan(lines: list[PlanLine], settings: Settings) -> str:

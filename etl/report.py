@@ -115,6 +115,12 @@ def render(summary: dict[str, Any]) -> str:
         f"   values trimmed {summary['trimmed']:,}, coerced {summary['coerced']:,}, cleared {summary['cleared']:,}"
         + (f", cleaned of control characters {summary['cleaned']:,}" if summary.get("cleaned") else ""),
     ]
+    if summary.get("pipeline") == "merges":
+        lines.append(
+            f"   merges: {summary['merged']:,} new, {summary['already_merged']:,} already merged "
+            f"({summary['merged_total']:,} in all); shared devices {summary['shared_devices']:,}; "
+            f"journaled pairs re-sent {summary['resent_pairs']:,} ({summary['resent_merged']:,} merged)"
+        )
     for title, key in (
         ("rejected rows", "rejected_by_reason"),
         ("values left out", "values_dropped_by_reason"),

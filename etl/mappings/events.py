@@ -21,9 +21,26 @@ from etl.transform.formats.core import STRING_MAX_LEN
 from etl.transform.formats.names import attribute_name_problem
 
 EventsEndpoint = Literal["bulk-events", "events"]
+#: Which user an anonymous id seen with several user ids (a shared device) is merged into, if any.
+SharedAnonymous = Literal["first", "last", "none"]
 
 _LOOKBACK_RE: Final = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergeConfig:
+    """``[merges]``: anonymous -> known merges from identify data (off unless ``enabled``)."""
+
+    enabled: bool = False
+    preset: Preset = "segment"
+    query: str = "merges/identify_pairs.sql"
+    segment_schema: str = "segment"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    shared_anonymous_id: SharedAnonymous = "first"
+    chunk_rows: int = 50_000
+    #: Only identifies that arrived this long before the run (None: the whole history).
+    lookback: timedelta | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +63,7 @@ class EventMapping:
     names: NameTable = field(default_factory=default_name_table)
     property_renames: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PROPERTY_RENAMES))
     exclude_properties: frozenset[str] = frozenset()
+    merges: MergeConfig = field(default_factory=MergeConfig)
 
 
 def parse_lookback(value: Any) -> timedelta:
@@ -96,6 +114,33 @@ class EventsProperties(FileModel):
     )
 
 
+class EventsMerges(FileModel):
+    """``[merges]``: pairs of (anonymous id, user id) sent once each to /users, so WebEngage merges the
+    anonymous profile (and the events tracked before login) into the known user."""
+
+    enabled: bool = Field(default=False, description="true: `sync merges` (and the events DAG) send new pairs")
+    preset: Preset = Field(
+        default="segment", description="segment: identifies rows with both ids; sql: the query below"
+    )
+    query: str = Field(
+        default="merges/identify_pairs.sql",
+        description="a file under sql/ returning anonymous_id, user_id and optionally identified_at",
+    )
+    segment_schema: str = "segment"
+    params: dict[str, Any] = Field(default_factory=dict, description="values for the query's :params (bound)")
+    shared_anonymous_id: SharedAnonymous = Field(
+        default="first",
+        description="an anonymous id seen with several user ids (shared device): merge into the first "
+        "identified, the last, or none; the others are reported as rejects",
+    )
+    chunk_rows: ChunkRows = 50_000
+    lookback: str | Annotated[int, Field(ge=0)] = Field(
+        default="",
+        description='read only identifies that arrived this long before the run ("7d", "36h", or minutes); '
+        "empty: the whole history (the first run must read it all)",
+    )
+
+
 class EventsFile(FileModel):
     """``mappings/events.toml``: every table reads ``source name = WebEngage name``."""
 
@@ -107,6 +152,7 @@ class EventsFile(FileModel):
         default_factory=dict, description="source event name = WebEngage event name (extends the defaults)"
     )
     properties: EventsProperties = EventsProperties()
+    merges: EventsMerges = EventsMerges()
 
 
 _REASONS: Final = {
@@ -114,6 +160,16 @@ _REASONS: Final = {
     "chunk_rows": "must be positive",
     "max_string_length": "must be 1..999 (WebEngage: < 1,000 chars)",
 }
+
+
+def _merges(merges: EventsMerges, origin: str) -> MergeConfig:
+    lookback = None
+    if merges.lookback != "":
+        try:
+            lookback = parse_lookback(merges.lookback)
+        except ConfigError as exc:
+            raise ConfigError(f"{origin} [merges].lookback", exc.reason) from None
+    return MergeConfig(**merges.model_dump(exclude={"lookback"}), lookback=lookback)
 
 
 # -- loading --------------------------------------------------------------------------------------------
@@ -146,4 +202,5 @@ def event_mapping_from_dict(doc: Mapping[str, Any], *, origin: str = "events map
         names=default_name_table(file.event_names),
         property_renames=renames,
         exclude_properties=frozenset(file.properties.exclude),
+        merges=_merges(file.merges, origin),
     )

@@ -466,6 +466,7 @@ STATE_TABLES: Final = (
     "we_event_ledger",
     "we_event_outbox",
     "we_erasure_requests",
+    "we_merged_pairs",
 )
 
 

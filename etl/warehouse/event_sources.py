@@ -57,7 +57,7 @@ def custom_source(query: str, params: Mapping[str, Any], *, read_from: datetime,
     return Source(query, statement, params, key, frozenset({"properties"}))
 
 
-def _schema_columns(engine: Engine, schema: str) -> dict[str, dict[str, str]]:
+def schema_columns(engine: Engine, schema: str) -> dict[str, dict[str, str]]:
     """``table -> {column: data type}`` of a schema, from information_schema (DuckDB and PostgreSQL)."""
     cols = sa.table(
         "columns",
@@ -80,7 +80,7 @@ def _schema_columns(engine: Engine, schema: str) -> dict[str, dict[str, str]]:
     return found
 
 
-def _instant(table: sa.TableClause, columns: dict[str, str], name: str) -> sa.ColumnElement[Any]:
+def instant_column(table: sa.TableClause, columns: dict[str, str], name: str) -> sa.ColumnElement[Any]:
     """A time column as a UTC timestamp. Some loaders store them as text (ISO 8601, often with an offset):
     parsed in the database (as timestamptz, then UTC), so the window filter compares instants, not strings."""
     if any(t in columns[name] for t in ("char", "text", "string")):
@@ -88,15 +88,17 @@ def _instant(table: sa.TableClause, columns: dict[str, str], name: str) -> sa.Co
     return table.c[name]
 
 
-def _arrival(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnElement[Any]:
+def arrival_column(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnElement[Any]:
     # Arrival time catches late rows; Segment always writes received_at, the event time is a fallback.
     if "received_at" in columns:
-        return sa.func.coalesce(_instant(table, columns, "received_at"), _instant(table, columns, "timestamp"))
-    return _instant(table, columns, "timestamp")
+        return sa.func.coalesce(
+            instant_column(table, columns, "received_at"), instant_column(table, columns, "timestamp")
+        )
+    return instant_column(table, columns, "timestamp")
 
 
 def _window_filter(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnElement[bool]:
-    arrival = _arrival(table, columns)
+    arrival = arrival_column(table, columns)
     return sa.and_(
         arrival >= sa.bindparam("start", type_=sa.DateTime), arrival < sa.bindparam("end", type_=sa.DateTime)
     )
@@ -105,9 +107,9 @@ def _window_filter(table: sa.TableClause, columns: dict[str, str]) -> sa.ColumnE
 def _head(table: sa.TableClause, columns: dict[str, str], name: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
     head: list[sa.ColumnElement[Any]] = [table.c.id.label("event_id")]
     head += [table.c[c].label(c) for c in ("user_id", "anonymous_id") if c in columns]
-    head += [name.label("event_name"), _instant(table, columns, "timestamp").label("event_time")]
+    head += [name.label("event_name"), instant_column(table, columns, "timestamp").label("event_time")]
     if "received_at" in columns:
-        head.append(_instant(table, columns, "received_at").label("received_at"))
+        head.append(instant_column(table, columns, "received_at").label("received_at"))
     return head
 
 
@@ -133,7 +135,7 @@ def _is_property(column: str) -> bool:
 def segment_sources(engine: Engine, *, schema: str, read_from: datetime, end: datetime) -> list[Source]:
     """Statements over a Segment/RudderStack schema: pages (as ``page``), screens (as ``screen``), tracks
     joined to their per-event table (named by the track's ``event``), and tracks without one."""
-    tables = _schema_columns(engine, schema)
+    tables = schema_columns(engine, schema)
     if not {"tracks", "pages", "screens"} & set(tables):
         raise ConfigError("source.segment_schema", f"no tracks, pages or screens table in schema {schema!r}")
     params = {"start": naive_utc(read_from), "end": naive_utc(end)}

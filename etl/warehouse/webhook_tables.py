@@ -16,6 +16,8 @@ from etl.resources import packaged
 from etl.warehouse.engine import connect_with_retry, is_duckdb
 from etl.warehouse.queries import load_sql, split_statements
 
+#: The DDL files, in order: the tables, then ``webengage_opt_outs`` (a view on ``webengage_events``).
+WEBHOOK_DDL: Final = ("webhooks.sql", "opt_outs.sql")
 #: Arbitrary constant naming the loader's PostgreSQL advisory lock.
 _PG_LOCK_KEY: Final = 0x5745_4248_4F4F_4B53 & 0x7FFF_FFFF_FFFF_FFFF
 
@@ -71,10 +73,12 @@ _QUARANTINE = sa.text(
 
 
 def ensure_tables(engine: Engine) -> None:
-    """Create the webhook tables if missing (idempotent; DDL packaged in ``sql/webhooks``)."""
+    """Create the webhook tables if missing, and the opt-outs view over them (idempotent; DDL packaged in
+    ``sql/webhooks``)."""
     with connect_with_retry(engine, begin=True) as conn:
-        for stmt in split_statements(load_sql(packaged("sql/webhooks/webhooks.sql"))):
-            conn.execute(sa.text(stmt))
+        for name in WEBHOOK_DDL:
+            for stmt in split_statements(load_sql(packaged(f"sql/webhooks/{name}"))):
+                conn.execute(sa.text(stmt))
 
 
 def insert_events(conn: Connection, columns: Mapping[str, Any], *, now: str) -> int:

@@ -108,6 +108,7 @@ def test_messy_cases_present(built: DemoWarehouseSummary) -> None:
         "events_without_ids",
         "anonymous_events",
         "late_tracks",
+        "shared_devices",
     ]:
         assert a[key] > 0, key
     with _read(built.path) as con:

@@ -18,9 +18,11 @@ from rich.table import Table
 
 from etl.config import Settings
 from etl.mappings.deletions import DeletionRules
+from etl.mappings.events import event_mapping_from_dict
 from etl.pipelines import cohorts as cohort_pipeline
 from etl.pipelines import erasures as erasure_pipeline
 from etl.pipelines import events as events_pipeline
+from etl.pipelines import merges as merges_pipeline
 from etl.pipelines import users as users_pipeline
 from etl.report import render
 from etl.state.store import reset_state
@@ -54,8 +56,15 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
     engine.dispose()
 
     key = secrets.token_urlsafe(24)
+    # Merges go one pair per /users call: the demo raises that budget too (WebEngage's default is 5,000/min).
+    single_rpm = 5 * rpm
     config = SandboxConfig(
-        license_code=DEMO_LICENSE_CODE, api_key=key, bulk_users_rpm=rpm, bulk_events_rpm=rpm, gdpr_rpm=rpm
+        license_code=DEMO_LICENSE_CODE,
+        api_key=key,
+        bulk_users_rpm=rpm,
+        bulk_events_rpm=rpm,
+        users_rpm=single_rpm,
+        gdpr_rpm=rpm,
     )
     console.rule("2. sandbox")
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
@@ -71,6 +80,7 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
                 "bulk_users_rpm": rpm,
                 "bulk_events_rpm": rpm,
                 "gdpr_rpm": rpm,
+                "users_rpm": single_rpm,
                 "expected_latency_s": 0.05,
             }
         )
@@ -94,7 +104,18 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
             f"same window again: already sent {events_again['already_sent']:,}, requests {events_again['requests']}",
             highlight=False,
         )
-        console.rule("7. cohorts: each one a boolean attribute (entered -> true, left -> false)")
+        console.rule("7. merges: anonymous visitors into the users they logged in as (Segment identifies)")
+        # The packaged events mapping keeps merges off; the demo turns them on for its Segment schema, over the
+        # last week of identifies (a deployment's first run reads the whole history: lookback = "").
+        merge_mapping = event_mapping_from_dict({"merges": {"enabled": True, "preset": "segment", "lookback": "7d"}})
+        merged = merges_pipeline.run(
+            settings, mapping=merge_mapping, run_id=f"demo__{stamp}__merges", clock=lambda: as_of
+        )
+        console.print(render(merged), highlight=False, soft_wrap=True)
+        merged_again = merges_pipeline.run(
+            settings, mapping=merge_mapping, run_id=f"demo__{stamp}__merges-again", clock=lambda: as_of
+        )
+        console.rule("8. cohorts: each one a boolean attribute (entered -> true, left -> false)")
         cohort_summaries = []
         for name in cohort_pipeline.load_config(settings).names:
             summary = cohort_pipeline.export(settings, cohort=name, as_of=as_of, run_id=f"demo__{stamp}__{name}")
@@ -124,6 +145,10 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         f"(ceil({third['accepted']:,}/{settings.batch_size}) = {expected_requests:,})",
         f"events accepted: {events['accepted']:,} in {events['requests']:,} requests; the same window again: "
         f"{events_again['requests']} requests; duplicate events seen by the sandbox: {stats['duplicate_events']}",
+        f"merges: {merged['merged']:,} anonymous visitors merged into known users in {merged['requests']:,} /users "
+        f"requests ({merged['shared_devices']:,} shared devices: merged into the first user, "
+        f"{merged['rejected_by_reason'].get('shared_anonymous_id', 0):,} reported); pre-login events moved to "
+        f"their users: {stats['merged_events']:,}; again: {merged_again['requests']} requests",
         "cohort members exported: " + ", ".join(f"{c['cohort']} {c['members']:,}" for c in cohort_summaries),
         f"erasures: {len(deleted):,} users deleted in the warehouse ({erased['detected_by'].get('absent', 0):,} "
         f"gone from the users table, {erased['detected_by'].get('table:deleted_users', 0):,} listed in "
@@ -142,6 +167,8 @@ def run_demo(*, users: int, directory: Path, rpm: int, change_share: float, cons
         and second["requests"] == 0
         and first["accepted"] > 0
         and events_again["requests"] == 0
+        and merged["merged"] == stats["merges"] > 0
+        and merged_again["requests"] == 0
         and stats["duplicate_events"] == 0
         and erased["accepted"] == len(deleted) == stats["gdpr_requests"]
         and erased_again["sent"] == 0

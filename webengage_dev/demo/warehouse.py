@@ -30,7 +30,9 @@ Messy cases, always present (the summary's ``anomalies`` reports the counts meas
 * naive ``signup_at``/``updated_at`` (UTC) next to TIMESTAMPTZ ``last_seen_at``;
 * events: 25 tracks with NULL event, 25 events with NULL timestamp, 25 with neither user_id nor
   anonymous_id, about 2% arriving hours late, about 15% of a known user's events pre-login
-  (anonymous only), anonymous-only visitors (0.3 x users).
+  (anonymous only), anonymous-only visitors (0.3 x users);
+* ``segment.identifies``: anonymous -> known pairs (about 70% of identifies carry the browser's
+  anonymous_id), and about 0.5% shared devices (a second user identified on another's browser).
 
 Values are derived from ``hash(key, salt, seed)``: same seed and ``as_of`` give identical data.
 """
@@ -383,6 +385,34 @@ QUALIFY row_number() OVER (PARTITION BY s.user_id ORDER BY s."timestamp" DESC, s
 ORDER BY id;
 """
 
+# Shared devices: for about 0.5% of users, another user logs in on their browser (a family computer) in
+# the last two days: the owner identifies on it, then the other user a minute later. Both rows repeat their
+# user's latest traits, so no profile changes; of the two users, the owner was identified first.
+_SHARED_DEVICES = """
+INSERT INTO segment.identifies BY NAME
+WITH last_identify AS (
+    SELECT s.* EXCLUDE (anonymous_id), u.anonymous_id AS own_device
+    FROM segment.identifies s JOIN _u u USING (user_id)
+    WHERE length(s.user_id) <= 100
+    QUALIFY row_number() OVER (PARTITION BY s.user_id ORDER BY s."timestamp" DESC, s.id) = 1
+), latest AS (
+    SELECT *, row_number() OVER (ORDER BY hash(user_id, 'shared', getvariable('demo_seed')), user_id) AS k
+    FROM last_identify
+), pairs AS (
+    SELECT o.own_device AS device, o.user_id AS owner, o.k,
+        getvariable('demo_as_of') - INTERVAL 2 DAY + to_minutes(o.k::BIGINT * 7) AS t
+    FROM latest o WHERE o.k % 2 = 1 AND o.k < 2 * greatest(1, (SELECT count(*) FROM latest) // 200)
+), rows AS (
+    SELECT p.device, p.t, l.* EXCLUDE (own_device, k), 0 AS step FROM pairs p JOIN latest l ON l.user_id = p.owner
+    UNION ALL
+    SELECT p.device, p.t + INTERVAL 1 MINUTE, l.* EXCLUDE (own_device, k), 1 FROM pairs p JOIN latest l ON l.k = p.k + 1
+)
+SELECT * EXCLUDE (device, t, step, id, "timestamp", received_at, sent_at),
+    demo_uuid('identify_shared', device || ':' || step) AS id, device AS anonymous_id,
+    t AS "timestamp", t + INTERVAL 1 SECOND AS received_at, t + INTERVAL 50 MILLISECOND AS sent_at
+FROM rows;
+"""
+
 _USERS = f"""
 CREATE TABLE main.users AS
 WITH agg AS (
@@ -524,7 +554,9 @@ SELECT
     (SELECT count(*) FROM main.events WHERE event_time IS NULL) AS null_event_timestamps,
     (SELECT count(*) FROM main.events WHERE user_id IS NULL AND anonymous_id IS NULL) AS events_without_ids,
     (SELECT count(*) FROM main.events WHERE user_id IS NULL AND anonymous_id IS NOT NULL) AS anonymous_events,
-    (SELECT count(*) FROM segment.tracks WHERE received_at > "timestamp" + INTERVAL 1 HOUR) AS late_tracks
+    (SELECT count(*) FROM segment.tracks WHERE received_at > "timestamp" + INTERVAL 1 HOUR) AS late_tracks,
+    (SELECT count(*) FROM (SELECT anonymous_id FROM segment.identifies WHERE user_id IS NOT NULL
+        GROUP BY anonymous_id HAVING count(DISTINCT user_id) > 1)) AS shared_devices
 """
 
 
@@ -616,6 +648,7 @@ def build_demo_warehouse(
         _sql.create_segment_tables(con)
         events = _sql.insert_events(con)
         _run_script(con, _IDENTIFIES)
+        _run_script(con, _SHARED_DEVICES)
         con.execute(_USERS)
         for table in ("_ev", "_items", "_ord", "_order_products"):
             con.execute(f"DROP TABLE {table}")  # staging only; frees memory before the commit

@@ -64,6 +64,9 @@ class SandboxConfig(SettingsModel):
     dedupe_request_ids: Flag = True
     dedupe_bulk_request_ids: Flag = True
     max_body_bytes: Int = 5_000_000
+    # A single /users call with userId and anonymousId merges the anonymous profile into the user (WebEngage's
+    # documented merge; whether REST single calls do it is unconfirmed): false ignores anonymousId there too.
+    merge_on_users: Flag = True
 
     @model_validator(mode="after")
     def _ranges(self) -> Self:

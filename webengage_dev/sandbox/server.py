@@ -176,7 +176,8 @@ async def _ingest(state: SandboxState, endpoint: str, request: Request) -> Respo
     if items.error is not None:
         return error_response(400, items.error, headers)
     if endpoint.endswith("users"):
-        store.ingest_users(items.batch, endpoint=endpoint, request_id=request_id)
+        merge = endpoint == "users" and cfg.merge_on_users  # the bulk endpoint ignores anonymousId
+        store.ingest_users(items.batch, endpoint=endpoint, request_id=request_id, merge=merge)
     else:
         store.ingest_events(items.batch, endpoint=endpoint, request_id=request_id)
     if request_id is not None and dedupe:

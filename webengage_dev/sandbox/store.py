@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from webengage_dev.sandbox.gdpr import GdprRequests
+from webengage_dev.sandbox.merges import MergeBook
 from webengage_dev.sandbox.validation import (
     AttrType,
     Violation,
@@ -165,6 +166,7 @@ class SandboxStore:
         self._request_ids: OrderedDict[str, float] = OrderedDict()
         self._stats = _Stats()
         self.gdpr = GdprRequests(clock=self._clock)
+        self._merges = MergeBook()
 
     def reset(self) -> None:
         """Forget everything: data, registries, request ids and stats."""
@@ -174,9 +176,15 @@ class SandboxStore:
     # --- ingestion -------------------------------------------------------------------------------------
 
     def ingest_users(
-        self, items: Iterable[tuple[int | None, Any]], *, endpoint: str, request_id: str | None
+        self,
+        items: Iterable[tuple[int | None, Any]],
+        *,
+        endpoint: str,
+        request_id: str | None,
+        merge: bool = False,
     ) -> tuple[int, list[Violation]]:
-        """Validate and upsert users given as (item index, object); returns (stored count, violations)."""
+        """Validate and upsert users given as (item index, object); returns (stored count, violations).
+        ``merge``: an item with both ids merges its anonymous profile into the user (see ``merges``)."""
         stored = 0
         found: list[Violation] = []
         now = time.time()
@@ -185,7 +193,12 @@ class SandboxStore:
                 clean, violations = validate_user(raw, endpoint=endpoint, item_index=index, request_id=request_id)
                 key = identity_key(clean) if clean is not None else None
                 if clean is not None and key is not None:
+                    if key.startswith("anon:"):  # a merged device is its user's: later calls update that user
+                        key = self._merges.user_for(clean.get("anonymousId")) or key
+                    anonymous_id = clean.get("anonymousId") if merge and "userId" in clean else None
                     violations += self._upsert(key, clean, violations_context(endpoint, index, request_id), now)
+                    if anonymous_id:
+                        self._merges.merge(self._users, self._events, anonymous_id=anonymous_id, user_id=key)
                     stored += 1
                 found += violations
             self._stats.items_accepted[endpoint] += stored
@@ -211,6 +224,7 @@ class SandboxStore:
                             context=violations_context(endpoint, index, request_id),
                         )
                         violations += more
+                    self._merges.attribute(clean)
                     self._append_event(clean, endpoint, request_id, now)
                     stored += 1
                 found += violations
@@ -414,6 +428,7 @@ class SandboxStore:
                 "gdpr_duplicates": self.gdpr.duplicates,
                 "users": len(self._users),
                 "events": len(self._events),
+                **self._merges.stats(),
                 "first_request_at": s.first_request_at,
                 "last_request_at": s.last_request_at,
             }
