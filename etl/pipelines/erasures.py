@@ -35,6 +35,7 @@ from etl.report import RunReport
 from etl.state import erasures as journal
 from etl.transform.users import normalise_keys
 from etl.warehouse.deletions import UID, find_deleted, list_select, truthy
+from etl.warehouse.pushdown import diff_location
 from etl.warehouse.queries import read_chunks
 from etl.webengage import gdpr
 from etl.webengage.models import SendRequest
@@ -183,12 +184,14 @@ class _Erasures:
             report.notes.append('deletions = "ignore" in the users mapping: no erasure requests are made')
             self.run.sends = False
             return
-        same_db = not self.settings.state_url or self.settings.state_url == self.settings.warehouse_url
+        warehouse = self.run.warehouse()
+        # One rule for where a comparison with the state runs (diff_mode), as the other syncs' diffs.
+        where = diff_location(self.settings, warehouse, state_tables=["we_user_state"])
         deleted = find_deleted(
             self.mapping,
-            self.run.warehouse(),
+            warehouse,
             lambda: journal.synced_users(self.store),
-            same_database=same_db,
+            same_database=where == "warehouse",
             as_of=as_of,
         )
         report.extracted += len(deleted)
