@@ -71,6 +71,13 @@ def client_for(settings: Settings, *, transport: httpx.BaseTransport | None = No
         raise
 
 
+def require_replay_progress(report: RunReport, *, replayed: int, accepted: int, what: str, kept: str) -> None:
+    """A run whose only deliveries were replays of journaled requests (the outbox) and that got none of them
+    accepted delivered nothing: it is red, and the requests stay where ``kept`` says."""
+    if replayed and not accepted and not report.sent:
+        raise DeliveryError(f"delivered nothing: {replayed:,} {what} were replayed, none accepted ({kept})")
+
+
 def delivery_failure(report: RunReport, max_share: float) -> str | None:
     """Why a finished run counts as failed, or None: it sent rows and WebEngage accepted none of them, or the
     share it did not accept (refused, or failed after retries) is above ``max_share``."""

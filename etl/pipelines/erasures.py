@@ -24,9 +24,9 @@ import pandas as pd
 
 from etl.config import Settings
 from etl.engine.delivery import Checkpoints, Grouping, Request, Result, batch_of, count_only, counted, deliver
-from etl.engine.frame import Progress, Run, WallClock, execute, system_now
+from etl.engine.frame import Progress, Run, WallClock, execute, require_replay_progress, system_now
 from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, classify
-from etl.errors import DeliveryError, GuardStop
+from etl.errors import GuardStop
 from etl.load.batching import Batch, Item
 from etl.mappings.users import UserMapping
 from etl.pipelines.users import load_mapping
@@ -109,11 +109,13 @@ def run(
         if not run.dry_run:
             sync.check_statuses()
         tally.statuses = journal.status_counts(run.store)
-        if tally.replayed and not tally.replayed_accepted and not run.report.sent:
-            raise DeliveryError(
-                f"delivered nothing: {tally.replayed:,} journaled erasure requests were replayed, none accepted "
-                "(they stay journaled)"
-            )
+        require_replay_progress(
+            run.report,
+            replayed=tally.replayed,
+            accepted=tally.replayed_accepted,
+            what="journaled erasure requests",
+            kept="they stay journaled",
+        )
 
     return execute(
         settings,

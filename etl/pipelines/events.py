@@ -28,9 +28,9 @@ from sqlalchemy.engine import Engine
 
 from etl.config import Settings
 from etl.engine.delivery import Checkpoints, Grouping, Request, Result, batch_of, count_only, counted, deliver
-from etl.engine.frame import Progress, Run, WallClock, Window, execute, system_now
+from etl.engine.frame import Progress, Run, WallClock, Window, execute, require_replay_progress, system_now
 from etl.engine.rejects import ROW, Reason, RejectKind, RejectRow, classify, too_large
-from etl.errors import ConfigError, DeliveryError, WebEngageSyncError
+from etl.errors import ConfigError, WebEngageSyncError
 from etl.instants import as_utc
 from etl.load.batching import Batch, Item, batch_requests
 from etl.mappings.events import EventMapping, load_event_mapping
@@ -135,10 +135,13 @@ def run(
         if not run.dry_run:
             sync.replay()
         sync.extract_and_send(event_sources(events, run.warehouse(), read_from=read_from, end=end))
-        if tally.replayed_requests and not tally.replayed_events and not run.report.sent:
-            raise DeliveryError(
-                f"delivered nothing: {tally.replay_failed_events:,} journaled events were replayed, "
-                "none accepted (they stay in the outbox)"
+        if tally.replayed_requests:
+            require_replay_progress(
+                run.report,
+                replayed=tally.replay_failed_events,
+                accepted=tally.replayed_events,
+                what="journaled events",
+                kept="they stay in the outbox",
             )
 
     return execute(

@@ -23,9 +23,9 @@ import orjson
 
 from etl.config import Settings
 from etl.engine.delivery import Checkpoints, Grouping, Request, Result, batch_of, count_only, counted, deliver
-from etl.engine.frame import Progress, Run, WallClock, execute, system_now
+from etl.engine.frame import Progress, Run, WallClock, execute, require_replay_progress, system_now
 from etl.engine.rejects import Reason, RejectKind, RejectRow, classify
-from etl.errors import ConfigError, DeliveryError
+from etl.errors import ConfigError
 from etl.instants import naive_utc
 from etl.load.batching import Batch, Item
 from etl.mappings.events import EventMapping, MergeConfig, load_event_mapping
@@ -105,11 +105,13 @@ def run(
             sync.resend()
         sync.extract_and_send(pair_source(config, run))
         tally.totals = state.counts(run.store)
-        if tally.resent and not tally.resent_merged and not run.report.sent:
-            raise DeliveryError(
-                f"delivered nothing: {tally.resent:,} journaled merges were re-sent, none accepted "
-                "(they stay journaled)"
-            )
+        require_replay_progress(
+            run.report,
+            replayed=tally.resent,
+            accepted=tally.resent_merged,
+            what="journaled merges",
+            kept="they stay journaled",
+        )
 
     return execute(
         settings,
