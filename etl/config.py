@@ -30,6 +30,7 @@ __all__ = [
     "DataCenter",
     "Secret",
     "Settings",
+    "UsersDiff",
     "check_api_key",
     "check_license_code",
     "data_center_hint",
@@ -40,6 +41,10 @@ __all__ = [
 log = logging.getLogger("etl.config")
 
 DataCenter = Literal["global", "in", "ksa"]
+#: Where the profile sync finds changed users: ``warehouse`` (hash and diff in SQL, only changed rows leave
+#: the warehouse; needs the state in the warehouse database), ``python`` (read every row, diff in the worker),
+#: ``auto`` (warehouse when possible, else python).
+UsersDiff = Literal["auto", "warehouse", "python"]
 
 DATA_CENTER_HOSTS: Final[dict[str, str]] = {
     "global": "https://api.webengage.com",
@@ -89,6 +94,8 @@ class Settings(SettingsModel):
     api_url: Text = ""  # resolved from data_center when empty
     warehouse_url: Text = DEFAULT_WAREHOUSE_URL
     state_url: Text = ""  # empty: the warehouse holds the state too
+    #: Where the profile sync computes its diff (see :data:`UsersDiff` and README "How the diff works").
+    users_diff: Annotated[UsersDiff, BeforeValidator(stripped)] = "auto"
     #: The user mapping file (TOML); empty: ``mappings/users.toml`` of this repository.
     users_mapping: Text = ""
     #: The event source and name/property mapping (TOML); empty: ``mappings/events.toml``.

@@ -8,7 +8,7 @@ state of what WebEngage accepted -> coerce + build payloads for changed rows -> 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,18 +31,34 @@ from etl.resources import DEFAULT_USERS_MAPPING, user_file
 from etl.state.store import StateStore
 from etl.transform import users as tx
 from etl.transform.formats import garbage
+from etl.warehouse import user_diff
 from etl.warehouse.presets import segment_user_fields, segment_users_source, source_columns
 from etl.warehouse.queries import load_sql, ordered_by, read_chunks
 from etl.webengage.models import SendRequest, deterministic_request_id
 from etl.webengage.overflow import OverflowLane
 
 PIPELINE = "users"
-UserKey = tuple[str, int, str]  # user id, source hash, field mask
+UserKey = tuple[str, int, str, str | None]  # user id, source hash, field mask, warehouse hash (in-warehouse diff)
 
 
 @dataclass
-class _Prepared:
-    items: list[Item[UserKey]] = field(default_factory=list)
+class _Pushdown:
+    """The in-warehouse diff of one run: its statement and what it moved."""
+
+    stmt: sa.Select[Any]
+    source_rows: int
+    moved: int = 0
+    losers: int = 0  # duplicate rows resolved in SQL (reported, never moved)
+    confirmed: int = 0  # rows moved, found unchanged by the worker, their SQL hash stored
+    unhashed: int = 0  # rows the warehouse could not hash: compared here only
+
+    def note(self) -> str:
+        text = f"in-warehouse diff: {self.source_rows} rows hashed in the warehouse, {self.moved} moved to the worker"
+        if self.confirmed:
+            text += f", {self.confirmed} found unchanged here (their warehouse hash stored)"
+        if self.unhashed:
+            text += f", {self.unhashed} could not be hashed in SQL (a value that did not cast to text): compared here"
+        return text
 
 
 def load_mapping(settings: Settings) -> UserMapping:
@@ -95,21 +111,72 @@ def resolve_source(mapping: UserMapping, warehouse: Engine) -> tuple[sa.Select[A
     return ordered_by(sql, mapping.user_id), params, mapping
 
 
+def raw_source(mapping: UserMapping) -> sa.Subquery:
+    """The user query (of a resolved mapping) as an unordered subquery, for the in-warehouse diff."""
+    if mapping.preset == "segment":
+        stmt, _key, _updated = segment_users_source(schema=mapping.segment_schema, table=mapping.segment_table)
+        return stmt.order_by(None).subquery("we_raw")
+    return sa.text(load_sql(mapping.query)).columns(sa.column(mapping.user_id)).subquery("we_raw")
+
+
+def _plan_pushdown(
+    run: Run, mapping: UserMapping, ordered: sa.Select[Any], params: dict[str, Any], *, full_refresh: bool
+) -> tuple[_Pushdown | None, dict[str, AttrType] | None, dict[str, str]]:
+    """The in-warehouse diff when it can run (else None, with the reason in the report's notes), and the
+    attribute types resolved for it (its hash is salted with them) with the registrations they need."""
+    settings, report, warehouse = run.settings, run.report, run.warehouse()
+    reason = user_diff.check_mode(settings, warehouse)
+    if reason is None:
+        raw = raw_source(mapping)
+        columns = user_diff.diff_columns(mapping)
+        found = user_diff.probe(warehouse, raw, params, columns)
+        if isinstance(found, str):
+            reason = found
+        elif found.empty:
+            reason = "the query returned no rows"
+    if reason is not None:
+        if settings.users_diff != "python":
+            report.notes.append(f"full read, diff in the worker: {reason}")
+        return None, None, {}
+    assert isinstance(found, user_diff.Probe)
+    # Types as the full read resolves them: from its first chunk (when any attribute's type is inferred).
+    if all(a.type for a in mapping.attributes):
+        sample = pd.DataFrame(columns=columns)
+    else:
+        first = next(iter(read_chunks(warehouse, ordered.limit(mapping.chunk_rows), params)), None)
+        sample = first if first is not None else pd.DataFrame(columns=columns)
+    types, new, notes = tx.resolve_types(mapping, sample, run.store.registry("users"))
+    report.notes.extend(notes)
+    salt = tx.types_salt(mapping, types, null_tokens=garbage.null_tokens(settings.null_tokens))
+    source = user_diff.source_of(raw, columns)
+    stmt = user_diff.diff_select(
+        source, mapping, found, salt, dialect=warehouse.dialect.name, full_refresh=full_refresh
+    )
+    return _Pushdown(stmt=stmt, source_rows=user_diff.source_rows(warehouse, source, params)), types, new
+
+
 def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool) -> None:
     settings, store, report = run.settings, run.store, run.report
     stmt, params, mapping = resolve_source(mapping, run.warehouse())
     if "as_of" in params and params["as_of"] is None:
         params["as_of"] = naive_utc(as_of)
+    pushdown, types, new_types = _plan_pushdown(run, mapping, stmt, params, full_refresh=full_refresh)
     # order_key: all rows of one user id come in one chunk (so duplicates resolve per chunk), and DuckDB
-    # reads the ordered extract in key ranges instead of sorting all of it in this process's memory.
+    # reads the ordered extract in key ranges instead of sorting all of it in this process's memory (the
+    # in-warehouse diff's result is small: one ordered query).
     label = f"segment preset ({mapping.segment_schema})" if mapping.preset == "segment" else mapping.query
     chunks = read_chunks(
-        run.warehouse(), stmt, params, chunk_rows=mapping.chunk_rows, order_key=mapping.user_id, label=label
+        run.warehouse(),
+        pushdown.stmt if pushdown else stmt,
+        params,
+        chunk_rows=mapping.chunk_rows,
+        order_key=mapping.user_id,
+        label=label,
+        key_ranges=pushdown is None,
     )
     registry = store.registry("users")
     null_tokens = garbage.null_tokens(settings.null_tokens)
-    types: dict[str, AttrType] | None = None
-    salt = ""
+    salt = tx.types_salt(mapping, types, null_tokens=null_tokens) if types is not None else ""
     # Rejects of rows about to be sent wait for their batch's outcome: an acceptance resolves the
     # user's older rejects, so recording this run's before it would resolve them at once.
     held: dict[str, list[RejectRow]] = {}
@@ -119,7 +186,7 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
     dead = store.dead_reject_keys(PIPELINE)
     # Types of attributes sent for the first time: registered with the first accepted batch, so a run that
     # WebEngage refuses (wrong key, host) leaves the state untouched.
-    unregistered: dict[str, str] = {}
+    unregistered: dict[str, str] = dict(new_types)
 
     def items() -> Iterator[Item[UserKey]]:
         nonlocal types, salt
@@ -141,6 +208,7 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
                 today=as_of.date(),
                 full_refresh=full_refresh,
                 null_tokens=null_tokens,
+                pushdown=pushdown,
             )
             run.tick()
 
@@ -165,7 +233,7 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
             found = _release(held, ids)
             stale = [i for i in ids if i in open_keys]
             with store.transaction() as conn:
-                store.checkpoint_users(conn, keys, report.run_id)
+                store.checkpoint_users(conn, [k[:3] for k in keys], report.run_id, [k[3] for k in keys])
                 if stale:
                     store.resolve_rejects(conn, PIPELINE, stale, report.run_id)
                 if found:
@@ -193,6 +261,12 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
             )
     if oversize:
         _reject(run, held, [i.key[0] for i in oversize], too_large(settings.max_batch_bytes, "user"))
+    if pushdown is not None:
+        # Rows that stayed in the warehouse are unchanged (their hash matched the accepted one).
+        stayed = max(0, pushdown.source_rows - pushdown.moved - pushdown.losers)
+        report.extracted += pushdown.losers + stayed
+        report.unchanged += stayed
+        report.notes.append(pushdown.note())
 
 
 def _reject(run: Run, held: dict[str, list[RejectRow]], user_ids: list[str], reject: Verdict) -> None:
@@ -234,18 +308,32 @@ def _prepare(
     today: Any,
     full_refresh: bool,
     null_tokens: frozenset[str] = tx.DEFAULT_NULL_TOKENS,
+    pushdown: _Pushdown | None = None,
 ) -> Iterator[Item[UserKey]]:
     # Label rows by their position in the run's extract, not in the chunk: rejects of rows without a
     # usable id are keyed by that label, and chunk-local labels repeat (the carried-over tail restarts at 0).
     chunk = chunk.set_axis(pd.RangeIndex(report.extracted, report.extracted + len(chunk)))
     report.extracted += len(chunk)
+    sql_hashes: pd.Series | None = None
+    if pushdown is not None:
+        pushdown.moved += len(chunk)
+        sql_hashes = chunk.pop(user_diff.HASH_COLUMN).astype(object).where(lambda h: h.notna(), None)
+        id_rows = chunk.pop(user_diff.ROWS_COLUMN)
+        pushdown.unhashed += int(sql_hashes.isna().sum())
     keys = tx.normalise_keys(chunk, mapping.user_id)
     usable, rejects = tx.screen_keys(chunk, keys, mapping, null_tokens=null_tokens)
     chunk, keys = chunk[usable], keys[usable]
     hashes = tx.row_hashes(chunk, mapping, salt)
+    moved_rows = keys.map(keys.value_counts()) if pushdown is not None else None
     keep, dup_rejects = tx.dedupe(chunk, keys, hashes, mapping)
     rejects += dup_rejects
     chunk, keys, hashes = chunk[keep], keys[keep], hashes[keep]
+    if pushdown is not None and moved_rows is not None:
+        # Rows of a duplicated id that SQL resolved stayed there: report them as the full read would.
+        stayed = (id_rows[keys.index] - moved_rows[keys.index]).clip(lower=0)
+        for user_id, n in zip(keys.tolist(), stayed.tolist(), strict=True):
+            pushdown.losers += int(n)
+            rejects += [tx.duplicate_reject(user_id, mapping)] * int(n)
 
     key_list = keys.tolist()
     known = store.user_state(key_list)
@@ -255,7 +343,8 @@ def _prepare(
     previous = np.fromiter((known[k][0] if k in known else 0 for k in key_list), dtype=np.int64, count=len(key_list))
     differs = ~seen | (previous != hashes.to_numpy(dtype=np.int64))
     changed = pd.Series(True if full_refresh else differs, index=chunk.index, dtype=bool)
-    report.unchanged += int((~changed).sum())
+    unchanged = ~changed
+    report.unchanged += int(unchanged.sum())
     if dead:
         gave_up = changed & keys.isin(dead)
         report.rejected[Reason.DEAD_AFTER_RETRIES.value] += int(gave_up.sum())
@@ -263,6 +352,15 @@ def _prepare(
     for reject in rejects:
         report.rejected[reject.reason] += 1
 
+    if sql_hashes is not None and pushdown is not None:
+        # Moved but unchanged (the migration from the full read, a text change that cannot change the
+        # payload, a duplicate id's winner): store the warehouse hash so the row stays there next time.
+        same = sql_hashes[unchanged[unchanged].index]
+        confirm = [(k, h) for k, h in zip(keys[same.index].tolist(), same.tolist(), strict=True) if h is not None]
+        if confirm and not report.dry_run:
+            with store.transaction() as conn:
+                store.confirm_source_hashes(conn, confirm)
+        pushdown.confirmed += len(confirm)
     chunk, keys, hashes = chunk[changed], keys[changed], hashes[changed]
     built = tx.build_payloads(
         chunk,
@@ -289,7 +387,8 @@ def _prepare(
         if final:
             with store.transaction() as conn:
                 store.record_rejects(conn, PIPELINE, final, report.run_id)
-    for user_id, row_hash, mask, payload in zip(
-        keys.tolist(), hashes.tolist(), built.masks, built.payloads, strict=True
+    sent_sql = sql_hashes[keys.index].tolist() if sql_hashes is not None else [None] * len(keys)
+    for user_id, row_hash, mask, payload, sql_hash in zip(
+        keys.tolist(), hashes.tolist(), built.masks, built.payloads, sent_sql, strict=True
     ):
-        yield Item(key=(user_id, int(row_hash), mask), identity=f"{user_id}:{row_hash}", payload=payload)
+        yield Item(key=(user_id, int(row_hash), mask, sql_hash), identity=f"{user_id}:{row_hash}", payload=payload)

@@ -1,0 +1,249 @@
+"""The profile diff computed where the data lives: only changed users leave the warehouse.
+
+When the state tables live in the warehouse database (``STATE_URL`` empty or equal to ``WAREHOUSE_URL``),
+one SQL statement, composed with SQLAlchemy around the user query as a subquery:
+
+1. hashes every source row in the warehouse: ``md5`` over a canonical text of the mapped columns (each
+   value cast to text, prefixed with its length, NULL as a marker), salted with the mapping's fingerprint,
+   the attribute types and the columns' SQL types, so a mapping or type change re-reads every row;
+2. finds duplicate ids with a narrow ``GROUP BY`` and keeps, for an id already in the state, only its rows
+   with the latest ``updated_at`` (ties and ids never accepted move whole, for the worker's one rule);
+3. ``LEFT JOIN we_user_state`` and keeps the rows whose hash ``IS DISTINCT FROM`` the accepted one: new
+   users, changed users, users rejected since (a rejected row keeps the previous hash, so it comes back
+   until accepted or dead) and users whose hash is not known yet (see migration below).
+
+The worker then runs the same steps as the full-read path on those rows only (screen, dedupe, Python
+hash, compare with ``payload_hash``), so both paths decide alike: a row whose SQL text changed but whose
+payload hash did not is *confirmed* (its new SQL hash stored, nothing sent). That also migrates a
+deployment: rows checkpointed by the full-read path have no SQL hash, are read once, confirmed, and from
+then on stay in the warehouse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from etl.config import Settings
+from etl.errors import ConfigError
+from etl.mappings.users import UserMapping
+from etl.state.store import USER_STATE
+from etl.warehouse.engine import connect_with_retry
+
+#: Columns the diff adds to each row it hands out (names no user query is expected to use).
+HASH_COLUMN: Final = "_we_source_hash"
+ROWS_COLUMN: Final = "_we_id_rows"
+#: Bump when the canonical text changes: every stored SQL hash then differs once (confirmed, not re-sent).
+_HASH_VERSION: Final = "we-sql-hash-1"
+_DIALECTS: Final = ("duckdb", "postgresql")
+
+_INTEGER: Final = (
+    "tinyint",
+    "smallint",
+    "integer",
+    "bigint",
+    "hugeint",
+    "utinyint",
+    "usmallint",
+    "uinteger",
+    "ubigint",
+    "uhugeint",
+    "int",
+    "int2",
+    "int4",
+    "int8",
+)
+_TEXT: Final = ("varchar", "text", "character varying", "character", "char", "bpchar", "string", "unknown", "name")
+_EXACT: Final = (
+    *_INTEGER,
+    *_TEXT,
+    "double",
+    "float",
+    "real",
+    "double precision",
+    "boolean",
+    "date",
+    "json",
+    "jsonb",
+    "uuid",
+    "interval",
+    '"null"',
+)
+_PREFIXES: Final = ("decimal(", "numeric", "timestamp", "time", "enum(", "struct(", "varchar(", "character")
+
+
+def _family_ok(sql_type: str) -> bool:
+    """Whether a column of this SQL type has a text form that changes whenever its value does."""
+    t = sql_type.strip().lower()
+    while t.endswith("[]"):  # lists / arrays of a supported element type
+        t = t[:-2]
+    return t in _EXACT or t.startswith(_PREFIXES)
+
+
+def _is_key_type(sql_type: str) -> bool:
+    """Ids whose text in SQL is the worker's normalised id (integers, text)."""
+    t = sql_type.strip().lower()
+    return t in _INTEGER or t in _TEXT or t.startswith(("varchar(", "character"))
+
+
+def _is_temporal(sql_type: str) -> bool:
+    t = sql_type.strip().lower()
+    return t == "date" or t.startswith("timestamp")
+
+
+def same_database(settings: Settings) -> bool:
+    return not settings.state_url or settings.state_url == settings.warehouse_url
+
+
+def unsupported(settings: Settings, warehouse: Engine) -> str | None:
+    """Why the diff cannot run in this warehouse at all (None: it can)."""
+    if not same_database(settings):
+        return "the state lives in another database (STATE_URL), so the warehouse cannot join it"
+    dialect = warehouse.dialect.name
+    if dialect not in _DIALECTS:
+        return f"the in-warehouse diff supports DuckDB and PostgreSQL, not {dialect}"
+    return None
+
+
+def check_mode(settings: Settings, warehouse: Engine) -> str | None:
+    """The reason to use the full-read path, or None for the in-warehouse diff. Forcing ``warehouse`` where
+    it cannot run is a configuration error (raised before anything is sent)."""
+    if settings.users_diff == "python":
+        return "users_diff = python"
+    reason = unsupported(settings, warehouse)
+    if reason and settings.users_diff == "warehouse":
+        raise ConfigError("users_diff", f"'warehouse' cannot be used: {reason}; use 'auto' or 'python'")
+    return reason
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the diff needs to know of the source: its columns' SQL types and whether it has rows."""
+
+    types: dict[str, str]
+
+    @property
+    def empty(self) -> bool:
+        return not self.types
+
+
+def diff_columns(mapping: UserMapping) -> list[str]:
+    """The source columns the diff reads: the mapped ones (id first), and updated_at for duplicates."""
+    columns = list(mapping.columns)
+    if mapping.updated_at and mapping.updated_at not in columns:
+        columns.append(mapping.updated_at)
+    return columns
+
+
+def source_of(raw: sa.Subquery, columns: list[str]) -> sa.Subquery:
+    """The user query (as ``raw``) narrowed to the columns the diff reads, with named columns."""
+    return sa.select(*(sa.column(c) for c in columns)).select_from(raw).subquery("we_src")
+
+
+def probe(warehouse: Engine, raw: sa.Subquery, params: dict[str, Any], columns: list[str]) -> Probe | str:
+    """The SQL type of each column (one row read), or the reason the diff cannot hash this source."""
+    every: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(raw).limit(0)
+    typeof = sa.func.pg_typeof if warehouse.dialect.name == "postgresql" else sa.func.typeof
+    with connect_with_retry(warehouse) as conn:
+        present = set(conn.execute(every, params).keys())
+        missing = [c for c in columns if c not in present]
+        if missing:
+            return f"column {missing[0]!r} is not in the query result"
+        clash = present & {HASH_COLUMN, ROWS_COLUMN}
+        if clash:
+            return f"the query returns a column named {sorted(clash)[0]!r}, which the diff uses itself"
+        source = source_of(raw, columns)
+        row = conn.execute(
+            sa.select(*(sa.cast(typeof(source.c[c]), sa.Text).label(c) for c in columns)).select_from(source).limit(1),
+            params,
+        ).first()
+        conn.rollback()
+    if row is None:
+        return Probe(types={})
+    types = {c: str(t) for c, t in zip(columns, row, strict=True)}
+    if not _is_key_type(types[columns[0]]):
+        key_type = types[columns[0]]
+        return f"the user id column {columns[0]!r} has SQL type {key_type} (the diff needs text or integer ids)"
+    for column, sql_type in types.items():
+        if not _family_ok(sql_type):
+            return f"column {column!r} has SQL type {sql_type}, which the in-warehouse hash does not cover"
+    return Probe(types=types)
+
+
+def source_rows(warehouse: Engine, source: sa.Subquery, params: dict[str, Any]) -> int:
+    """Rows the user query returns (counted in the warehouse; only for the run's report)."""
+    with connect_with_retry(warehouse) as conn:
+        n = conn.execute(sa.select(sa.func.count()).select_from(source), params).scalar_one()
+        conn.rollback()
+    return int(n)
+
+
+def _as_text(col: Any, dialect: str) -> Any:
+    # DuckDB: TRY_CAST, so a value that cannot be cast makes the row's hash NULL (read and compared in the
+    # worker, reported) instead of failing the query. PostgreSQL casts every type to text.
+    return sa.try_cast(col, sa.Text) if dialect == "duckdb" else sa.cast(col, sa.Text)
+
+
+def row_hash(source: sa.Subquery, columns: list[str], salt: str, dialect: str) -> Any:
+    """md5 (hex) of the salt and each column as ``<length>:<text>`` (``~`` for NULL), NULL when a value
+    could not be cast (DuckDB). Lengths make the concatenation unambiguous."""
+    parts: list[Any] = [sa.bindparam("we_hash_salt", salt, type_=sa.Text)]
+    uncastable: list[Any] = []
+    for name in columns:
+        col = source.c[name]
+        text = _as_text(col, dialect)
+        parts.append(sa.func.coalesce(sa.cast(sa.func.length(text), sa.Text) + sa.literal(":") + text, "~"))
+        if dialect == "duckdb":
+            uncastable.append(sa.and_(col.is_not(None), text.is_(None)))
+    digest = sa.func.md5(sa.func.concat_ws(sa.literal("|"), *parts), type_=sa.String)
+    if uncastable:
+        return sa.case((sa.or_(*uncastable), sa.null()), else_=digest)
+    return digest
+
+
+def user_key(source: sa.Subquery, user_id: str) -> Any:
+    """The id as the state holds it (trimmed text; empty is no id) for integer and text id columns."""
+    return sa.func.nullif(sa.func.trim(sa.cast(source.c[user_id], sa.Text)), "")
+
+
+def diff_select(
+    source: sa.Subquery,
+    mapping: UserMapping,
+    probe: Probe,
+    salt: str,
+    *,
+    dialect: str,
+    full_refresh: bool = False,
+) -> sa.Select[Any]:
+    """The rows to hand to the worker, with their SQL hash and their id's row count, ordered by id."""
+    columns = diff_columns(mapping)
+    types = ",".join(f"{c}:{probe.types.get(c, '')}" for c in columns)
+    digest = row_hash(source, list(mapping.columns), f"{_HASH_VERSION}|{salt}|{types}", dialect)
+    key = user_key(source, mapping.user_id)
+
+    # Duplicate ids, from a narrow aggregate (the id and updated_at only).
+    latest = mapping.duplicate_rule == "latest_updated_at" and bool(mapping.updated_at)
+    decidable = latest and _is_temporal(probe.types.get(mapping.updated_at or "", ""))
+    updated = source.c[mapping.updated_at] if decidable and mapping.updated_at else None
+    dup_cols: list[Any] = [key.label("k"), sa.func.count().label("n")]
+    dup_cols.append(sa.func.max(updated).label("top") if updated is not None else sa.null().label("top"))
+    dups = sa.select(*dup_cols).select_from(source).group_by(key).having(sa.func.count() > 1).subquery("we_dups")
+
+    joined = source.outerjoin(USER_STATE, USER_STATE.c.user_id == key).outerjoin(dups, dups.c.k == key)
+    stmt = sa.select(
+        *(source.c[c] for c in columns),
+        digest.label(HASH_COLUMN),
+        sa.func.coalesce(dups.c.n, 1).label(ROWS_COLUMN),
+    ).select_from(joined)
+    if not full_refresh:
+        changed = sa.and_(dups.c.k.is_(None), USER_STATE.c.source_hash.is_distinct_from(digest))
+        # An id with several rows: all of them move (the worker's dedupe decides, as on the full read)
+        # unless the id is known and its latest updated_at is in SQL: then only the rows at that instant.
+        whole = sa.or_(USER_STATE.c.user_id.is_(None), dups.c.top.is_(None))
+        latest_rows = sa.or_(whole, updated == dups.c.top) if updated is not None else sa.true()
+        duplicated = sa.and_(dups.c.k.is_not(None), latest_rows)
+        stmt = stmt.where(sa.or_(changed, duplicated))
+    return stmt.order_by(source.c[mapping.user_id])
