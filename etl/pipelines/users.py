@@ -7,6 +7,7 @@ state of what WebEngage accepted -> coerce + build payloads for changed rows -> 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -324,16 +325,16 @@ def _prepare(
     usable, rejects = tx.screen_keys(chunk, keys, mapping, null_tokens=null_tokens)
     chunk, keys = chunk[usable], keys[usable]
     hashes = tx.row_hashes(chunk, mapping, salt)
-    moved_rows = keys.map(keys.value_counts()) if pushdown is not None else None
+    moved_rows = Counter(keys.tolist()) if pushdown is not None else None
     keep, dup_rejects = tx.dedupe(chunk, keys, hashes, mapping)
     rejects += dup_rejects
     chunk, keys, hashes = chunk[keep], keys[keep], hashes[keep]
     if pushdown is not None and moved_rows is not None:
         # Rows of a duplicated id that SQL resolved stayed there: report them as the full read would.
-        stayed = (id_rows[keys.index] - moved_rows[keys.index]).clip(lower=0)
-        for user_id, n in zip(keys.tolist(), stayed.tolist(), strict=True):
-            pushdown.losers += int(n)
-            rejects += [tx.duplicate_reject(user_id, mapping)] * int(n)
+        for user_id, total in zip(keys.tolist(), id_rows[keys.index].tolist(), strict=True):
+            stayed = max(0, int(total) - moved_rows[user_id])
+            pushdown.losers += stayed
+            rejects += [tx.duplicate_reject(user_id, mapping)] * stayed
 
     key_list = keys.tolist()
     known = store.user_state(key_list)
