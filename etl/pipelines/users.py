@@ -8,8 +8,8 @@ state of what WebEngage accepted -> coerce + build payloads for changed rows -> 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -48,10 +48,33 @@ class _Pushdown:
 
     stmt: sa.Select[Any]
     source_rows: int
+    label_rows: Callable[[list[Any]], tuple[int, dict[Any, int]]]  # see user_diff.positions
     moved: int = 0
     losers: int = 0  # duplicate rows resolved in SQL (reported, never moved)
     confirmed: int = 0  # rows moved, found unchanged by the worker, their SQL hash stored
     unhashed: int = 0  # rows the warehouse could not hash: compared here only
+    null_ids: int = 0  # rows without an id seen so far (labelled after every row with one)
+
+    def relabel(self, rejects: list[RejectRow], raw_ids: pd.Series) -> list[RejectRow]:
+        """Rows without a usable id are keyed by their position in the full read (``row:N``): give them the
+        label the full read gives them, so both paths (and every run) key them alike."""
+        positional = [r for r in rejects if r.row_key.startswith("row:")]
+        if not positional:
+            return rejects
+        index = [int(r.row_key[4:]) for r in positional]
+        raw = raw_ids[index]
+        with_ids, before = self.label_rows([v for v in raw.tolist() if not _missing(v)])
+        seen: Counter[Any] = Counter()
+        labels: dict[str, str] = {}
+        for idx, value in zip(index, raw.tolist(), strict=True):
+            if _missing(value):
+                pos = with_ids + self.null_ids
+                self.null_ids += 1
+            else:
+                pos = before[value] + seen[value]
+                seen[value] += 1
+            labels[f"row:{idx}"] = f"row:{pos}"
+        return [replace(r, row_key=labels[r.row_key]) if r.row_key in labels else r for r in rejects]
 
     def note(self) -> str:
         text = f"in-warehouse diff: {self.source_rows} rows hashed in the warehouse, {self.moved} moved to the worker"
@@ -129,8 +152,8 @@ def _plan_pushdown(
     reason = user_diff.check_mode(settings, warehouse)
     if reason is None:
         raw = raw_source(mapping)
-        columns = user_diff.diff_columns(mapping)
-        found = user_diff.probe(warehouse, raw, params, columns)
+        required, optional = user_diff.diff_columns(mapping)
+        found = user_diff.probe(warehouse, raw, params, required, optional)
         if isinstance(found, str):
             reason = found
         elif found.empty:
@@ -142,18 +165,23 @@ def _plan_pushdown(
     assert isinstance(found, user_diff.Probe)
     # Types as the full read resolves them: from its first chunk (when any attribute's type is inferred).
     if all(a.type for a in mapping.attributes):
-        sample = pd.DataFrame(columns=columns)
+        sample = pd.DataFrame(columns=found.columns)
     else:
         first = next(iter(read_chunks(warehouse, ordered.limit(mapping.chunk_rows), params)), None)
-        sample = first if first is not None else pd.DataFrame(columns=columns)
+        sample = first if first is not None else pd.DataFrame(columns=found.columns)
     types, new, notes = tx.resolve_types(mapping, sample, run.store.registry("users"))
     report.notes.extend(notes)
     salt = tx.types_salt(mapping, types, null_tokens=garbage.null_tokens(settings.null_tokens))
-    source = user_diff.source_of(raw, columns)
+    source = user_diff.source_of(raw, found.columns)
     stmt = user_diff.diff_select(
         source, mapping, found, salt, dialect=warehouse.dialect.name, full_refresh=full_refresh
     )
-    return _Pushdown(stmt=stmt, source_rows=user_diff.source_rows(warehouse, source, params)), types, new
+
+    def label_rows(values: list[Any]) -> tuple[int, dict[Any, int]]:
+        return user_diff.positions(warehouse, source, params, mapping.user_id, values)
+
+    total = user_diff.source_rows(warehouse, source, params)
+    return _Pushdown(stmt=stmt, source_rows=total, label_rows=label_rows), types, new
 
 
 def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool) -> None:
@@ -270,6 +298,10 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
         report.notes.append(pushdown.note())
 
 
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
+
+
 def _reject(run: Run, held: dict[str, list[RejectRow]], user_ids: list[str], reject: Verdict) -> None:
     """Whole users that did not go through: counted, and recorded with the value rejects held for them."""
     reason, kind, detail = reject
@@ -323,6 +355,8 @@ def _prepare(
         pushdown.unhashed += int(sql_hashes.isna().sum())
     keys = tx.normalise_keys(chunk, mapping.user_id)
     usable, rejects = tx.screen_keys(chunk, keys, mapping, null_tokens=null_tokens)
+    if pushdown is not None:
+        rejects = pushdown.relabel(rejects, chunk[mapping.user_id])
     chunk, keys = chunk[usable], keys[usable]
     hashes = tx.row_hashes(chunk, mapping, salt)
     moved_rows = Counter(keys.tolist()) if pushdown is not None else None

@@ -123,19 +123,22 @@ def check_mode(settings: Settings, warehouse: Engine) -> str | None:
 class Probe:
     """What the diff needs to know of the source: its columns' SQL types and whether it has rows."""
 
-    types: dict[str, str]
+    types: dict[str, str]  # every column read, in order (id first)
 
     @property
     def empty(self) -> bool:
         return not self.types
 
+    @property
+    def columns(self) -> list[str]:
+        return list(self.types)
 
-def diff_columns(mapping: UserMapping) -> list[str]:
-    """The source columns the diff reads: the mapped ones (id first), and updated_at for duplicates."""
-    columns = list(mapping.columns)
-    if mapping.updated_at and mapping.updated_at not in columns:
-        columns.append(mapping.updated_at)
-    return columns
+
+def diff_columns(mapping: UserMapping) -> tuple[list[str], list[str]]:
+    """The source columns the diff reads: the mapped ones (id first; required), and updated_at for duplicates
+    (when the query has it, as on the full read)."""
+    optional = [mapping.updated_at] if mapping.updated_at and mapping.updated_at not in mapping.columns else []
+    return list(mapping.columns), optional
 
 
 def source_of(raw: sa.Subquery, columns: list[str]) -> sa.Subquery:
@@ -143,13 +146,16 @@ def source_of(raw: sa.Subquery, columns: list[str]) -> sa.Subquery:
     return sa.select(*(sa.column(c) for c in columns)).select_from(raw).subquery("we_src")
 
 
-def probe(warehouse: Engine, raw: sa.Subquery, params: dict[str, Any], columns: list[str]) -> Probe | str:
+def probe(
+    warehouse: Engine, raw: sa.Subquery, params: dict[str, Any], required: list[str], optional: list[str]
+) -> Probe | str:
     """The SQL type of each column (one row read), or the reason the diff cannot hash this source."""
     every: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(raw).limit(0)
     typeof = sa.func.pg_typeof if warehouse.dialect.name == "postgresql" else sa.func.typeof
     with connect_with_retry(warehouse) as conn:
         present = set(conn.execute(every, params).keys())
-        missing = [c for c in columns if c not in present]
+        missing = [c for c in required if c not in present]
+        columns = required + [c for c in optional if c in present]
         if missing:
             return f"column {missing[0]!r} is not in the query result"
         clash = present & {HASH_COLUMN, ROWS_COLUMN}
@@ -179,6 +185,22 @@ def source_rows(warehouse: Engine, source: sa.Subquery, params: dict[str, Any]) 
         n = conn.execute(sa.select(sa.func.count()).select_from(source), params).scalar_one()
         conn.rollback()
     return int(n)
+
+
+def positions(
+    warehouse: Engine, source: sa.Subquery, params: dict[str, Any], user_id: str, values: list[Any]
+) -> tuple[int, dict[Any, int]]:
+    """Where rows sit in the full read's order (by the raw id, NULLs last), for the labels of rows without a
+    usable id (``row:N``, as the full read numbers them): the number of rows with an id, and per given id
+    value the number of rows whose id sorts before it. One narrow scan."""
+    col = source.c[user_id]
+    distinct = list(dict.fromkeys(values))
+    counts: list[Any] = [sa.func.count(col)]
+    counts += [sa.func.count().filter(col < sa.bindparam(f"we_pos_{i}", v)) for i, v in enumerate(distinct)]
+    with connect_with_retry(warehouse) as conn:
+        row = conn.execute(sa.select(*counts).select_from(source), params).one()
+        conn.rollback()
+    return int(row[0]), {v: int(n) for v, n in zip(distinct, row[1:], strict=True)}
 
 
 def _as_text(col: Any, dialect: str) -> Any:
@@ -219,7 +241,7 @@ def diff_select(
     full_refresh: bool = False,
 ) -> sa.Select[Any]:
     """The rows to hand to the worker, with their SQL hash and their id's row count, ordered by id."""
-    columns = diff_columns(mapping)
+    columns = probe.columns
     types = ",".join(f"{c}:{probe.types.get(c, '')}" for c in columns)
     digest = row_hash(source, list(mapping.columns), f"{_HASH_VERSION}|{salt}|{types}", dialect)
     key = user_key(source, mapping.user_id)
