@@ -226,6 +226,19 @@ def row_hash(source: sa.Subquery, columns: list[str], salt: str, dialect: str) -
     return digest
 
 
+def salted(salt: str, probe: Probe) -> str:
+    """The hash's salt: the version of the canonical text, the full read's salt (mapping fingerprint and
+    attribute types) and every column's SQL type (a type change re-reads every row once)."""
+    types = ",".join(f"{c}:{t}" for c, t in probe.types.items())
+    return f"{_HASH_VERSION}|{salt}|{types}"
+
+
+def keyed_hashes(source: sa.Subquery, mapping: UserMapping, probe: Probe, salt: str, dialect: str) -> sa.Select[Any]:
+    """``(k, h)``: each source row's id as the state keys it and its hash, as :func:`diff_select` computes them."""
+    digest = row_hash(source, list(mapping.columns), salted(salt, probe), dialect)
+    return sa.select(user_key(source, mapping.user_id).label("k"), digest.label("h")).select_from(source)
+
+
 def user_key(source: sa.Subquery, user_id: str) -> Any:
     """The id as the state holds it (trimmed text; empty is no id) for integer and text id columns."""
     return sa.func.nullif(sa.func.trim(sa.cast(source.c[user_id], sa.Text)), "")
@@ -242,8 +255,7 @@ def diff_select(
 ) -> sa.Select[Any]:
     """The rows to hand to the worker, with their SQL hash and their id's row count, ordered by id."""
     columns = probe.columns
-    types = ",".join(f"{c}:{probe.types.get(c, '')}" for c in columns)
-    digest = row_hash(source, list(mapping.columns), f"{_HASH_VERSION}|{salt}|{types}", dialect)
+    digest = row_hash(source, list(mapping.columns), salted(salt, probe), dialect)
     key = user_key(source, mapping.user_id)
 
     # Duplicate ids, from a narrow aggregate (the id and updated_at only).
