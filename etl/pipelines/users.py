@@ -167,8 +167,9 @@ def _plan_pushdown(
     if all(a.type for a in mapping.attributes):
         sample = pd.DataFrame(columns=found.columns)
     else:
-        first = next(iter(read_chunks(warehouse, ordered.limit(mapping.chunk_rows), params)), None)
-        sample = first if first is not None else pd.DataFrame(columns=found.columns)
+        # Read to the end (one chunk at most): an abandoned reader would close its connection at random later.
+        frames = list(read_chunks(warehouse, ordered.limit(mapping.chunk_rows), params))
+        sample = frames[0] if frames else pd.DataFrame(columns=found.columns)
     types, new, notes = tx.resolve_types(mapping, sample, run.store.registry("users"))
     report.notes.extend(notes)
     salt = tx.types_salt(mapping, types, null_tokens=garbage.null_tokens(settings.null_tokens))

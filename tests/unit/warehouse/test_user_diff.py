@@ -1,0 +1,89 @@
+"""The in-warehouse diff's statement: composed, never spliced; which SQL types it hashes; where it can run."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from etl.config import Settings
+from etl.errors import ConfigError
+from etl.mappings.users import user_mapping_from_dict
+from etl.warehouse import user_diff
+
+MAPPING = user_mapping_from_dict(
+    {
+        "source": {"query": "users/users.sql", "user_id": "user_id", "updated_at": "updated_at"},
+        "system_attributes": {"email": "email"},
+        "custom_attributes": {"plan": {"type": "string"}},
+    }
+)
+
+
+def _source() -> sa.Subquery:
+    raw = sa.text("SELECT * FROM users WHERE name = :who").columns(sa.column("user_id")).subquery("we_raw")
+    return user_diff.source_of(raw, ["user_id", "email", "plan", "updated_at"])
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "ok"),
+    [
+        ("VARCHAR", True),
+        ("character varying", True),
+        ("DECIMAL(12,2)", True),
+        ("numeric", True),
+        ("TIMESTAMP WITH TIME ZONE", True),
+        ("timestamp without time zone", True),
+        ("INTEGER[]", True),
+        ("jsonb", True),
+        ("STRUCT(a INTEGER)", True),
+        ("BLOB", False),
+        ("bytea", False),
+        ("MAP(VARCHAR, INTEGER)", False),
+        ("UNION(a INTEGER, b VARCHAR)", False),
+        ("geometry", False),
+    ],
+)
+def test_types_the_hash_covers(sql_type: str, ok: bool) -> None:
+    assert user_diff._family_ok(sql_type) is ok
+
+
+def test_only_text_and_integer_ids() -> None:
+    assert user_diff._is_key_type("BIGINT") and user_diff._is_key_type("text")
+    assert not user_diff._is_key_type("DOUBLE") and not user_diff._is_key_type("uuid")
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgresql"])
+def test_statement_binds_the_salt_and_keeps_the_query_parameters(dialect: str) -> None:
+    probe = user_diff.Probe(
+        types={"user_id": "VARCHAR", "email": "VARCHAR", "plan": "VARCHAR", "updated_at": "TIMESTAMP"}
+    )
+    salt = "mapping'); DROP TABLE we_user_state; --"
+    stmt = user_diff.diff_select(_source(), MAPPING, probe, salt, dialect=dialect)
+    target = sa.create_engine("duckdb:///:memory:").dialect if dialect == "duckdb" else postgresql.dialect()
+    compiled = stmt.compile(dialect=target)
+    text = str(compiled)
+    assert "DROP TABLE" not in text and "we_hash_salt" in compiled.params and "who" in compiled.params
+    assert salt in compiled.params["we_hash_salt"]
+    assert "IS DISTINCT FROM" in text and "LEFT OUTER JOIN we_user_state" in text and "GROUP BY" in text
+    assert ("TRY_CAST" in text) is (dialect == "duckdb")
+
+
+def test_full_refresh_moves_every_row() -> None:
+    probe = user_diff.Probe(types={"user_id": "VARCHAR", "email": "VARCHAR", "plan": "VARCHAR"})
+    stmt = user_diff.diff_select(_source(), MAPPING, probe, "s", dialect="postgresql", full_refresh=True)
+    assert "WHERE" not in str(stmt.compile(dialect=postgresql.dialect())).split("we_dups")[-1]
+
+
+def test_where_it_can_run() -> None:
+    engine = sa.create_engine("duckdb:///:memory:")
+    base = {"warehouse_url": "duckdb:///w.duckdb"}
+    assert user_diff.check_mode(Settings.from_mapping(base, credentials=False), engine) is None
+    assert user_diff.check_mode(Settings.from_mapping(base | {"users_diff": "python"}, credentials=False), engine)
+    elsewhere = base | {"state_url": "duckdb:///s.duckdb"}
+    assert "another database" in str(user_diff.check_mode(Settings.from_mapping(elsewhere, credentials=False), engine))
+    forced = Settings.from_mapping(elsewhere | {"users_diff": "warehouse"}, credentials=False)
+    with pytest.raises(ConfigError, match="users_diff"):
+        user_diff.check_mode(forced, engine)
+    sqlite = sa.create_engine("sqlite://")
+    assert "sqlite" in str(user_diff.check_mode(Settings.from_mapping(base, credentials=False), sqlite))
