@@ -81,7 +81,7 @@ class _Pushdown:
         if self.confirmed:
             text += f", {self.confirmed} found unchanged here (their warehouse hash stored)"
         if self.unhashed:
-            text += f", {self.unhashed} could not be hashed in SQL (a value that did not cast to text): compared here"
+            text += f", {self.unhashed} without a warehouse hash: compared here only"
         return text
 
 

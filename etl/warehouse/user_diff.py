@@ -3,9 +3,9 @@
 When the state tables live in the warehouse database (``STATE_URL`` empty or equal to ``WAREHOUSE_URL``),
 one SQL statement, composed with SQLAlchemy around the user query as a subquery:
 
-1. hashes every source row in the warehouse: ``md5`` over a canonical text of the mapped columns (each
-   value cast to text, prefixed with its length, NULL as a marker), salted with the mapping's fingerprint,
-   the attribute types and the columns' SQL types, so a mapping or type change re-reads every row;
+1. hashes every source row in the warehouse (:func:`row_hash`: DuckDB's ``hash()`` over the typed values,
+   PostgreSQL's ``md5`` over a canonical text), salted with the mapping's fingerprint, the attribute types
+   and the columns' SQL types, so a mapping or type change re-reads every row (once: see below);
 2. finds duplicate ids with a narrow ``GROUP BY`` and keeps, for an id already in the state, only its rows
    with the latest ``updated_at`` (ties and ids never accepted move whole, for the worker's one rule);
 3. ``LEFT JOIN we_user_state`` and keeps the rows whose hash ``IS DISTINCT FROM`` the accepted one: new
@@ -203,27 +203,19 @@ def positions(
     return int(row[0]), {v: int(n) for v, n in zip(distinct, row[1:], strict=True)}
 
 
-def _as_text(col: Any, dialect: str) -> Any:
-    # DuckDB: TRY_CAST, so a value that cannot be cast makes the row's hash NULL (read and compared in the
-    # worker, reported) instead of failing the query. PostgreSQL casts every type to text.
-    return sa.try_cast(col, sa.Text) if dialect == "duckdb" else sa.cast(col, sa.Text)
-
-
 def row_hash(source: sa.Subquery, columns: list[str], salt: str, dialect: str) -> Any:
-    """md5 (hex) of the salt and each column as ``<length>:<text>`` (``~`` for NULL), NULL when a value
-    could not be cast (DuckDB). Lengths make the concatenation unambiguous."""
-    parts: list[Any] = [sa.bindparam("we_hash_salt", salt, type_=sa.Text)]
-    uncastable: list[Any] = []
+    """Each row's hash as text. DuckDB: its vectorised ``hash()`` over the salt and the typed values (about 8x
+    faster here than md5 over text; equal values hash alike, NULL included). PostgreSQL: ``md5`` (hex) over
+    the salt and each value as ``<length>:<text>`` (``~`` for NULL; lengths keep the concatenation
+    unambiguous); every PostgreSQL type casts to text."""
+    salt_param = sa.bindparam("we_hash_salt", salt, type_=sa.Text)
+    if dialect == "duckdb":
+        return sa.cast(sa.func.hash(salt_param, *(source.c[name] for name in columns)), sa.Text)
+    parts: list[Any] = [salt_param]
     for name in columns:
-        col = source.c[name]
-        text = _as_text(col, dialect)
+        text = sa.cast(source.c[name], sa.Text)
         parts.append(sa.func.coalesce(sa.cast(sa.func.length(text), sa.Text) + sa.literal(":") + text, "~"))
-        if dialect == "duckdb":
-            uncastable.append(sa.and_(col.is_not(None), text.is_(None)))
-    digest = sa.func.md5(sa.func.concat_ws(sa.literal("|"), *parts), type_=sa.String)
-    if uncastable:
-        return sa.case((sa.or_(*uncastable), sa.null()), else_=digest)
-    return digest
+    return sa.func.md5(sa.func.concat_ws(sa.literal("|"), *parts), type_=sa.String)
 
 
 def salted(salt: str, probe: Probe) -> str:
