@@ -43,7 +43,7 @@ WITH base AS (
            (i * 7919 + 104729) % 1000003 AS a,
            (i * 6151 + 3571) % 999983 AS b,
            (i * 2654435761) % 4294967291 AS c
-    FROM generate_series(0::bigint, %(n)s::bigint - 1) AS t(i)
+    FROM generate_series(CAST(0 AS BIGINT), CAST(:n AS BIGINT) - 1) AS t(i)
 )
 SELECT
     CAST('u' || lpad(CAST(i AS VARCHAR), 9, '0') AS varchar(100)) AS user_id,
@@ -125,13 +125,15 @@ def build(url: str, rows: int) -> float:
             con.execute("SET TimeZone='UTC'")
             con.execute(prep.GENERATE, [rows])
     else:
-        import psycopg
+        import sqlalchemy as sa
 
-        with psycopg.connect(prep._libpq(url), autocommit=True) as con:
-            con.execute("DROP TABLE IF EXISTS users")
-            con.execute(PG_GENERATE, {"n": rows})
-            con.execute("ALTER TABLE users ADD PRIMARY KEY (user_id)")
-            con.execute("VACUUM ANALYZE users")
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS users"))
+            conn.execute(sa.text(PG_GENERATE), {"n": rows})  # SQLAlchemy escapes the % operators for psycopg
+            conn.execute(sa.text("ALTER TABLE users ADD PRIMARY KEY (user_id)"))
+            conn.execute(sa.text("VACUUM ANALYZE users"))
+        engine.dispose()
     return time.perf_counter() - started
 
 

@@ -3,9 +3,10 @@
 When the state tables live in the warehouse database (``STATE_URL`` empty or equal to ``WAREHOUSE_URL``),
 one SQL statement, composed with SQLAlchemy around the user query as a subquery:
 
-1. hashes every source row in the warehouse (:func:`row_hash`: DuckDB's ``hash()`` over the typed values,
-   PostgreSQL's ``md5`` over a canonical text), salted with the mapping's fingerprint, the attribute types
-   and the columns' SQL types, so a mapping or type change re-reads every row (once: see below);
+1. hashes every source row in the warehouse (:func:`row_hash`: DuckDB's ``hash()``, PostgreSQL's
+   ``hash_record_extended`` over the typed values, or ``md5`` over a canonical text before PostgreSQL 14),
+   salted with the mapping's fingerprint, the attribute types and the columns' SQL types, so a mapping or
+   type change re-reads every row (once: see below);
 2. finds duplicate ids with a narrow ``GROUP BY`` and keeps, for an id already in the state, only its rows
    with the latest ``updated_at`` (ties and ids never accepted move whole, for the worker's one rule);
 3. ``LEFT JOIN we_user_state`` and keeps the rows whose hash ``IS DISTINCT FROM`` the accepted one: new
@@ -21,6 +22,7 @@ then on stay in the warehouse.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -124,6 +126,8 @@ class Probe:
     """What the diff needs to know of the source: its columns' SQL types and whether it has rows."""
 
     types: dict[str, str]  # every column read, in order (id first)
+    #: PostgreSQL >= 14 has hash_record_extended (a typed 64-bit row hash, 5x faster here than md5 over text).
+    record_hash: bool = False
 
     @property
     def empty(self) -> bool:
@@ -166,6 +170,9 @@ def probe(
             sa.select(*(sa.cast(typeof(source.c[c]), sa.Text).label(c) for c in columns)).select_from(source).limit(1),
             params,
         ).first()
+        version = 0
+        if warehouse.dialect.name == "postgresql":
+            version = int(conn.execute(sa.select(sa.func.current_setting("server_version_num"))).scalar_one())
         conn.rollback()
     if row is None:
         return Probe(types={})
@@ -176,7 +183,7 @@ def probe(
     for column, sql_type in types.items():
         if not _family_ok(sql_type):
             return f"column {column!r} has SQL type {sql_type}, which the in-warehouse hash does not cover"
-    return Probe(types=types)
+    return Probe(types=types, record_hash=version >= 140000)
 
 
 def source_rows(warehouse: Engine, source: sa.Subquery, params: dict[str, Any]) -> int:
@@ -203,15 +210,52 @@ def positions(
     return int(row[0]), {v: int(n) for v, n in zip(distinct, row[1:], strict=True)}
 
 
-def row_hash(source: sa.Subquery, columns: list[str], salt: str, dialect: str) -> Any:
-    """Each row's hash as text. DuckDB: its vectorised ``hash()`` over the salt and the typed values (about 8x
-    faster here than md5 over text; equal values hash alike, NULL included). PostgreSQL: ``md5`` (hex) over
-    the salt and each value as ``<length>:<text>`` (``~`` for NULL; lengths keep the concatenation
-    unambiguous); every PostgreSQL type casts to text."""
-    salt_param = sa.bindparam("we_hash_salt", salt, type_=sa.Text)
+#: PostgreSQL types with an extended hash function (json has none: it is hashed as its text).
+_PG_HASHABLE: Final = (
+    "smallint",
+    "integer",
+    "bigint",
+    "numeric",
+    "real",
+    "double precision",
+    "text",
+    "character varying",
+    "character",
+    "name",
+    "boolean",
+    "date",
+    "timestamp without time zone",
+    "timestamp with time zone",
+    "time without time zone",
+    "time with time zone",
+    "interval",
+    "jsonb",
+    "uuid",
+)
+
+
+def _seed(salt: str) -> int:
+    return int.from_bytes(hashlib.sha256(salt.encode()).digest()[:8], "little", signed=True)
+
+
+def row_hash(source: sa.Subquery, columns: list[str], salt: str, dialect: str, probe: Probe) -> Any:
+    """Each row's hash as text, equal for equal values (NULL included), salted.
+
+    DuckDB: its vectorised ``hash()`` over the salt and the typed values (8x faster here than md5 over text).
+    PostgreSQL 14+: ``hash_record_extended`` over a row of the typed values (json as text), seeded with the
+    salt (5x faster than md5). Older PostgreSQL: ``md5`` (hex) over the salt and each value as
+    ``<length>:<text>`` (``~`` for NULL; lengths keep the concatenation unambiguous)."""
     if dialect == "duckdb":
+        salt_param = sa.bindparam("we_hash_salt", salt, type_=sa.Text)
         return sa.cast(sa.func.hash(salt_param, *(source.c[name] for name in columns)), sa.Text)
-    parts: list[Any] = [salt_param]
+    if probe.record_hash:
+        values = [
+            source.c[c] if probe.types.get(c, "").removesuffix("[]") in _PG_HASHABLE else sa.cast(source.c[c], sa.Text)
+            for c in columns
+        ]
+        seed = sa.bindparam("we_hash_seed", _seed(salt), type_=sa.BigInteger)
+        return sa.cast(sa.func.hash_record_extended(sa.func.row(*values), seed), sa.Text)
+    parts: list[Any] = [sa.bindparam("we_hash_salt", salt, type_=sa.Text)]
     for name in columns:
         text = sa.cast(source.c[name], sa.Text)
         parts.append(sa.func.coalesce(sa.cast(sa.func.length(text), sa.Text) + sa.literal(":") + text, "~"))
@@ -227,7 +271,7 @@ def salted(salt: str, probe: Probe) -> str:
 
 def keyed_hashes(source: sa.Subquery, mapping: UserMapping, probe: Probe, salt: str, dialect: str) -> sa.Select[Any]:
     """``(k, h)``: each source row's id as the state keys it and its hash, as :func:`diff_select` computes them."""
-    digest = row_hash(source, list(mapping.columns), salted(salt, probe), dialect)
+    digest = row_hash(source, list(mapping.columns), salted(salt, probe), dialect, probe)
     return sa.select(user_key(source, mapping.user_id).label("k"), digest.label("h")).select_from(source)
 
 
@@ -247,7 +291,7 @@ def diff_select(
 ) -> sa.Select[Any]:
     """The rows to hand to the worker, with their SQL hash and their id's row count, ordered by id."""
     columns = probe.columns
-    digest = row_hash(source, list(mapping.columns), salted(salt, probe), dialect)
+    digest = row_hash(source, list(mapping.columns), salted(salt, probe), dialect, probe)
     key = user_key(source, mapping.user_id)
 
     # Duplicate ids, from a narrow aggregate (the id and updated_at only).

@@ -55,7 +55,7 @@ def test_only_text_and_integer_ids() -> None:
 
 @pytest.mark.parametrize("dialect", ["duckdb", "postgresql"])
 def test_statement_binds_the_salt_and_keeps_the_query_parameters(dialect: str) -> None:
-    probe = user_diff.Probe(
+    probe = user_diff.Probe(  # PostgreSQL before 14: md5 over text
         types={"user_id": "VARCHAR", "email": "VARCHAR", "plan": "VARCHAR", "updated_at": "TIMESTAMP"}
     )
     salt = "mapping'); DROP TABLE we_user_state; --"
@@ -67,6 +67,16 @@ def test_statement_binds_the_salt_and_keeps_the_query_parameters(dialect: str) -
     assert salt in compiled.params["we_hash_salt"]
     assert "IS DISTINCT FROM" in text and "LEFT OUTER JOIN we_user_state" in text and "GROUP BY" in text
     assert ("md5" in text) is (dialect == "postgresql") and ("hash(" in text) is (dialect == "duckdb")
+
+
+def test_postgresql_14_hashes_typed_rows_with_json_as_text() -> None:
+    types = {"user_id": "text", "email": "json", "plan": "character varying", "updated_at": "timestamp with time zone"}
+    probe = user_diff.Probe(types=types, record_hash=True)
+    stmt = user_diff.diff_select(_source(), MAPPING, probe, "salt", dialect="postgresql")
+    compiled = stmt.compile(dialect=postgresql.dialect())
+    text = str(compiled)
+    assert "hash_record_extended(row(we_src.user_id, CAST(we_src.email AS TEXT), we_src.plan)" in text
+    assert "md5" not in text and isinstance(compiled.params["we_hash_seed"], int)
 
 
 def test_full_refresh_moves_every_row() -> None:
