@@ -39,7 +39,7 @@ from etl.webengage.models import SendRequest, deterministic_request_id
 from etl.webengage.overflow import OverflowLane
 
 PIPELINE = "users"
-UserKey = tuple[str, int, str, str | None]  # user id, source hash, field mask, warehouse hash (in-warehouse diff)
+UserKey = tuple[str, int, str, int | None]  # user id, source hash, field mask, warehouse hash (in-warehouse diff)
 
 
 @dataclass
@@ -351,7 +351,8 @@ def _prepare(
     sql_hashes: pd.Series | None = None
     if pushdown is not None:
         pushdown.moved += len(chunk)
-        sql_hashes = chunk.pop(user_diff.HASH_COLUMN).astype(object).where(lambda h: h.notna(), None)
+        raw_hashes = chunk.pop(user_diff.HASH_COLUMN).tolist()
+        sql_hashes = pd.Series([None if _missing(h) else int(h) for h in raw_hashes], index=chunk.index, dtype=object)
         id_rows = chunk.pop(user_diff.ROWS_COLUMN)
         pushdown.unhashed += int(sql_hashes.isna().sum())
     keys = tx.normalise_keys(chunk, mapping.user_id)

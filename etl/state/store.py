@@ -32,7 +32,7 @@ USER_STATE = sa.table(
     sa.column("field_mask", sa.String),
     sa.column("accepted_at", sa.DateTime),
     sa.column("run_id", sa.String),
-    sa.column("source_hash", sa.String),
+    sa.column("source_hash", sa.BigInteger),
 )
 REGISTRY = sa.table(
     "we_attribute_registry",
@@ -85,7 +85,7 @@ _UPSERT_USER_STATE = sa.text(
     sa.bindparam("ids", type_=sa.ARRAY(sa.String)),
     sa.bindparam("hashes", type_=sa.ARRAY(sa.BigInteger)),
     sa.bindparam("masks", type_=sa.ARRAY(sa.String)),
-    sa.bindparam("sources", type_=sa.ARRAY(sa.String)),
+    sa.bindparam("sources", type_=sa.ARRAY(sa.BigInteger)),
 )
 
 #: Reject kinds re-driven by later runs (and so counted towards dying); data rejects wait for a fix.
@@ -161,7 +161,7 @@ class StateStore:
         conn: Connection,
         rows: Sequence[tuple[str, int, str]],
         run_id: str,
-        source_hashes: Sequence[str | None] | None = None,
+        source_hashes: Sequence[int | None] | None = None,
     ) -> None:
         """Record accepted payloads; call inside :meth:`transaction`, only after WebEngage accepted them.
 
@@ -173,13 +173,13 @@ class StateStore:
         params = {"ids": ids, "hashes": hashes, "masks": masks, "sources": sources}
         conn.execute(_UPSERT_USER_STATE, {**params, "now": self.clock(), "run_id": run_id})
 
-    def confirm_source_hashes(self, conn: Connection, rows: Sequence[tuple[str, str]]) -> None:
+    def confirm_source_hashes(self, conn: Connection, rows: Sequence[tuple[str, int]]) -> None:
         """Store the warehouse hash of rows found unchanged by the worker (their payload hash matched): the
         migration from the full-read path, and rows whose SQL text changed but whose payload cannot have."""
         if not rows:
             return
         ids = sa.bindparam("ids", type_=sa.ARRAY(sa.String))
-        hashes = sa.bindparam("hashes", type_=sa.ARRAY(sa.String))
+        hashes = sa.bindparam("hashes", type_=sa.ARRAY(sa.BigInteger))
         pairs = sa.select(sa.func.unnest(ids).label("uid"), sa.func.unnest(hashes).label("h")).subquery("we_confirm")
         stmt = sa.update(USER_STATE).where(USER_STATE.c.user_id == pairs.c.uid).values(source_hash=pairs.c.h)
         conn.execute(stmt, {"ids": [r[0] for r in rows], "hashes": [r[1] for r in rows]})
