@@ -39,6 +39,8 @@ from etl.webengage.models import SendRequest, deterministic_request_id
 from etl.webengage.overflow import OverflowLane
 
 PIPELINE = "users"
+#: Rows per chunk of the in-warehouse diff's result (see _sync).
+DIFF_CHUNK_ROWS = 10_000
 UserKey = tuple[str, int, str, int | None]  # user id, source hash, field mask, warehouse hash (in-warehouse diff)
 
 
@@ -195,11 +197,14 @@ def _sync(run: Run, mapping: UserMapping, *, as_of: datetime, full_refresh: bool
     # reads the ordered extract in key ranges instead of sorting all of it in this process's memory (the
     # in-warehouse diff's result is small: one ordered query).
     label = f"segment preset ({mapping.segment_schema})" if mapping.preset == "segment" else mapping.query
+    # The diff's rows come sorted from the warehouse: smaller chunks cost little there and keep this process's
+    # memory at a few thousand rows whatever the share changed (a full refresh keeps the mapping's chunks).
+    chunk_rows = mapping.chunk_rows if pushdown is None or full_refresh else min(mapping.chunk_rows, DIFF_CHUNK_ROWS)
     chunks = read_chunks(
         run.warehouse(),
         pushdown.stmt if pushdown else stmt,
         params,
-        chunk_rows=mapping.chunk_rows,
+        chunk_rows=chunk_rows,
         order_key=mapping.user_id,
         label=label,
         key_ranges=pushdown is None,
