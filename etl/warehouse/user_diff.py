@@ -294,14 +294,17 @@ def diff_select(
 ) -> sa.Select[Any]:
     """The rows to hand to the worker, with their SQL hash and their id's row count, ordered by id.
 
-    The joins with the state and the duplicates run on a narrow projection (id, hash, updated_at): joining
-    the 30-column rows themselves made DuckDB hold every row in its hash table (2 GB at 10M users, and
-    90 s once spilled under a memory limit). Only the rows picked there are joined back to the source,
-    with the picked ids as the small side."""
+    DuckDB (in this process, often under a memory limit): the joins with the state and the duplicates run on
+    a narrow projection (id, hash, updated_at) and only the picked rows are joined back to the source;
+    joining the 30-column rows themselves took 84 s instead of 20 s at 10M users under a 256 MB limit.
+    PostgreSQL: one pass (its planner cannot know how few rows the narrow pick keeps, and builds the hash
+    table of the join back on the wide side: 21 s instead of 7 s at 1M users)."""
     digest = row_hash(source, list(mapping.columns), salted(salt, probe), dialect, probe)
     key = user_key(source, mapping.user_id)
     latest = mapping.duplicate_rule == "latest_updated_at" and bool(mapping.updated_at)
     decidable = latest and _is_temporal(probe.types.get(mapping.updated_at or "", ""))
+    if dialect != "duckdb":
+        return _one_pass(source, mapping, probe, digest, key, decidable, full_refresh=full_refresh)
     narrow: list[Any] = [key.label("k"), digest.label("h")]
     if decidable and mapping.updated_at:
         narrow.append(source.c[mapping.updated_at].label("u"))
@@ -337,3 +340,37 @@ def diff_select(
     no_id = sa.select(*out, digest.label(HASH_COLUMN), sa.literal(1).label(ROWS_COLUMN)).where(key.is_(None))
     both = sa.union_all(rows, no_id).subquery("we_moved")
     return sa.select(*both.c).order_by(both.c[mapping.user_id])
+
+
+def _one_pass(
+    source: sa.Subquery,
+    mapping: UserMapping,
+    probe: Probe,
+    digest: Any,
+    key: Any,
+    decidable: bool,
+    *,
+    full_refresh: bool,
+) -> sa.Select[Any]:
+    """:func:`diff_select` as one pass over the source rows (the same rows)."""
+    updated = source.c[mapping.updated_at] if decidable and mapping.updated_at else None
+    top = sa.func.max(updated) if updated is not None else sa.null()
+    dups = (
+        sa.select(key.label("k"), sa.func.count().label("n"), top.label("top"))
+        .select_from(source)
+        .group_by(key)
+        .having(sa.func.count() > 1)
+        .subquery("we_dups")
+    )
+    joined = source.outerjoin(USER_STATE, USER_STATE.c.user_id == key).outerjoin(dups, dups.c.k == key)
+    stmt = sa.select(
+        *(source.c[c] for c in probe.columns),
+        digest.label(HASH_COLUMN),
+        sa.func.coalesce(dups.c.n, 1).label(ROWS_COLUMN),
+    ).select_from(joined)
+    if not full_refresh:
+        changed = sa.and_(dups.c.k.is_(None), USER_STATE.c.source_hash.is_distinct_from(digest))
+        whole = sa.or_(USER_STATE.c.user_id.is_(None), dups.c.top.is_(None))
+        latest_rows = sa.or_(whole, updated == dups.c.top) if updated is not None else sa.true()
+        stmt = stmt.where(sa.or_(changed, sa.and_(dups.c.k.is_not(None), latest_rows)))
+    return stmt.order_by(source.c[mapping.user_id])
