@@ -17,7 +17,8 @@ DATED_TESTS := tests/dags tests/e2e tests/integration/test_cohorts_pipeline.py \
                tests/integration/test_events_pipeline.py tests/integration/test_demo_warehouse.py \
                tests/integration/test_real_account.py tests/integration/test_plan.py tests/unit/webhooks \
                tests/integration/test_merges.py tests/integration/test_erasures.py \
-               tests/integration/test_events_pushdown.py tests/integration/test_cohort_diff.py
+               tests/integration/test_events_pushdown.py tests/integration/test_cohort_diff.py \
+               tests/integration/test_users_diff_migration.py
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11+"; exit 1; }

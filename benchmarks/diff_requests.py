@@ -10,7 +10,13 @@ queued and checkpoints each accepted batch (about 24 ms a batch on DuckDB, so 16
 Both give the same diff (measured: 400 requests either way). The measured run goes to a MockTransport that
 counts requests and records every userId it receives.
 
+``--users-diff`` picks where the diff runs (issue 16; default ``auto``: in the warehouse). With ``--warm
+hashes`` the warehouse hashes are warmed too (``diff_users.warm_sql_hashes``) unless ``--migrate``: then the
+measured run is the migration run of a deployment switching from the full read (every row read once).
+
     .venv/bin/python benchmarks/diff_requests.py --users 1000000
+    .venv/bin/python benchmarks/diff_requests.py --users 1000000 --users-diff python
+    .venv/bin/python benchmarks/diff_requests.py --users 1000000 --migrate
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ class CountingTransport(httpx.MockTransport):
         return httpx.Response(201, content=_QUEUED, headers={"Content-Type": "application/json"})
 
 
-def settings_for(url: str) -> Settings:
+def settings_for(url: str, users_diff: str = "auto") -> Settings:
     # No pacing (the mock has no limit): the figure is a request count, not a rate.
     return Settings.from_mapping(
         {
@@ -66,14 +72,17 @@ def settings_for(url: str) -> Settings:
             "warehouse_url": url,
             "bulk_users_rpm": 1e9,
             "concurrency": 4,
+            "diff_mode": users_diff,
         }
     )
 
 
-def sync(url: str, mapping: Any, run_id: str) -> tuple[dict[str, Any], CountingTransport, float]:
+def sync(url: str, mapping: Any, run_id: str, users_diff: str) -> tuple[dict[str, Any], CountingTransport, float]:
     transport = CountingTransport()
     started = time.perf_counter()
-    summary = users.run(settings_for(url), mapping=mapping, run_id=run_id, clock=lambda: p4.AS_OF, transport=transport)
+    summary = users.run(
+        settings_for(url, users_diff), mapping=mapping, run_id=run_id, clock=lambda: p4.AS_OF, transport=transport
+    )
     return summary, transport, time.perf_counter() - started
 
 
@@ -86,6 +95,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--warm", choices=("pipeline", "hashes"), default="hashes")
+    ap.add_argument("--users-diff", choices=("auto", "warehouse", "python"), default="auto")
+    ap.add_argument("--migrate", action="store_true", help="leave the warehouse hashes unknown (migration run)")
     ap.add_argument("--keep", action="store_true", help="keep the DuckDB file (printed) instead of deleting it")
     args = ap.parse_args()
     print(f"machine: {machine()}", flush=True)
@@ -100,7 +111,7 @@ def main() -> None:
         mapping = p4.mapping_for(workdir)
 
         if args.warm == "pipeline":
-            summary, transport, took = sync(url, mapping, "warm")
+            summary, transport, took = sync(url, mapping, "warm", args.users_diff)
             sent = len(transport.user_ids)
             print(
                 f"warm (real pipeline, MockTransport 201 queued): accepted {summary['accepted']:,}, "
@@ -117,6 +128,10 @@ def main() -> None:
                 f"{warm['total_s']:.1f}s [{load()}]",
                 flush=True,
             )
+            if args.users_diff != "python" and not args.migrate:
+                from diff_users import warm_sql_hashes
+
+                print(f"warehouse hashes warmed in {warm_sql_hashes(url, mapping):.1f}s", flush=True)
 
         changed = p4.mutate(url)
         expected = changed_ids(args.users)
@@ -124,7 +139,7 @@ def main() -> None:
             raise SystemExit(f"mutation changed {changed} rows, expected {len(expected)}")
         print(f"changed {changed:,} users ({changed / args.users:.2%})", flush=True)
 
-        summary, transport, took = sync(url, mapping, "diff")
+        summary, transport, took = sync(url, mapping, "diff", args.users_diff)
         requests = sum(transport.requests.values())
         received = transport.user_ids
         missed, extra = expected - set(received), set(received) - expected
@@ -135,6 +150,7 @@ def main() -> None:
             f"unchanged users sent {len(extra)}; {took:.1f}s [{load()}]",
             flush=True,
         )
+        print(f"notes: {summary['notes']}", flush=True)
         if missed or extra or len(received) != len(expected):
             raise SystemExit("the users sent are not exactly the changed users")
     finally:

@@ -337,8 +337,8 @@ def warm_state(url: str, mapping: Any) -> dict[str, float]:
             con.register("staged_state", state)
             con.execute("DELETE FROM we_user_state")
             con.execute(
-                "INSERT INTO we_user_state SELECT user_id, payload_hash, field_mask, accepted_at, run_id "
-                "FROM staged_state"
+                "INSERT INTO we_user_state (user_id, payload_hash, field_mask, accepted_at, run_id) "
+                "SELECT user_id, payload_hash, field_mask, accepted_at, run_id FROM staged_state"
             )
     else:
         import psycopg

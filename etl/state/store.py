@@ -32,6 +32,7 @@ USER_STATE = sa.table(
     sa.column("field_mask", sa.String),
     sa.column("accepted_at", sa.DateTime),
     sa.column("run_id", sa.String),
+    sa.column("source_hash", sa.BigInteger),
 )
 REGISTRY = sa.table(
     "we_attribute_registry",
@@ -73,15 +74,18 @@ RUNS = sa.table(
 # One statement with array parameters instead of a multi-row VALUES list: SQLAlchemy caches its
 # compiled form and DuckDB runs it in ~5 ms instead of ~13 ms (a checkpoint per accepted batch).
 # unnest() over equal-length arrays zips them on both DuckDB and PostgreSQL.
+# source_hash is always written: a row accepted by the full-read path clears it (NULL), so a later
+# in-warehouse diff cannot compare against the hash of an older accepted value.
 _UPSERT_USER_STATE = sa.text(
-    "INSERT INTO we_user_state (user_id, payload_hash, field_mask, accepted_at, run_id) "
-    "SELECT unnest(:ids), unnest(:hashes), unnest(:masks), :now, :run_id "
+    "INSERT INTO we_user_state (user_id, payload_hash, field_mask, accepted_at, run_id, source_hash) "
+    "SELECT unnest(:ids), unnest(:hashes), unnest(:masks), :now, :run_id, unnest(:sources) "
     "ON CONFLICT (user_id) DO UPDATE SET payload_hash = excluded.payload_hash, field_mask = excluded.field_mask, "
-    "accepted_at = excluded.accepted_at, run_id = excluded.run_id"
+    "accepted_at = excluded.accepted_at, run_id = excluded.run_id, source_hash = excluded.source_hash"
 ).bindparams(
     sa.bindparam("ids", type_=sa.ARRAY(sa.String)),
     sa.bindparam("hashes", type_=sa.ARRAY(sa.BigInteger)),
     sa.bindparam("masks", type_=sa.ARRAY(sa.String)),
+    sa.bindparam("sources", type_=sa.ARRAY(sa.BigInteger)),
 )
 
 #: Reject kinds re-driven by later runs (and so counted towards dying); data rejects wait for a fix.
@@ -162,14 +166,33 @@ class StateStore:
         self.conn.commit()
         return {r[0]: (int(r[1]), str(r[2])) for r in rows}
 
-    def checkpoint_users(self, conn: Connection, rows: Sequence[tuple[str, int, str]], run_id: str) -> None:
-        """Record accepted payloads; call inside :meth:`transaction`, only after WebEngage accepted them."""
+    def checkpoint_users(
+        self,
+        conn: Connection,
+        rows: Sequence[tuple[str, int, str]],
+        run_id: str,
+        source_hashes: Sequence[int | None] | None = None,
+    ) -> None:
+        """Record accepted payloads; call inside :meth:`transaction`, only after WebEngage accepted them.
+
+        ``source_hashes``: the warehouse's hash of each accepted row (in-warehouse diff), else None (cleared)."""
         if not rows:
             return
         ids, hashes, masks = (list(col) for col in zip(*rows, strict=True))
-        conn.execute(
-            _UPSERT_USER_STATE, {"ids": ids, "hashes": hashes, "masks": masks, "now": self.clock(), "run_id": run_id}
-        )
+        sources = list(source_hashes) if source_hashes is not None else [None] * len(ids)
+        params = {"ids": ids, "hashes": hashes, "masks": masks, "sources": sources}
+        conn.execute(_UPSERT_USER_STATE, {**params, "now": self.clock(), "run_id": run_id})
+
+    def confirm_source_hashes(self, conn: Connection, rows: Sequence[tuple[str, int]]) -> None:
+        """Store the warehouse hash of rows found unchanged by the worker (their payload hash matched): the
+        migration from the full-read path, and rows whose SQL text changed but whose payload cannot have."""
+        if not rows:
+            return
+        ids = sa.bindparam("ids", type_=sa.ARRAY(sa.String))
+        hashes = sa.bindparam("hashes", type_=sa.ARRAY(sa.BigInteger))
+        pairs = sa.select(sa.func.unnest(ids).label("uid"), sa.func.unnest(hashes).label("h")).subquery("we_confirm")
+        stmt = sa.update(USER_STATE).where(USER_STATE.c.user_id == pairs.c.uid).values(source_hash=pairs.c.h)
+        conn.execute(stmt, {"ids": [r[0] for r in rows], "hashes": [r[1] for r in rows]})
 
     def count_users(self) -> int:
         n = self.conn.execute(sa.select(sa.func.count()).select_from(USER_STATE)).scalar_one()

@@ -149,16 +149,17 @@ def dedupe(
     ranked = order.sort_values(by, ascending=ascending, na_position="last", kind="mergesort")
     losers = ranked.index[ranked["key"].duplicated(keep="first")]
     keep[losers] = False
-    rejects = [
-        RejectRow(
-            row_key=str(keys.at[i]),
-            column=mapping.user_id,
-            reason="duplicate_user_id",
-            detail=f"another row for this id won ({mapping.duplicate_rule})",
-        )
-        for i in losers
-    ]
-    return keep, rejects
+    return keep, [duplicate_reject(str(keys.at[i]), mapping) for i in losers]
+
+
+def duplicate_reject(user_id: str, mapping: UserMapping) -> RejectRow:
+    """The reject of a row that lost to another row of its id."""
+    return RejectRow(
+        row_key=user_id,
+        column=mapping.user_id,
+        reason="duplicate_user_id",
+        detail=f"another row for this id won ({mapping.duplicate_rule})",
+    )
 
 
 # -- hashing --------------------------------------------------------------------------------------

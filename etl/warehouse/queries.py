@@ -63,6 +63,7 @@ def read_chunks(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     order_key: str | None = None,
     label: str = "query",
+    key_ranges: bool = True,
 ) -> Iterator[pd.DataFrame]:
     """Run ``sql`` (text or a SQLAlchemy statement) with bound ``params``; yield DataFrames of about
     ``chunk_rows`` rows.
@@ -73,7 +74,8 @@ def read_chunks(
     whole result would hold all of it in our memory (about +600 MB per million 30-column rows); with
     ``order_key`` DuckDB reads it in key ranges of about ``chunk_rows`` rows, each sorted on its own, in one
     transaction: the same rows in the same order, with memory bounded by the chunk size. Other databases
-    sort on their server.
+    sort on their server. ``key_ranges=False``: one ordered query instead, for a result that is small next
+    to its inputs (the in-warehouse diff: each key range would re-run the whole diff).
 
     A query the database refuses raises :class:`QueryError` naming ``label`` (the query file) with the
     database's message, not the driver's traceback."""
@@ -87,7 +89,7 @@ def read_chunks(
                     yield adbc_reader.to_frame(table)
                 return
         with connect_with_retry(engine) as conn:
-            if is_duckdb(engine) and order_key is not None and isinstance(stmt, sa.Select):
+            if is_duckdb(engine) and order_key is not None and key_ranges and isinstance(stmt, sa.Select):
                 yield from _duckdb_key_ranges(conn, stmt, params, chunk_rows, order_key)
             elif is_duckdb(engine):
                 yield from _recut_frames(_duckdb_batches(conn, stmt, params, chunk_rows), chunk_rows, order_key)
