@@ -133,9 +133,13 @@ class Probe:
 
 
 def diff_columns(mapping: UserMapping) -> tuple[list[str], list[str]]:
-    """The source columns the diff reads: the mapped ones (id first; required), and updated_at for duplicates
-    (when the query has it, as on the full read)."""
-    optional = [mapping.updated_at] if mapping.updated_at and mapping.updated_at not in mapping.columns else []
+    """The source columns the diff reads: the mapped ones (id first; required), updated_at for duplicates
+    (when the query has it, as on the full read) and the deletion column (with ``deletions = "erase"``: the
+    profile sync must see it to skip deleted users, and a row marked or unmarked deleted has changed)."""
+    extra = [mapping.updated_at] if mapping.updated_at else []
+    if mapping.deletions.erase and mapping.deletions.column:
+        extra.append(mapping.deletions.column)
+    optional = [c for c in dict.fromkeys(extra) if c not in mapping.columns]
     return list(mapping.columns), optional
 
 

@@ -194,7 +194,7 @@ def test_deletion_column_and_table_in_sql_and_in_python(
 
     # the profile sync no longer sends users marked deleted (it would re-create them)
     again = users.run(settings, mapping=mapping, run_id="users-2")
-    assert again["rejected_by_reason"].get("deleted_user", 0) >= 5 and again["accepted"] == 0
+    assert again["rejected_by_reason"].get("deleted_user", 0) >= 5 and again["accepted"] == 0, again
 
     summary = erasures.run(settings, mapping=mapping, run_id="erase-1")
     assert summary["accepted"] == 5, summary
