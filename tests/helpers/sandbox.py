@@ -46,6 +46,33 @@ def sandbox_fixture(key: str, **config: Any) -> Any:
     return sandbox
 
 
+def shared_sandbox_fixtures(defaults: SandboxConfig) -> tuple[Any, Any, Any]:
+    """A module's ``server, sandbox, client = shared_sandbox_fixtures(DEFAULTS)``: one sandbox per module
+    (``server``), reset to ``defaults`` before each test once every answer in flight has landed (``sandbox``;
+    an earlier test's request may still be answering, e.g. sleeping through a simulated timeout, and its answer
+    would count after the reset), and an authorised HTTP ``client`` to it."""
+
+    @pytest.fixture(scope="module")
+    def server() -> Iterator[SandboxServer]:
+        with SandboxServer(defaults) as running:
+            yield running
+
+    @pytest.fixture
+    def sandbox(server: SandboxServer) -> SandboxServer:
+        quiesce(server)
+        server.update_config(**defaults.to_dict())
+        server.reset()
+        return server
+
+    @pytest.fixture
+    def client(sandbox: SandboxServer) -> Iterator[httpx.Client]:
+        headers = {"Authorization": f"Bearer {defaults.api_key}"}
+        with httpx.Client(base_url=sandbox.url, headers=headers, timeout=5.0) as http:
+            yield http
+
+    return server, sandbox, client
+
+
 def sandbox_settings(sandbox: Sandbox | str, warehouse: Path | str, key: str, **values: Any) -> Settings:
     """Settings sending to ``sandbox`` (a server or its URL) from ``warehouse`` (a DuckDB file or a URL)."""
     url = sandbox if isinstance(sandbox, str) else sandbox.url

@@ -3,7 +3,6 @@ budget, idempotent request ids, the erased profile, and the status check."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 
 from etl.webengage import gdpr as client_gdpr
 from etl.webengage.models import Fetched
-from tests.helpers.sandbox import quiesce
+from tests.helpers.sandbox import shared_sandbox_fixtures
 from webengage_dev.sandbox import SandboxConfig, SandboxServer
 
 KEY = "gdpr-test-key"
@@ -22,24 +21,7 @@ DEFAULTS = SandboxConfig(license_code=LICENSE, api_key=KEY)
 PATH = f"/v1/accounts/{LICENSE}/opengdpr_requests"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    with SandboxServer(DEFAULTS) as running:
-        yield running
-
-
-@pytest.fixture
-def sandbox(server: SandboxServer) -> SandboxServer:
-    quiesce(server)
-    server.update_config(**DEFAULTS.to_dict())
-    server.reset()
-    return server
-
-
-@pytest.fixture
-def client(sandbox: SandboxServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=5.0) as http:
-        yield http
+server, sandbox, client = shared_sandbox_fixtures(DEFAULTS)
 
 
 def body(user_id: str = "u-1", request_id: str | None = None, **changes: Any) -> dict[str, Any]:

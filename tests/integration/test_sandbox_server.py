@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers.sandbox import quiesce
+from tests.helpers.sandbox import shared_sandbox_fixtures
 from webengage_dev.sandbox import SandboxConfig, SandboxServer
 from webengage_dev.sandbox.runner import SandboxProcess
 
@@ -18,26 +17,7 @@ LICENSE = "~2024bb40"
 DEFAULTS = SandboxConfig(license_code=LICENSE, api_key=KEY)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    with SandboxServer(DEFAULTS) as running:
-        yield running
-
-
-@pytest.fixture
-def sandbox(server: SandboxServer) -> SandboxServer:
-    # An earlier test's request may still be answering (one stored, then sleeping through a simulated
-    # timeout): its answer would land in the counters after the reset. Wait for every answer first.
-    quiesce(server)
-    server.update_config(**DEFAULTS.to_dict())
-    server.reset()
-    return server
-
-
-@pytest.fixture
-def client(sandbox: SandboxServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=5.0) as http:
-        yield http
+server, sandbox, client = shared_sandbox_fixtures(DEFAULTS)
 
 
 def post(client: httpx.Client, endpoint: str, body: Any, **headers: str) -> httpx.Response:
