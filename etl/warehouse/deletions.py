@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from etl.errors import QueryError
+from etl.instants import naive_utc
 from etl.mappings.users import UserMapping
 from etl.state.store import USER_STATE
 from etl.transform.users import normalise_keys
@@ -95,7 +96,8 @@ def find_deleted(
     rules = mapping.deletions
     source, params, label = source_select(mapping)
     if "as_of" in params and params["as_of"] is None:
-        params["as_of"] = as_of.replace(tzinfo=None) if as_of is not None and as_of.tzinfo is None else as_of
+        # Bound as the profile sync binds it (naive UTC): both must read the same users.
+        params["as_of"] = naive_utc(as_of) if as_of is not None else None
     listed = list_select(mapping)
     found: dict[str, set[str]] = {}
     accepted: dict[str, datetime] = {}
