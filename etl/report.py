@@ -89,9 +89,25 @@ class RunReport:
         }
 
 
-def _opening(summary: dict[str, Any]) -> str:
-    """The summary block's first word: a dry run says so before anything else (a task log shows it first)."""
-    return "== DRY RUN ==" if summary.get("dry_run") else "=="
+def heading(summary: dict[str, Any], what: str) -> str:
+    """A summary block's first line. A dry run says so before anything else (a task log shows it first)."""
+    dry = summary.get("dry_run")
+    return (
+        f"{'== DRY RUN ==' if dry else '=='} webengage-sync {what} run {summary['run_id']}: "
+        f"{summary['status'].upper()}" + (" (dry run: nothing was sent)" if dry else "")
+    )
+
+
+def counts(by_key: dict[str, Any]) -> str:
+    """``key n, key n`` (counts by reason, rule or status)."""
+    return ", ".join(f"{k} {n:,}" for k, n in by_key.items())
+
+
+def closing(summary: dict[str, Any]) -> list[str]:
+    """A summary block's last lines: the run's notes, then its failure message."""
+    return [f"   note: {n}" for n in summary.get("notes", [])] + (
+        [f"   {summary['message']}"] if summary.get("message") else []
+    )
 
 
 def render(summary: dict[str, Any]) -> str:
@@ -104,8 +120,7 @@ def render(summary: dict[str, Any]) -> str:
         return render_summary(summary)
     verb = "would send" if summary.get("dry_run") else "sent"
     lines = [
-        f"{_opening(summary)} webengage-sync {summary['pipeline']} run {summary['run_id']}: "
-        f"{summary['status'].upper()}" + (" (dry run: nothing was sent)" if summary.get("dry_run") else ""),
+        heading(summary, str(summary["pipeline"])),
         f"   extracted {summary['extracted']:,} = unchanged {summary['unchanged']:,} + accepted "
         f"{summary['accepted']:,} + rejected {summary['rejected']:,}"
         + (f" (+ {summary['sent'] - summary['accepted']:,} to send)" if summary.get("dry_run") else ""),
@@ -126,27 +141,18 @@ def render(summary: dict[str, Any]) -> str:
         ("values left out", "values_dropped_by_reason"),
     ):
         if summary.get(key):
-            lines.append(f"   {title}: " + ", ".join(f"{r} {n:,}" for r, n in summary[key].items()))
+            lines.append(f"   {title}: " + counts(summary[key]))
     for old, new in summary.get("renamed_attributes", {}).items():
         lines.append(f"   attribute renamed for WebEngage: {old} -> {new}")
-    lines.extend(f"   note: {n}" for n in summary.get("notes", []))
-    if summary.get("message"):
-        lines.append(f"   {summary['message']}")
-    return "\n".join(lines)
+    return "\n".join(lines + closing(summary))
 
 
 def _render_cohort(summary: dict[str, Any]) -> str:
     """A cohort run: members, entered/exited, attribute updates and events (counts only)."""
-    dry = summary.get("dry_run")
-    head = (
-        f"{_opening(summary)} webengage-sync cohort {summary['cohort']} ({summary['attribute']}) "
-        f"{summary['operation']} run {summary['run_id']}: {summary['status'].upper()}"
-        + (" (dry run: nothing was sent)" if dry else "")
-    )
-    excluded = ", ".join(f"{k} {v:,}" for k, v in summary["excluded"].items()) or "none"
-    verb = "would send" if dry else "sent"
+    excluded = counts(summary["excluded"]) or "none"
+    verb = "would send" if summary.get("dry_run") else "sent"
     lines = [
-        head,
+        heading(summary, f"cohort {summary['cohort']} ({summary['attribute']}) {summary['operation']}"),
         f"   query rows {summary['extracted']:,} -> members {summary['members']:,} (excluded: {excluded})",
         f"   previous members {summary['previous_members']:,}: entered {summary['entered']:,}, exited "
         f"{summary['exited']:,}, unchanged {summary['unchanged']:,}, re-sent unconfirmed {summary['resent']:,}",
@@ -160,12 +166,9 @@ def _render_cohort(summary: dict[str, Any]) -> str:
             f"{ev['failed']:,} ({ev['requests']:,} requests)"
         )
     if summary.get("rejected_by_reason"):
-        lines.append("   rejected: " + ", ".join(f"{r} {n:,}" for r, n in summary["rejected_by_reason"].items()))
+        lines.append("   rejected: " + counts(summary["rejected_by_reason"]))
     if summary.get("snapshot_members") is not None:
         lines.append(f"   members in WebEngage now: {summary['snapshot_members']:,}")
     if summary.get("guard"):
         lines.append(f"   guard: {summary['guard']}")
-    lines.extend(f"   note: {n}" for n in summary.get("notes", []))
-    if summary.get("message"):
-        lines.append(f"   {summary['message']}")
-    return "\n".join(lines)
+    return "\n".join(lines + closing(summary))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from etl.report import closing, counts, heading
 from etl.state import erasures as journal
 from etl.state.store import StateStore
 
@@ -19,12 +20,11 @@ def _minutes(requests: int, rpm: float) -> str:
 def render_summary(summary: dict[str, Any]) -> str:
     dry = summary.get("dry_run")
     rules = ", ".join(summary.get("deletion_rules") or []) or "none"
-    found = ", ".join(f"{r} {n:,}" for r, n in summary.get("detected_by", {}).items()) or "none"
+    found = counts(summary.get("detected_by", {})) or "none"
     verb = "would send" if dry else "sent"
     rpm = float(summary.get("gdpr_rpm") or 0)
     lines = [
-        f"{'== DRY RUN ==' if dry else '=='} webengage-sync erasures run {summary['run_id']}: "
-        f"{summary['status'].upper()}" + (" (dry run: nothing was sent)" if dry else ""),
+        heading(summary, "erasures"),
         f"   deletions = {summary['deletions']} (rules: {rules}); users synced before: {summary['synced_users']:,}",
         f"   deleted users found {summary['extracted']:,} (by rule: {found}) = already requested "
         f"{summary['unchanged']:,} + accepted {summary['accepted']:,} + rejected {summary['rejected']:,}"
@@ -39,23 +39,19 @@ def render_summary(summary: dict[str, Any]) -> str:
             f"{summary['replayed_accepted']:,}, not accepted {summary['replay_failed']:,}"
         )
     if summary.get("status_checks"):
-        seen = ", ".join(f"{s} {n:,}" for s, n in summary.get("statuses_seen", {}).items())
-        lines.append(f"   status checks {summary['status_checks']:,}: {seen}")
+        lines.append(f"   status checks {summary['status_checks']:,}: {counts(summary.get('statuses_seen', {}))}")
     statuses = summary.get("request_statuses") or {}
     if statuses:
         lines.append(
             "   requests by status (all runs): "
-            + ", ".join(f"{s} {n:,}" for s, n in statuses.items())
+            + counts(statuses)
             + f"; not finished in WebEngage: {summary.get('pending', 0):,}"
         )
     if summary.get("rejected_by_reason"):
-        lines.append("   rejected: " + ", ".join(f"{r} {n:,}" for r, n in summary["rejected_by_reason"].items()))
+        lines.append("   rejected: " + counts(summary["rejected_by_reason"]))
     if summary.get("guard"):
         lines.append(f"   guard: {summary['guard']} (max_erasure_share={summary['max_erasure_share']:g})")
-    lines.extend(f"   note: {n}" for n in summary.get("notes", []))
-    if summary.get("message"):
-        lines.append(f"   {summary['message']}")
-    return "\n".join(lines)
+    return "\n".join(lines + closing(summary))
 
 
 def render_requests(store: StateStore, run_id: str, *, limit: int = 50) -> str:
